@@ -1,0 +1,70 @@
+"""The scan as the product sees it, whatever file it came from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from reflame_core.geometry.similarity import Similarity
+
+
+def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """Area-weighted unit vertex normals (V,3) float32 for vertices (V,3) and faces (F,3)."""
+    v = np.asarray(vertices, np.float64)
+    tri = v[faces]
+    fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # length = 2 * area
+    n = np.zeros_like(v)
+    for k in range(3):
+        np.add.at(n, faces[:, k], fn)
+    norm = np.linalg.norm(n, axis=1, keepdims=True)
+    return (n / np.maximum(norm, 1e-20)).astype(np.float32)
+
+
+@dataclass
+class Scan:
+    """A textured head scan.
+
+    Attributes:
+        vertices: (V,3) float32, in the file's own frame and units.
+        faces: (F,3) int64 vertex indices, counter-clockwise seen from outside.
+        uv: (T,2) float32 texture coordinates in OBJ convention (origin bottom-left, v up),
+            or None. Per-corner through ``uv_faces`` so UV seams are kept.
+        uv_faces: (F,3) int64 indices into ``uv``, or None.
+        texture: (H,W,3) uint8 RGB, row 0 is the top of the image, or None.
+        vertex_colors: (V,3) uint8 RGB, or None (PLY scans usually carry these).
+        path: the file it was read from.
+        units: what one unit of ``vertices`` is, when the file says ("m", "mm", ...), else
+            "unknown".
+    """
+
+    vertices: np.ndarray
+    faces: np.ndarray
+    uv: np.ndarray | None = None
+    uv_faces: np.ndarray | None = None
+    texture: np.ndarray | None = None
+    vertex_colors: np.ndarray | None = None
+    path: Path | None = None
+    units: str = "unknown"
+    _normals: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def normals(self) -> np.ndarray:
+        """(V,3) float32 unit vertex normals, computed once."""
+        if self._normals is None:
+            self._normals = vertex_normals(self.vertices, self.faces)
+        return self._normals
+
+    @property
+    def has_texture(self) -> bool:
+        return self.texture is not None and self.uv is not None and self.uv_faces is not None
+
+    @property
+    def extent(self) -> np.ndarray:
+        """(3,) bounding-box size along x, y, z."""
+        return self.vertices.max(0) - self.vertices.min(0)
+
+    def transformed(self, sim: Similarity) -> Scan:
+        """A copy with vertices mapped by ``sim`` (texture and UVs shared, not copied)."""
+        return replace(self, vertices=sim.apply(self.vertices).astype(np.float32), _normals=None)
