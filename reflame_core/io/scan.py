@@ -1,0 +1,217 @@
+"""Load a head scan (OBJ+MTL+texture, PLY, GLB/GLTF) into a validated ``Scan``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from reflame_core.errors import ScanError
+from reflame_core.io.mesh import Scan
+from reflame_core.io.obj import read_mtl, read_obj
+
+SCAN_EXTENSIONS = (".obj", ".ply", ".glb", ".gltf")
+
+
+def read_texture(path: Path, scan_path: Path) -> np.ndarray:
+    """(H,W,3) uint8 RGB, row 0 = top; ScanError naming both files when unreadable."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise ScanError(scan_path, f"texture file not found: {path}")
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"), np.uint8).copy()
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise ScanError(scan_path, f"texture file {path} is not a readable image ({e})") from None
+
+
+def _find_texture(name: str, mtl_dir: Path, obj_dir: Path) -> Path:
+    """Resolve a ``map_Kd`` name: relative to the MTL, else the bare file name beside the OBJ."""
+    p = Path(name)
+    if p.is_absolute() and p.is_file():
+        return p
+    for candidate in (mtl_dir / p, obj_dir / p.name, mtl_dir / p.name):
+        if candidate.is_file():
+            return candidate
+    return p if p.is_absolute() else mtl_dir / p
+
+
+def _obj_texture(path: Path, mtllibs: list[str], used: list[str]) -> np.ndarray | None:
+    """The single diffuse texture used by the OBJ's faces, or None when there is none."""
+    textures: dict[str, Path] = {}
+    for lib in mtllibs:
+        mtl_path = path.parent / lib
+        if not mtl_path.is_file():
+            continue
+        for name, tex in read_mtl(mtl_path).items():
+            if name in used and tex:
+                textures[name] = _find_texture(tex, mtl_path.parent, path.parent)
+    distinct = sorted({str(t) for t in textures.values()})
+    if len(distinct) > 1:
+        raise ScanError(
+            path,
+            "several materials with textures are not supported (materials "
+            + ", ".join(f"{m!r} -> {t.name}" for m, t in sorted(textures.items()))
+            + "); bake them into one texture first",
+        )
+    if not distinct:
+        return None
+    return read_texture(Path(distinct[0]), path)
+
+
+def _load_obj(path: Path) -> Scan:
+    d = read_obj(path)
+    used = [d.materials[i] for i in np.unique(d.face_material) if i >= 0]
+    texture = _obj_texture(path, d.mtllibs, used) if used else None
+    return Scan(
+        vertices=d.vertices.astype(np.float32),
+        faces=d.faces,
+        uv=None if d.uv is None or d.uv_faces is None else d.uv.astype(np.float32),
+        uv_faces=d.uv_faces,
+        texture=texture,
+        path=path,
+    )
+
+
+def _weld(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Merge exactly coincident positions (undoing a split at UV seams): (V',3), faces (F,3)."""
+    welded, inverse = np.unique(vertices, axis=0, return_inverse=True)
+    return welded, inverse.reshape(-1)[faces]
+
+
+def _visual_texture(geom, path: Path) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(uv (V,2) OBJ convention, texture image) of a trimesh geometry's texture visual."""
+    visual = geom.visual
+    if getattr(visual, "kind", None) != "texture" or visual.uv is None:
+        return None, None
+    material = visual.material
+    image = getattr(material, "baseColorTexture", None)
+    if image is None:
+        image = getattr(material, "image", None)
+    texture = None
+    if image is not None:
+        try:
+            texture = np.asarray(image.convert("RGB"), np.uint8).copy()
+        except (OSError, ValueError) as e:
+            raise ScanError(path, f"embedded texture cannot be decoded ({e})") from None
+    return np.asarray(visual.uv, np.float64), texture
+
+
+def _load_trimesh(path: Path) -> Scan:
+    """PLY / GLB / GLTF through trimesh; glTF UVs arrive in OBJ convention (trimesh flips v)."""
+    import trimesh
+
+    try:
+        loaded = trimesh.load(str(path), process=False, maintain_order=True)
+    except Exception as e:  # trimesh raises many types for corrupt files
+        raise ScanError(path, f"cannot parse file ({type(e).__name__}: {e})") from None
+    if isinstance(loaded, trimesh.Scene):
+        geoms = [g for g in loaded.dump(concatenate=False) if isinstance(g, trimesh.Trimesh)]
+    elif isinstance(loaded, trimesh.Trimesh):
+        geoms = [loaded]
+    else:
+        geoms = []
+    geoms = [g for g in geoms if len(g.faces)]
+    if not geoms:
+        raise ScanError(path, "the file contains no triangle mesh (no faces)")
+
+    verts, faces, uvs, colors, textures = [], [], [], [], []
+    offset = 0
+    for g in geoms:
+        v = np.asarray(g.vertices, np.float64)
+        f = np.asarray(g.faces, np.int64)
+        uv, tex = _visual_texture(g, path)
+        verts.append(v)
+        faces.append(f + offset)
+        uvs.append(uv)
+        textures.append(tex)
+        vc = None
+        if getattr(g.visual, "kind", None) == "vertex":
+            vc = np.asarray(g.visual.vertex_colors)[:, :3].astype(np.uint8)
+        colors.append(vc)
+        offset += len(v)
+    with_tex = [i for i, t in enumerate(textures) if t is not None]
+    if len(with_tex) > 1:
+        names = [getattr(geoms[i].visual.material, "name", None) or f"mesh {i}" for i in with_tex]
+        raise ScanError(
+            path,
+            "several materials with textures are not supported (" + ", ".join(map(str, names))
+            + "); bake them into one texture first",
+        )
+    split_v = np.concatenate(verts)
+    split_f = np.concatenate(faces)
+    is_gltf = path.suffix.lower() in (".glb", ".gltf")
+    uv = uv_faces = texture = vertex_colors = None
+    if all(u is not None for u in uvs):
+        uv = np.concatenate(uvs).astype(np.float32)
+        uv_faces = split_f
+        texture = textures[with_tex[0]] if with_tex else None
+    if all(c is not None for c in colors):
+        vertex_colors = np.concatenate(colors)
+    if is_gltf or uv is not None:
+        vertices, faces_w = _weld(split_v, split_f)
+        if vertex_colors is not None:
+            wc = np.zeros((len(vertices), 3), np.uint8)
+            wc[faces_w.ravel()] = vertex_colors[split_f.ravel()]
+            vertex_colors = wc
+    else:
+        vertices, faces_w = split_v, split_f
+    return Scan(
+        vertices=vertices.astype(np.float32),
+        faces=faces_w,
+        uv=uv,
+        uv_faces=uv_faces,
+        texture=texture,
+        vertex_colors=vertex_colors,
+        path=path,
+        units="m" if is_gltf else "unknown",  # glTF 2.0 specifies metres
+    )
+
+
+def validate_scan(scan: Scan, path: Path, require_texture: bool = False) -> Scan:
+    """Raise ScanError naming ``path`` when the scan cannot be used; returns it unchanged."""
+    v, f = scan.vertices, scan.faces
+    if v.ndim != 2 or v.shape[1] != 3 or len(v) == 0:
+        raise ScanError(path, "empty mesh (no vertices)")
+    if f.ndim != 2 or f.shape[1] != 3 or len(f) == 0:
+        raise ScanError(path, "the mesh has no faces (a point cloud cannot be fitted)")
+    bad = ~np.isfinite(v).all(axis=1)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise ScanError(path, f"{int(bad.sum())} vertices are NaN/inf (first: {first})")
+    if f.min() < 0 or f.max() >= len(v):
+        raise ScanError(path, f"face indices out of range (0..{len(v) - 1}): {f.min()}..{f.max()}")
+    if scan.uv is not None:
+        if scan.uv_faces is None or scan.uv_faces.shape != f.shape:
+            raise ScanError(path, "texture coordinates do not match the faces")
+        if scan.uv_faces.min() < 0 or scan.uv_faces.max() >= len(scan.uv):
+            raise ScanError(path, "texture-coordinate indices out of range")
+        if not np.isfinite(scan.uv).all():
+            raise ScanError(path, "texture coordinates contain NaN/inf")
+    if scan.texture is not None and scan.uv is None:
+        raise ScanError(path, "the file has a texture but its faces have no texture coordinates")
+    if require_texture and not scan.has_texture:
+        what = "no texture coordinates (UVs)" if scan.uv is None else "no texture image"
+        raise ScanError(path, f"a textured scan is needed but the file has {what}")
+    if float(np.max(v.max(0) - v.min(0))) <= 0:
+        raise ScanError(path, "degenerate mesh (all vertices at one point)")
+    return scan
+
+
+def load_scan(path: str | Path, *, require_texture: bool = False) -> Scan:
+    """Read a scan file into a ``Scan`` (see its docstring for shapes and conventions).
+
+    OBJ keeps UV seams (``uv`` + ``uv_faces``) and the geometry as written; GLB/GLTF vertices
+    that trimesh split at seams are welded back. ``units`` is "m" for glTF (the spec's unit)
+    and "unknown" otherwise. Raises ScanError naming the file and the problem.
+    """
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext not in SCAN_EXTENSIONS:
+        known = ", ".join(SCAN_EXTENSIONS)
+        raise ScanError(path, f"unsupported file type {ext or '(none)'}; use one of {known}")
+    if not path.is_file():
+        raise ScanError(path, "file not found" if not path.exists() else "not a file")
+    scan = _load_obj(path) if ext == ".obj" else _load_trimesh(path)
+    return validate_scan(scan, path, require_texture)

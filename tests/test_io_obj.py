@@ -1,0 +1,152 @@
+"""OBJ reading/writing: seams kept, polygons, index forms, atomic writes, trimesh-readable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+
+from reflame_core.errors import ScanError
+from reflame_core.io.obj import read_obj, write_obj
+from reflame_core.io.scan import load_scan
+
+
+def _cube_with_seams() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Unit cube: 8 vertices, 12 triangles, UVs split per face (24 uv rows, seams)."""
+    v = np.array([[x, y, z] for x in (0, 1) for y in (0, 1) for z in (0, 1)], np.float64)
+    quads = [[0, 1, 3, 2], [4, 6, 7, 5], [0, 4, 5, 1], [2, 3, 7, 6], [0, 2, 6, 4], [1, 5, 7, 3]]
+    f, ft, uv = [], [], []
+    for q in quads:
+        base = len(uv)
+        uv += [[0.1, 0.1], [0.9, 0.1], [0.9, 0.9], [0.1, 0.9]]
+        f += [[q[0], q[1], q[2]], [q[0], q[2], q[3]]]
+        ft += [[base, base + 1, base + 2], [base, base + 2, base + 3]]
+    return v, np.array(f), np.array(uv) * 0.5 + np.arange(24)[:, None] * 0.01, np.array(ft)
+
+
+def test_round_trip_with_texture_and_spaces(tmp_path: Path) -> None:
+    v, f, uv, ft = _cube_with_seams()
+    tex = np.zeros((8, 16, 3), np.uint8)
+    tex[0] = 255  # top row white: row 0 must stay the top
+    out = tmp_path / "my scans" / "head scan.obj"
+    write_obj(out, v, f, uv=uv, uv_faces=ft, texture=tex, normals=v - 0.5)
+    names = {p.name for p in out.parent.iterdir()}
+    assert names == {"head scan.obj", "head scan.mtl", "head scan.png"}
+    scan = load_scan(out, require_texture=True)
+    assert scan.vertices.shape == (8, 3) and scan.uv.shape == (24, 2)  # seams kept, not welded
+    np.testing.assert_allclose(scan.vertices, v, atol=1e-6)
+    np.testing.assert_array_equal(scan.faces, f)
+    np.testing.assert_allclose(scan.uv[scan.uv_faces], uv[ft], atol=1e-6)
+    np.testing.assert_array_equal(scan.texture, tex)
+
+
+def test_written_obj_is_readable_by_trimesh(tmp_path: Path) -> None:
+    v, f, uv, ft = _cube_with_seams()
+    tex = np.full((4, 4, 3), 200, np.uint8)
+    out = write_obj(tmp_path / "cube.obj", v, f, uv=uv, uv_faces=ft, texture=tex)
+    m = trimesh.load(out, process=False)
+    assert len(m.faces) == 12
+    assert m.visual.kind == "texture" and m.visual.material.image is not None
+    np.testing.assert_allclose(np.unique(m.vertices, axis=0), v, atol=1e-6)
+
+
+def test_polygons_negative_indices_and_forms(tmp_path: Path) -> None:
+    p = tmp_path / "poly.obj"
+    p.write_text(
+        "# comment\n"
+        "v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nv 0.5 1.5 0 0.2 0.3 0.4\n"
+        "vn 0 0 1\nvt 0 0\nvt 1 0\nvt 1 1\nvt 0 1\nvt 0.5 1 0\n"
+        "f 1/1/1 2/2/1 3/3/1 4/4/1\n"       # quad -> 2 triangles
+        "f -5/-5 -3/-3 -1/-1\n"             # negative indices
+        "\tf 4/4 3/3 5/5\n",                # indented, tab
+    )
+    d = read_obj(p)
+    np.testing.assert_array_equal(d.faces, [[0, 1, 2], [0, 2, 3], [0, 2, 4], [3, 2, 4]])
+    np.testing.assert_array_equal(d.uv_faces, d.faces)
+    q = tmp_path / "vn.obj"
+    q.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nv 1 1 0\nv 2 2 0\nvn 0 0 1\n"
+                 "f 1//1 2//1 3//1 4//1 5//1\nf 1 2 4\n")
+    d = read_obj(q)  # pentagon fan + mixed forms
+    np.testing.assert_array_equal(d.faces, [[0, 1, 2], [0, 2, 3], [0, 3, 4], [0, 1, 3]])
+    assert d.uv_faces is None
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        ("v 0 0 0\nv 1 0 0\nv 0 1 0\n", "no faces"),
+        ("v 0 0 0\nv 1 0 0\nv 0 nan 0\nf 1 2 3\n", "NaN/inf"),
+        ("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 7\n", "vertex 7"),
+        ("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 x\n", "malformed 'f'"),
+        ("v 0 0 0\nv 1 0\nv 0 1 0\nf 1 2 3\n", "malformed 'v'"),
+        ("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2\n", "at least 3"),
+        ("", "empty mesh"),
+    ],
+)
+def test_malformed_obj_raises_named_error(tmp_path: Path, body: str, problem: str) -> None:
+    p = tmp_path / "bad.obj"
+    p.write_text(body)
+    with pytest.raises(ScanError, match=problem) as e:
+        load_scan(p)
+    assert e.value.path == p
+
+
+def test_material_texture_resolution_and_errors(tmp_path: Path) -> None:
+    from PIL import Image
+
+    (tmp_path / "tex dir").mkdir()
+    img = np.zeros((6, 5, 3), np.uint8)
+    img[..., 0] = np.arange(6)[:, None] * 40  # smooth, so jpeg keeps it
+    Image.fromarray(img).save(tmp_path / "tex dir" / "skin map.jpg", quality=100)
+    geom = "v 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0 0\nvt 1 0\nvt 0 1\n"
+    (tmp_path / "a.mtl").write_text("newmtl skin\nKd 1 1 1\nmap_Kd -s 1 1 1 tex dir\\skin map.jpg\n"
+                                    "newmtl other\nmap_Kd other.png\n")
+    ok = tmp_path / "ok.obj"
+    ok.write_text("mtllib a.mtl\n" + geom + "usemtl skin\nf 1/1 2/2 3/3\n")
+    scan = load_scan(ok, require_texture=True)
+    assert scan.texture.shape == (6, 5, 3)
+    assert np.abs(scan.texture.astype(int) - img).mean() < 10  # jpeg
+
+    two = tmp_path / "two.obj"
+    faces = "usemtl skin\nf 1/1 2/2 3/3\nusemtl other\nf 3/3 2/2 1/1\n"
+    two.write_text("mtllib a.mtl\n" + geom + faces)
+    with pytest.raises(ScanError, match="several materials.*'other'.*'skin'"):
+        load_scan(two)
+
+    (tmp_path / "b.mtl").write_text("newmtl skin\nmap_Kd missing.png\n")
+    missing = tmp_path / "missing.obj"
+    missing.write_text("mtllib b.mtl\n" + geom + "usemtl skin\nf 1/1 2/2 3/3\n")
+    with pytest.raises(ScanError, match="texture file not found: .*missing.png"):
+        load_scan(missing)
+    (tmp_path / "broken.png").write_bytes(b"not an image")
+    (tmp_path / "c.mtl").write_text("newmtl skin\nmap_Kd broken.png\n")
+    broken = tmp_path / "broken.obj"
+    broken.write_text("mtllib c.mtl\n" + geom + "usemtl skin\nf 1/1 2/2 3/3\n")
+    with pytest.raises(ScanError, match="broken.png is not a readable image"):
+        load_scan(broken)
+
+    plain = tmp_path / "plain.obj"
+    plain.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    assert not load_scan(plain).has_texture
+    with pytest.raises(ScanError, match="no texture coordinates"):
+        load_scan(plain, require_texture=True)
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path: Path) -> None:
+    v, f, _, _ = _cube_with_seams()
+    out = write_obj(tmp_path / "keep.obj", v, f)
+    before = out.read_bytes()
+    with pytest.raises(ValueError):
+        write_obj(out, v, f, uv=np.zeros((3, 2)))  # uv neither per-vertex nor indexed
+    with pytest.raises(TypeError):
+        write_obj(out, v, f, normals=object())  # fails while formatting
+    assert out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.obj"]
+
+
+def test_flame_obj_keeps_5023_vertices(flame_dir: Path) -> None:
+    d = read_obj(flame_dir / "head_template.obj")
+    assert d.vertices.shape == (5023, 3) and d.faces.shape == (9976, 3)
+    assert d.uv.shape == (5118, 2) and d.uv_faces.shape == (9976, 3)

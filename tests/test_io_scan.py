@@ -1,0 +1,75 @@
+"""load_scan for PLY and GLB/GLTF, plus path-level errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import trimesh
+from PIL import Image
+
+from reflame_core.errors import ScanError
+from reflame_core.io.scan import load_scan
+
+
+def test_missing_and_unsupported(tmp_path: Path) -> None:
+    with pytest.raises(ScanError, match="file not found") as e:
+        load_scan(tmp_path / "nope.obj")
+    assert "nope.obj" in str(e.value)
+    (tmp_path / "scan.stl").write_text("solid x\nendsolid x\n")
+    with pytest.raises(ScanError, match="unsupported file type .stl"):
+        load_scan(tmp_path / "scan.stl")
+
+
+def test_ply_vertex_colors(tmp_path: Path) -> None:
+    m = trimesh.creation.icosphere(subdivisions=2)
+    colors = np.random.default_rng(1).integers(0, 255, (len(m.vertices), 3), np.uint8)
+    m.visual = trimesh.visual.ColorVisuals(m, vertex_colors=colors)
+    p = tmp_path / "head.ply"
+    m.export(p)
+    scan = load_scan(p)
+    np.testing.assert_allclose(scan.vertices, m.vertices, atol=1e-6)
+    np.testing.assert_array_equal(scan.faces, m.faces)
+    np.testing.assert_array_equal(scan.vertex_colors, colors)
+    assert scan.units == "unknown" and not scan.has_texture
+
+
+def test_corrupt_ply(tmp_path: Path) -> None:
+    p = tmp_path / "bad.ply"
+    p.write_bytes(b"ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nend_header\n1\n")
+    with pytest.raises(ScanError, match="bad.ply"):
+        load_scan(p)
+
+
+def test_lee_perry_smith_glb_is_welded(data_dir: Path) -> None:
+    scan = load_scan(data_dir / "scans" / "lee_perry_smith" / "LeePerrySmith.glb")
+    assert scan.units == "m"
+    assert scan.faces.shape == (17684, 3) and scan.uv.shape == (9279, 2)
+    assert len(scan.vertices) < 9279  # seam copies merged
+    assert len(np.unique(scan.vertices, axis=0)) == len(scan.vertices)
+    assert np.isclose(scan.extent.max(), 8.55, atol=0.05)
+    # Welded mesh is (mostly) connected: every edge but the true boundary has two faces.
+    edges = np.sort(scan.faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
+    _, counts = np.unique(edges, axis=0, return_counts=True)
+    assert (counts == 1).mean() < 0.02
+    with pytest.raises(ScanError, match="no texture image"):
+        load_scan(scan.path, require_texture=True)
+
+
+def test_glb_embedded_texture_keeps_uv_convention(tmp_path: Path) -> None:
+    m = trimesh.creation.box()
+    uv = m.vertices[:, :2] * 0.5 + 0.5  # arbitrary, OBJ convention
+    tex = np.zeros((8, 8, 3), np.uint8)
+    tex[:4] = 255  # top half white
+    m.visual = trimesh.visual.TextureVisuals(uv=uv, image=Image.fromarray(tex))
+    p = tmp_path / "box.glb"
+    m.export(p)
+    scan = load_scan(p, require_texture=True)
+    np.testing.assert_array_equal(scan.texture, tex)
+    # Each corner's uv matches the original uv of the vertex at the same position.
+    key = {tuple(np.round(x, 5)): u for x, u in zip(m.vertices, uv, strict=True)}
+    corner_pos = scan.vertices[scan.faces].reshape(-1, 3)
+    corner_uv = scan.uv[scan.uv_faces].reshape(-1, 2)
+    expected = np.array([key[tuple(np.round(x, 5))] for x in corner_pos])
+    np.testing.assert_allclose(corner_uv, expected, atol=1e-5)
