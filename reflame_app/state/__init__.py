@@ -1,0 +1,1 @@
+"""Screen-free state of every panel: plain objects, testable without a window."""

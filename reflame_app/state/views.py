@@ -1,0 +1,96 @@
+"""Orbit-view panel: layout parameters, per-view enable flags, the view looked through."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from reflame_core.render.cameras import OrbitCameras
+
+LAYOUT_KEYS = ("num_views", "azimuth_range", "elevations", "distance", "fov_deg", "resolution")
+
+
+def cameras_from_config(table: dict) -> OrbitCameras:
+    """OrbitCameras from the ``[cameras]`` table of a FitConfig."""
+    return OrbitCameras(
+        num_views=int(table["num_views"]), azimuth_range=float(table["azimuth_range"]),
+        elevations=tuple(float(e) for e in table["elevations"]),
+        distance=float(table["distance"]), fov_deg=float(table["fov_deg"]),
+        resolution=int(table["resolution"]),
+    )
+
+
+@dataclass
+class ViewsPanelState:
+    """The orbit cameras the user edits, which view is looked through, and a ``version``
+    that increases on every change so the scene and the fit engine pick changes up.
+
+    Changing the layout keeps the user's enable flags where it can: each new view inherits
+    the flag of the nearest old one (``OrbitCameras.rebuilt``).
+    """
+
+    cameras: OrbitCameras = field(default_factory=OrbitCameras)
+    selected: int | None = None
+    version: int = 0
+
+    @property
+    def num_total(self) -> int:
+        return self.cameras.num_total
+
+    @property
+    def enabled(self) -> np.ndarray:
+        """(N,) bool copy of the per-view flags."""
+        return self.cameras.enabled.copy()
+
+    def set_layout(self, *, num_views: int | None = None, azimuth_range: float | None = None,
+                   elevations: Sequence[float] | None = None,
+                   resolution: int | None = None) -> None:
+        """Change the orbit layout; raises ValueError on an impossible layout."""
+        if num_views is not None and num_views < 1:
+            raise ValueError(f"number of views must be >= 1, got {num_views}")
+        if resolution is not None and resolution < 16:
+            raise ValueError(f"resolution must be >= 16 pixels, got {resolution}")
+        if elevations is not None and len(elevations) == 0:
+            raise ValueError("at least one elevation ring is needed")
+        other = {} if resolution is None else {"resolution": int(resolution)}
+        new = self.cameras.rebuilt(num_views=num_views, azimuth_range=azimuth_range,
+                                   elevations=elevations, **other)
+        if self.layout_of(new) == self.layout_of(self.cameras):
+            return
+        self.cameras = new
+        if self.selected is not None and self.selected >= new.num_total:
+            self.selected = None
+        self.version += 1
+
+    @staticmethod
+    def layout_of(cams: OrbitCameras) -> dict:
+        """The ``[cameras]`` config table values of ``cams``."""
+        return {"num_views": cams.num_views, "azimuth_range": cams.azimuth_range,
+                "elevations": list(cams.elevations), "distance": cams.distance,
+                "fov_deg": cams.fov_deg, "resolution": cams.resolution}
+
+    def set_enabled(self, view: int, on: bool) -> None:
+        if bool(self.cameras.enabled[view]) == on:
+            return
+        self.cameras.set_enabled(view, on)
+        self.version += 1
+
+    def set_all_enabled(self, on: bool) -> None:
+        self.cameras.enabled[:] = on
+        self.version += 1
+
+    def label(self, view: int) -> str:
+        cams = self.cameras
+        return (f"view {view:2d}  az {float(cams.azimuths[view]):+6.1f}  "
+                f"el {float(cams.elevations_per_view[view]):+5.1f}")
+
+    def look_through(self, view: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """(eye (3,), target (3,), vertical fov degrees) of a view in the canonical frame;
+        the orbit cameras look at the origin. Also selects the view."""
+        if not 0 <= view < self.num_total:
+            raise IndexError(f"view {view} outside 0..{self.num_total - 1}")
+        self.selected = view
+        eye = np.asarray(self.cameras.camera_positions()[view], np.float64)
+        return eye, np.zeros(3), float(self.cameras.fov_deg)

@@ -1,0 +1,173 @@
+"""Screen-free tests of the GUI's panel state objects (no window, no Polyscope)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from reflame_app import dialogs
+from reflame_app.session_file import SessionData, load_session, save_session
+from reflame_app.state.fit_control import FitControlState, stage_rows
+from reflame_app.state.landmark_editor import LandmarkEditorState
+from reflame_app.state.losses import LossPlotState
+from reflame_app.state.messages import MessageLog
+from reflame_app.state.params import format_value, parse_like
+from reflame_app.state.views import ViewsPanelState
+from reflame_core.errors import InputFileError, ScanError
+from reflame_core.landmarks.definitions import landmark_definitions
+from reflame_core.landmarks.landmark_set import UNPLACED, LandmarkSet
+
+
+def _landmarks(num_faces: int = 100) -> LandmarkSet:
+    names = landmark_definitions().ibug_names
+    rng = np.random.default_rng(0)
+    face = rng.integers(0, num_faces, len(names))
+    face[5] = UNPLACED
+    bary = rng.dirichlet(np.ones(3), len(names))
+    return LandmarkSet(names=names, num_faces=num_faces, face_idx=face, bary=bary,
+                       confidence=np.full(len(names), 0.8))
+
+
+def test_views_layout_enable_and_look_through() -> None:
+    v = ViewsPanelState()
+    assert v.num_total == 40 and v.enabled.all()
+    v.set_enabled(0, False)
+    v.set_enabled(1, False)
+    assert v.enabled.sum() == 38 and v.version == 2
+    v.set_layout(num_views=20, elevations=[-20.0, 20.0])
+    assert v.num_total == 40 and v.version == 3
+    # Views nearest the disabled extreme azimuth stay disabled after the rebuild.
+    assert not v.enabled[0] and v.enabled[10]
+    v.set_layout(num_views=20, elevations=[-20.0, 20.0])  # no change, no new version
+    assert v.version == 3
+    eye, target, fov = v.look_through(10)
+    assert v.selected == 10 and fov == pytest.approx(40.0)
+    assert np.linalg.norm(eye) == pytest.approx(v.cameras.distance) and not target.any()
+    with pytest.raises(ValueError):
+        v.set_layout(num_views=0)
+    with pytest.raises(IndexError):
+        v.look_through(40)
+    assert "az" in v.label(3)
+
+
+def test_landmark_editor_pick_move_undo_redo_and_handoff() -> None:
+    ed = LandmarkEditorState()
+    ed.set_landmarks(_landmarks())
+    assert ed.take_changes() is not None and ed.take_changes() is None
+    rows = ed.rows()
+    assert len(rows) == 68 and rows[36].group == "eyes" and not rows[5].placed
+    assert not ed.apply_pick("scan", {"element_type": "face", "index": 3,
+                                      "bary_coords": [1, 0, 0]}, "scan")  # not placing
+    ed.select(5, place=True)
+    pick = {"element_type": "face", "index": 42, "bary_coords": np.array([0.2, 0.3, 0.5])}
+    assert not ed.apply_pick("other mesh", pick, "scan")
+    assert ed.apply_pick("scan", pick, "scan")
+    lms = ed.landmarks
+    assert lms.face_idx[5] == 42 and lms.provenance[5] == "edited" and lms.enabled[5]
+    assert np.allclose(lms.bary[5], [0.2, 0.3, 0.5]) and not ed.placing
+    sent = ed.take_changes()
+    assert sent is not None and sent is not lms and sent.face_idx[5] == 42
+    ed.set_enabled(7, False)
+    ed.set_group_weight("lips", 3.0)
+    assert lms.weights[7] == 0 and lms.weights[50] == pytest.approx(3.0)
+    ed.undo()
+    ed.undo()
+    assert lms.enabled[7] and lms.group_weights["lips"] == 1.0
+    ed.redo()
+    assert not lms.enabled[7]
+    ed.reset(5)
+    assert lms.face_idx[5] == UNPLACED and lms.provenance[5] == "detected"
+    verts = np.random.default_rng(1).normal(size=(60, 3))
+    faces = np.random.default_rng(2).integers(0, 60, (100, 3))
+    pos, edited, enabled = ed.scene_arrays(verts, faces)
+    assert pos.shape == (67, 3) and np.isfinite(pos).all() and not edited.any()
+    ed.select(6)
+    assert ed.placed_index() == 5
+
+
+def test_params_parse_to_the_current_type() -> None:
+    assert parse_like("0.5", 1.0) == 0.5 and isinstance(parse_like("2", 1.0), float)
+    assert parse_like("300", 100) == 300
+    assert parse_like("off", True) is False
+    assert parse_like("[0.0, 20]", [0.0]) == [0.0, 20]
+    assert parse_like(" +y ", "+z") == "+y"
+    for bad, cur in (("abc", 1.0), ("1.5", 3), ("maybe", True), ("3", [1.0])):
+        with pytest.raises(ValueError):
+            parse_like(bad, cur)
+    assert format_value(True) == "true" and format_value([1.0, 2]) == "[1.0, 2]"
+
+
+def test_fit_control_edits_without_controller() -> None:
+    fc = FitControlState()
+    assert fc.state == "no fit" and not fc.can("start")
+    fc.attach(None, {"coarse": {"lr": 0.03, "steps": 1000, "enabled": True}})
+    assert fc.text[("coarse", "lr")] == "0.03"
+    assert not fc.edit_param("coarse", "steps", "12.5")
+    assert "whole number" in fc.param_error[("coarse", "steps")]
+    assert fc.edit_param("coarse", "steps", "20")
+    assert ("coarse", "steps") not in fc.param_error
+    assert fc.overrides() == {"stages.coarse.steps": 20}
+    with pytest.raises(RuntimeError):
+        fc.command("start")
+    rows = stage_rows([{"name": "coarse", "status": "running", "iteration": 5, "num_steps": 20}])
+    assert rows[0].progress == pytest.approx(0.25)
+
+
+def test_loss_plot_accumulates_and_resets() -> None:
+    lp = LossPlotState()
+    hist = [("coarse", i, {"mask": 1.0 / (i + 1), "depth": -0.0}) for i in range(5)]
+    assert lp.update(hist) and not lp.update(hist)
+    hist += [("refine", 0, {"mask": 0.1})]
+    assert lp.update(hist)
+    assert lp.stages == ["coarse", "refine"] and lp.terms("coarse") == ["mask", "depth"]
+    term, x, y = lp.plot_data("coarse")[1]
+    assert term == "depth" and (y > 0).all() and x.tolist() == [0, 1, 2, 3, 4]
+    assert lp.latest("coarse")["mask"] == pytest.approx(0.2)
+    assert lp.update(hist[:2]) and lp.stages == ["coarse"]  # restarted: rebuilt
+
+
+def test_messages_guard_keeps_going() -> None:
+    log = MessageLog()
+    with log.guard("Opening scan"):
+        raise ScanError("/x/head.obj", "no faces")
+    with log.guard("Something"):
+        raise KeyError("boom")
+    assert log.errors[0].text == "Opening scan failed: /x/head.obj: no faces"
+    assert "KeyError" in log.banner.text
+    log.dismiss()
+    assert log.banner is None
+
+
+def test_session_file_roundtrip_and_errors(tmp_path) -> None:
+    data = SessionData(scan_path="/s/head.obj", flame_dir="/f", overrides={"a.b": 1},
+                       landmarks={"format": "x"}, fitted_vertices=np.ones((5, 3)))
+    path = save_session(tmp_path / "sub" / "s.json", data)
+    back = load_session(path)
+    assert back.scan_path == "/s/head.obj" and back.overrides == {"a.b": 1}
+    assert back.fitted_vertices.shape == (5, 3)
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(InputFileError, match="bad.json"):
+        load_session(tmp_path / "bad.json")
+    (tmp_path / "other.json").write_text(json.dumps({"format": "other"}))
+    with pytest.raises(InputFileError, match="not a ReFLAME session"):
+        load_session(tmp_path / "other.json")
+
+
+def test_native_dialogs_import_and_fall_back_without_display(monkeypatch) -> None:
+    from imgui_bundle import portable_file_dialogs as pfd
+
+    for cls in ("open_file", "save_file", "select_folder"):
+        assert hasattr(getattr(pfd, cls), "result")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert not dialogs.available()
+    field = dialogs.PathField("folder", "FLAME folder")
+    field.browse()
+    assert not field.waiting and "type the path" in field.dialog_error
+    field.text = "~/flame"
+    field.submit_text()
+    chosen = field.take()
+    assert chosen is not None and chosen.name == "flame" and "~" not in str(chosen)
+    assert field.take() is None
