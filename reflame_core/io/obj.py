@@ -10,7 +10,9 @@ Polygons are fan-triangulated; negative (relative) indices and the ``v``, ``v/vt
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +44,17 @@ class ObjData:
     mtllibs: list[str] = field(default_factory=list)
 
 
+def _parse_numbers(text: str, dtype: type) -> np.ndarray:
+    """All whitespace-separated numbers in ``text``; ValueError on anything else."""
+    with warnings.catch_warnings():
+        # numpy signals unparsable text with a DeprecationWarning and a truncated result.
+        warnings.simplefilter("error", DeprecationWarning)
+        try:
+            return np.fromstring(text, dtype=dtype, sep=" ")
+        except DeprecationWarning:
+            raise ValueError("a value is not a number") from None
+
+
 def _floats(path: Path, bodies: list[str], what: str, ncols: int) -> np.ndarray:
     """Parse ``bodies`` (one string of numbers per line) into (N, ncols) float64.
 
@@ -49,38 +62,44 @@ def _floats(path: Path, bodies: list[str], what: str, ncols: int) -> np.ndarray:
     """
     if not bodies:
         return np.zeros((0, ncols))
-    counts = np.fromiter((b.count(" ") for b in bodies), np.int64, len(bodies))
     try:
-        if (counts == counts[0]).all():
-            flat = np.array(" ".join(bodies).split(), np.float64)
-            n = flat.size // len(bodies)
-            if n < ncols or n * len(bodies) != flat.size:
-                raise ValueError(f"{n} numbers per line")
-            return flat.reshape(len(bodies), n)[:, :ncols]
-        rows = [b.split()[:ncols] for b in bodies]
-        if min(len(r) for r in rows) < ncols:
+        counts = np.fromiter((len(b.split()) for b in bodies), np.int64, len(bodies))
+        flat = _parse_numbers(" ".join(bodies), np.float64)
+        if flat.size != counts.sum():
+            raise ValueError("a value is not a number")
+        if counts.min() < ncols:
             raise ValueError(f"fewer than {ncols} numbers on a line")
-        return np.array(rows, np.float64)
+        if (counts == counts[0]).all():
+            return flat.reshape(len(bodies), -1)[:, :ncols]
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        return flat[starts[:, None] + np.arange(ncols)]
     except ValueError as e:
         raise ScanError(path, f"malformed '{what}' line(s) in OBJ ({e})") from None
 
 
 def _face_corners(path: Path, bodies: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Corner indices of ``f`` lines: (C,) vertex, (C,) uv (0 when absent), (P,) corners/polygon."""
-    tokens_per_line = [b.split() for b in bodies]
-    counts = np.fromiter((len(t) for t in tokens_per_line), np.int64, len(bodies))
-    tokens = [tok for t in tokens_per_line for tok in t]
-    slashes = np.fromiter((tok.count("/") for tok in tokens), np.int64, len(tokens))
+    joined = "\n".join(bodies)
+    if "  " in joined:
+        joined = re.sub(" +", " ", joined)
+        bodies = joined.split("\n")
+    counts = np.fromiter((b.count(" ") + 1 for b in bodies), np.int64, len(bodies))
+    total = int(counts.sum())
+    nslash = bodies[0].split(" ", 1)[0].count("/")
+    ndouble = joined.count("//")
     try:
-        if (slashes == slashes[0]).all():
+        if joined.count("/") == nslash * total and ndouble in (0, total):
             # One corner form for the whole file (the usual case): parse all at once.
-            joined = " ".join(tokens).replace("//", "/0/").replace("/", " ")
-            flat = np.array(joined.split(), np.int64).reshape(-1, int(slashes[0]) + 1)
+            text = joined.replace("//", "/0/").replace("/", " ").replace("\n", " ")
+            flat = _parse_numbers(text, np.int64)
+            if flat.size != total * (nslash + 1):
+                raise ValueError
+            flat = flat.reshape(-1, nslash + 1)
             vi = flat[:, 0]
-            ti = flat[:, 1] if flat.shape[1] >= 2 else np.zeros_like(vi)
+            ti = flat[:, 1] if nslash >= 1 else np.zeros_like(vi)
             return vi, ti, counts
         # Mixed corner forms: rare, so a per-token path is fine.
-        parts = [(tok.split("/") + ["", ""])[:2] for tok in tokens]
+        parts = [(tok.split("/") + ["", ""])[:2] for b in bodies for tok in b.split(" ")]
         vi = np.array([p[0] for p in parts], np.int64)
         ti = np.array([p[1] or "0" for p in parts], np.int64)
         return vi, ti, counts
