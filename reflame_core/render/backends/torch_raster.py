@@ -38,10 +38,10 @@ def rasterize(
         tri: [F,3] int32/int64 vertex indices.
         resolution: (H, W) pixels.
     Returns:
-        rast [B,H,W,4] float32: (u, v, z/w, triangle_id + 1), zeros where empty. Row 0 is clip
-        y = -1 (bottom of the image), pixel centres at (i + 0.5) / H * 2 - 1. (u, v) weight
-        vertices 0 and 1 of the triangle (perspective-correct) and are differentiable w.r.t.
-        ``pos_clip``.
+        rast [B,H,W,4] (dtype of pos_clip): (u, v, z/w, triangle_id + 1), zeros where empty.
+        Row 0 is clip y = -1 (bottom of the image), pixel centres at (i + 0.5) / H * 2 - 1.
+        (u, v) weight vertices 0 and 1 of the triangle (perspective-correct) and are
+        differentiable w.r.t. ``pos_clip``.
     """
     if pos_clip.dim() != 3 or pos_clip.shape[-1] != 4:
         raise ValueError(f"pos_clip must be [B,V,4], got {tuple(pos_clip.shape)}")
@@ -65,7 +65,7 @@ def rasterize(
     vals = torch.stack([bary[:, 0], bary[:, 1], zw, (face + 1).to(bary.dtype)], dim=-1)
     rast = torch.zeros(batch * height * width, 4, dtype=vals.dtype, device=vals.device)
     rast = rast.index_put((pix,), vals)
-    return rast.view(batch, height, width, 4).float()
+    return rast.view(batch, height, width, 4)
 
 
 def _perspective_barycentrics(
