@@ -109,6 +109,10 @@ class PathField:
             self.text = res
             self._chosen = Path(res)
 
+    @property
+    def has_choice(self) -> bool:
+        return self._chosen is not None
+
     def take(self) -> Path | None:
         self.poll()
         chosen, self._chosen = self._chosen, None

@@ -29,7 +29,8 @@ class MessageLog:
         self.items: list[Message] = []
 
     def error(self, text: str) -> None:
-        log.error(text)
+        if not self.items or self.items[-1].text != text:
+            log.error(text)
         self._add(Message(text, "error"))
 
     def info(self, text: str) -> None:
@@ -37,6 +38,9 @@ class MessageLog:
         self._add(Message(text, "info"))
 
     def _add(self, msg: Message) -> None:
+        if self.items and self.items[-1].text == msg.text:
+            self.items[-1].time = msg.time  # a failure repeating every frame is one message
+            return
         self.items.append(msg)
         del self.items[: -self.limit]
 

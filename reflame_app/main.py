@@ -1,0 +1,141 @@
+"""The studio: one Polyscope window, panels drawn each frame by the user callback."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import polyscope as ps
+import polyscope.imgui as psim
+
+from reflame_app.panels.display_panel import draw_display
+from reflame_app.panels.file_panel import FilePanel
+from reflame_app.panels.first_run import draw_first_run
+from reflame_app.panels.fit_panel import draw_fit
+from reflame_app.panels.landmarks_panel import draw_landmarks
+from reflame_app.panels.losses_panel import draw_losses
+from reflame_app.panels.messages import draw_banner
+from reflame_app.panels.views_panel import ViewsPanel
+from reflame_app.scene import SCAN, SceneSync
+from reflame_app.state.app_state import AppState
+
+DISTANCE_EVERY_S = 0.5  # per-vertex distances cost ~10-50 ms: refresh at most this often
+
+
+class Studio:
+    """Glue between the AppState, the scene and the panels; ``frame()`` is the callback."""
+
+    def __init__(self, app: AppState):
+        self.app = app
+        self.scene = SceneSync()
+        self.files = FilePanel()
+        self.views_panel = ViewsPanel()
+        self._scan_version = -1
+        self._lmk_version = -1
+        self._fit_version: object = None
+        self._distances: np.ndarray | None = None
+        self._distance_time = 0.0
+        self.frame_seconds: list[float] = []
+
+    def frame(self) -> None:
+        t0 = time.perf_counter()
+        app = self.app
+        with app.messages.guard("Updating"):
+            app.poll()
+            self.sync_scene()
+            self.handle_pick()
+        draw_banner(app.messages)
+        if not app.assets_ready:
+            draw_first_run(app)
+        for draw in (lambda: self.files.draw(app), lambda: draw_landmarks(app),
+                     lambda: draw_fit(app), lambda: draw_losses(app.losses),
+                     lambda: self.views_panel.draw(app, self.scene),
+                     lambda: draw_display(self.scene.style)):
+            with app.messages.guard("Drawing a panel"):
+                draw()
+        app.autosave()
+        self.frame_seconds.append(time.perf_counter() - t0)
+        del self.frame_seconds[:-1000]
+
+    def sync_scene(self) -> None:
+        app, scene = self.app, self.scene
+        if app.scan_version != self._scan_version:
+            self._scan_version = app.scan_version
+            scene.set_scan(app.scan_canonical)
+            self._fit_version = None
+            self._lmk_version = -1
+        if app.editor.version != self._lmk_version and app.scan_canonical is not None:
+            self._lmk_version = app.editor.version
+            arrays = app.editor.scene_arrays(app.scan_canonical.vertices, app.scan_canonical.faces)
+            if arrays is None:
+                scene.set_landmarks(None)
+            else:
+                scene.set_landmarks(*arrays, selected=app.editor.placed_index())
+        scene.set_cameras(app.views.cameras, app.views.version)
+        verts = app.fitted_vertices
+        key = app.snapshot.version if app.snapshot is not None else id(verts)
+        now = time.monotonic()
+        want_dist = scene.style.show_distances and verts is not None
+        dist_due = want_dist and (self._distances is None or now - self._distance_time
+                                  > DISTANCE_EVERY_S)
+        if key != self._fit_version or dist_due:
+            self._fit_version = key
+            if dist_due:
+                self._distances = app.scan_distances(verts)
+                self._distance_time = now
+            scene.set_fit(verts, app.template.faces if app.template is not None else None,
+                          self._distances if want_dist else None)
+        scene.apply_style()
+
+    def handle_pick(self) -> None:
+        """A click on the scan while a landmark is being placed moves it there."""
+        ed = self.app.editor
+        if not ed.placing or not ps.have_selection():
+            return
+        sel = ps.get_selection()
+        ps.reset_selection()
+        ed.apply_pick(sel.structure_name, sel.structure_data, SCAN)
+
+
+def init_polyscope(backend: str | None = None) -> None:
+    ps.set_program_name("ReFLAME Studio")
+    ps.set_use_prefs_file(False)
+    ps.set_up_dir("y_up")
+    ps.set_front_dir("z_front")
+    ps.set_ground_plane_mode("none")
+    ps.set_open_imgui_window_for_user_callback(True)
+    ps.set_errors_throw_exceptions(True)
+    ps.set_display_message_popups(False)
+    ps.set_transparency_mode("pretty")
+    ps.init(backend or "")
+    ps.set_automatically_compute_scene_extents(True)
+
+
+def make_studio(scan_path: str | Path | None = None, flame_dir: str | Path | None = None,
+                *, device: str = "cpu", preset: str = "default") -> Studio:
+    """The state and callback, with the scan opened when given (errors go to the banner)."""
+    app = AppState(flame_dir=flame_dir, device=device, preset=preset)
+    if scan_path is not None:
+        with app.messages.guard("Opening the scan"):
+            app.open_scan(scan_path)
+    studio = Studio(app)
+    ps.set_user_callback(studio.frame)
+    return studio
+
+
+def run_app(scan_path: str | Path | None = None, flame_dir: str | Path | None = None, *,
+            device: str = "cpu", preset: str = "default", backend: str | None = None) -> int:
+    """Open the ReFLAME Studio window (blocks until it is closed); autosaves on exit."""
+    init_polyscope(backend)
+    studio = make_studio(scan_path, flame_dir, device=device, preset=preset)
+    try:
+        ps.show()
+    finally:
+        studio.app.shutdown()
+    return 0
+
+
+def imgui_ok() -> bool:
+    """Polyscope's ImGui bindings are importable (used by the CLI to fail early)."""
+    return hasattr(psim, "Begin")

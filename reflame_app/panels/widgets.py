@@ -1,0 +1,40 @@
+"""Small drawing helpers shared by the panels."""
+
+from __future__ import annotations
+
+import polyscope.imgui as psim
+
+from reflame_app.dialogs import PathField
+
+RED = (1.0, 0.35, 0.3, 1.0)
+GREEN = (0.4, 0.9, 0.4, 1.0)
+GREY = (0.6, 0.6, 0.6, 1.0)
+
+
+def button(label: str, enabled: bool = True) -> bool:
+    """A button that can be greyed out; returns whether it was clicked (and enabled)."""
+    psim.BeginDisabled(not enabled)
+    clicked = psim.Button(label)
+    psim.EndDisabled()
+    return clicked and enabled
+
+
+def path_field(label: str, field: PathField, action: str) -> bool:
+    """Text field + "..." (native dialog) + action button. True when a path was chosen
+    (``field.take()`` then returns it)."""
+    psim.PushID(label)
+    psim.SetNextItemWidth(-170)
+    changed, field.text = psim.InputText(label, field.text)
+    psim.SameLine()
+    if psim.Button("...") and not field.waiting:
+        field.browse()
+    psim.SameLine()
+    if psim.Button(action):
+        field.submit_text()
+    if field.waiting:
+        psim.TextColored(GREY, "waiting for the file dialog...")
+    elif field.dialog_error:
+        psim.TextColored(GREY, field.dialog_error)
+    psim.PopID()
+    field.poll()
+    return field.has_choice

@@ -1,0 +1,207 @@
+"""Mirror the app state into Polyscope structures: scan, live FLAME overlay, landmarks,
+orbit cameras, per-view images. Everything is in the canonical fitting frame.
+
+Updates are change-driven (versions / snapshot identity) so a frame with nothing new costs
+almost nothing; the fitted overlay is pushed whenever a new snapshot arrives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polyscope as ps
+
+from reflame_core.io.mesh import Scan
+
+SCAN = "scan"
+FIT = "FLAME fit"
+LMK_DETECTED = "landmarks (detected)"
+LMK_EDITED = "landmarks (edited)"
+LMK_SELECTED = "landmark (selected)"
+CAMERA_GROUP = "orbit views"
+
+DETECTED_COLOR = (0.10, 0.55, 1.00)
+EDITED_COLOR = (1.00, 0.55, 0.05)
+SELECTED_COLOR = (1.00, 0.10, 0.10)
+DISABLED_COLOR = (0.45, 0.45, 0.45)
+
+
+@dataclass
+class OverlayStyle:
+    """How the FLAME overlay is drawn (the Display panel edits this)."""
+
+    wireframe: bool = True
+    transparency: float = 0.6  # 1 = opaque
+    show_distances: bool = False
+    show_scan: bool = True
+    show_cameras: bool = True
+    max_distance: float = 0.1  # colour-map top, canonical units
+
+
+def _scan_colors(scan: Scan) -> np.ndarray | None:
+    """(V,3) float colours in 0..1 when the scan has vertex colours."""
+    if scan.vertex_colors is not None:
+        return np.asarray(scan.vertex_colors, np.float32) / 255.0
+    return None
+
+
+class SceneSync:
+    """Owns the Polyscope structures; call the ``set_*`` methods when their data changes."""
+
+    def __init__(self) -> None:
+        self.style = OverlayStyle()
+        self._fit_faces: np.ndarray | None = None
+        self._views_version = -1
+        self._style_applied: OverlayStyle | None = None
+        self._group: ps.Group | None = None
+
+    # --- scan ---------------------------------------------------------------------------
+    def set_scan(self, scan: Scan | None) -> None:
+        """Show the scan (canonical frame): textured through per-corner UVs when it has a
+        texture, else its vertex colours, else plain."""
+        if ps.has_surface_mesh(SCAN):
+            ps.remove_surface_mesh(SCAN)
+        if scan is None:
+            return
+        m = ps.register_surface_mesh(SCAN, scan.vertices, scan.faces, smooth_shade=True,
+                                     material="flat" if scan.has_texture else "clay")
+        m.set_selection_mode("faces_only")
+        if scan.has_texture:
+            corner_uv = np.asarray(scan.uv, np.float32)[np.asarray(scan.uv_faces).reshape(-1)]
+            m.add_parameterization_quantity("uv", corner_uv, defined_on="corners",
+                                            coords_type="unit", enabled=False)
+            tex = np.asarray(scan.texture, np.float32) / 255.0
+            # Row 0 of Scan.texture is the top (v = 1): Polyscope's upper_left origin.
+            m.add_color_quantity("texture", tex, defined_on="texture", param_name="uv",
+                                 image_origin="upper_left", enabled=True)
+        else:
+            colors = _scan_colors(scan)
+            if colors is not None:
+                m.add_color_quantity("colour", colors, enabled=True)
+
+    # --- fitted FLAME -------------------------------------------------------------------
+    def set_fit(self, vertices: np.ndarray | None, faces: np.ndarray,
+                distances: np.ndarray | None = None) -> None:
+        """Show / update the fitted FLAME mesh (5023,3); ``distances`` (5023,) per-vertex
+        scan distance shown as a colour map when enabled."""
+        if vertices is None:
+            if ps.has_surface_mesh(FIT):
+                ps.remove_surface_mesh(FIT)
+            self._fit_faces = None
+            return
+        if ps.has_surface_mesh(FIT) and self._fit_faces is faces:
+            m = ps.get_surface_mesh(FIT)
+            m.update_vertex_positions(vertices)
+        else:
+            m = ps.register_surface_mesh(FIT, vertices, faces, color=(0.85, 0.85, 0.95),
+                                         smooth_shade=True)
+            self._fit_faces = faces
+            self._style_applied = None
+        if distances is not None and self.style.show_distances:
+            m.add_scalar_quantity("scan distance", distances, enabled=True, cmap="reds",
+                                  vminmax=(0.0, self.style.max_distance))
+        elif distances is None and self.style.show_distances is False:
+            pass
+        self.apply_style()
+
+    def apply_style(self) -> None:
+        st = self.style
+        if self._style_applied == st:
+            return
+        if ps.has_surface_mesh(FIT):
+            m = ps.get_surface_mesh(FIT)
+            m.set_edge_width(1.0 if st.wireframe else 0.0)
+            m.set_edge_color((0.1, 0.1, 0.3))
+            m.set_transparency(float(st.transparency))
+            if not st.show_distances:
+                m.remove_quantity("scan distance", error_if_absent=False)
+        if ps.has_surface_mesh(SCAN):
+            ps.get_surface_mesh(SCAN).set_enabled(st.show_scan)
+        if self._group is not None:
+            self._group.set_enabled(st.show_cameras)
+        self._style_applied = OverlayStyle(**st.__dict__)
+
+    # --- landmarks ----------------------------------------------------------------------
+    def set_landmarks(self, positions: np.ndarray | None, edited: np.ndarray | None = None,
+                      enabled: np.ndarray | None = None, selected: int | None = None) -> None:
+        """positions (N,3) canonical; edited (N,) bool; enabled (N,) bool; selected index.
+
+        Detected and edited landmarks are separate point clouds in different colours so the
+        user sees at a glance what was changed by hand; disabled ones are grey."""
+        for name in (LMK_DETECTED, LMK_EDITED, LMK_SELECTED):
+            if ps.has_point_cloud(name):
+                ps.remove_point_cloud(name)
+        if positions is None or len(positions) == 0:
+            return
+        n = len(positions)
+        edited = np.zeros(n, bool) if edited is None else np.asarray(edited, bool)
+        enabled = np.ones(n, bool) if enabled is None else np.asarray(enabled, bool)
+        for name, sel, color in ((LMK_DETECTED, ~edited, DETECTED_COLOR),
+                                 (LMK_EDITED, edited, EDITED_COLOR)):
+            if not sel.any():
+                continue
+            pc = ps.register_point_cloud(name, positions[sel], radius=0.004, color=color)
+            cols = np.where(enabled[sel, None], np.asarray(color), np.asarray(DISABLED_COLOR))
+            pc.add_color_quantity("state", cols, enabled=True)
+        if selected is not None and 0 <= selected < n:
+            ps.register_point_cloud(LMK_SELECTED, positions[selected:selected + 1],
+                                    radius=0.008, color=SELECTED_COLOR)
+
+    # --- orbit cameras ------------------------------------------------------------------
+    def set_cameras(self, cameras: object, version: int) -> None:
+        """One Polyscope camera view per orbit view (disabled views grey), in a group."""
+        if version == self._views_version:
+            return
+        self._views_version = version
+        i = 0
+        while ps.has_camera_view(view_name(i)):  # also views left by an earlier SceneSync
+            ps.remove_camera_view(view_name(i))
+            i += 1
+        ps.remove_group(CAMERA_GROUP, error_if_absent=False)
+        group = ps.create_group(CAMERA_GROUP)
+        group.set_hide_descendants_from_structure_lists(True)
+        group.set_show_child_details(False)
+        eyes = np.asarray(cameras.camera_positions())  # type: ignore[attr-defined]
+        enabled = np.asarray(cameras.enabled, bool)  # type: ignore[attr-defined]
+        fov = float(cameras.fov_deg)  # type: ignore[attr-defined]
+        for i, eye in enumerate(eyes):
+            params = camera_parameters(eye, np.zeros(3), fov)
+            cv = ps.register_camera_view(
+                view_name(i), params, widget_color=(0.2, 0.7, 0.3) if enabled[i]
+                else DISABLED_COLOR, widget_focal_length=0.15, widget_thickness=0.01)
+            cv.add_to_group(group)
+        self._group = group
+        group.set_enabled(self.style.show_cameras)
+
+    # --- per-view images ------------------------------------------------------------------
+    def show_images(self, images: dict[str, np.ndarray]) -> None:
+        """Floating image quantities, each in its own ImGui window. Values: (H,W,3) float
+        0..1 colour images, or (H,W) scalar images (signed residuals, coolwarm map)."""
+        for name, img in images.items():
+            if img.ndim == 3:
+                ps.add_color_image_quantity(name, img, enabled=True, show_in_imgui_window=True,
+                                            image_origin="upper_left")
+            else:
+                lim = float(np.abs(img).max()) or 1.0
+                ps.add_scalar_image_quantity(name, img, enabled=True, show_in_imgui_window=True,
+                                             image_origin="upper_left", cmap="coolwarm",
+                                             vminmax=(-lim, lim))
+
+
+def view_name(i: int) -> str:
+    return f"view {i:02d}"
+
+
+def camera_parameters(eye: np.ndarray, target: np.ndarray, fov_deg: float,
+                      aspect: float = 1.0) -> ps.CameraParameters:
+    """Polyscope camera parameters for a camera at ``eye`` looking at ``target``, +y up."""
+    look = np.asarray(target, np.float64) - np.asarray(eye, np.float64)
+    look /= np.linalg.norm(look)
+    up = np.array([0.0, 1.0, 0.0])
+    if abs(look @ up) > 0.999:  # straight up/down: any perpendicular up will do
+        up = np.array([0.0, 0.0, 1.0])
+    return ps.CameraParameters(
+        ps.CameraIntrinsics(fov_vertical_deg=fov_deg, aspect=aspect),
+        ps.CameraExtrinsics(root=np.asarray(eye, np.float64), look_dir=look, up_dir=up),
+    )

@@ -1,0 +1,346 @@
+"""The app's model: scan, FLAME assets, landmarks, the fit controller and every panel state.
+
+Screen-free: each user action is a method (used by the panels and by tests alike); failures
+become banner messages through ``MessageLog.guard`` and never end the app. The fitting runs
+in the engine's FitController thread; ``poll()`` (once per frame) only reads its latest
+snapshot and forwards edits.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from reflame_app.session_file import SessionData, autosave_dir, load_session, save_session
+from reflame_app.state.first_run import FirstRunState
+from reflame_app.state.fit_control import FitControlState
+from reflame_app.state.landmark_editor import LandmarkEditorState
+from reflame_app.state.losses import LossPlotState
+from reflame_app.state.messages import MessageLog
+from reflame_app.state.views import ViewsPanelState, cameras_from_config
+from reflame_core.assets.flame import (
+    FlameTemplate,
+    LandmarkEmbedding,
+    load_flame_template,
+    load_landmark_embedding,
+)
+from reflame_core.assets.locate import find_flame_dir, save_flame_dir
+from reflame_core.errors import AssetError
+from reflame_core.fit.config import FitConfig
+from reflame_core.fit.targets import LandmarkTargets
+from reflame_core.geometry.frame import canonical_frame
+from reflame_core.geometry.similarity import Similarity
+from reflame_core.io.mesh import Scan
+from reflame_core.io.scan import load_scan
+from reflame_core.landmarks.landmark_json import (
+    landmarks_from_dict,
+    landmarks_to_dict,
+    save_landmarks,
+)
+from reflame_core.texture.surface_query import MeshQuery
+
+
+class AppState:
+    """Everything the GUI shows and edits, without a window.
+
+    Frames: ``scan`` is in the file's own frame; ``scan_canonical`` (what is drawn, and what
+    the orbit cameras look at) is ``scan.transformed(to_canonical)``; fitted vertices from
+    the engine are canonical.
+    """
+
+    def __init__(self, *, flame_dir: str | Path | None = None, device: str = "cpu",
+                 preset: str = "default", autosave_path: Path | None = None,
+                 autosave_every_s: float = 60.0):
+        self.messages = MessageLog()
+        self.first_run = FirstRunState()
+        self.editor = LandmarkEditorState()
+        self.fit = FitControlState()
+        self.losses = LossPlotState()
+        self.device = device
+        self.preset = preset
+        self.config = FitConfig.load(preset=preset)
+        self.views = ViewsPanelState(cameras_from_config(self.config.data["cameras"]))
+        self.flame_dir: Path | None = None
+        self.template: FlameTemplate | None = None
+        self.embedding: LandmarkEmbedding | None = None
+        self.scan: Scan | None = None
+        self.scan_canonical: Scan | None = None
+        self.to_canonical: Similarity | None = None
+        self.controller: Any = None
+        self.snapshot: Any = None
+        self.loaded_vertices: np.ndarray | None = None
+        self.scan_version = 0
+        self._scan_query: MeshQuery | None = None
+        self._reported_error: str | None = None
+        self._views_sent = -1
+        self.export_pending: Path | None = None
+        self.export_result: dict | None = None
+        self._export_done: dict | Exception | None = None
+        self.autosave_path = autosave_path or autosave_dir() / "last_session.json"
+        self.autosave_every_s = autosave_every_s
+        self._last_autosave = time.monotonic()
+        self._locate_flame(flame_dir)
+
+    # ---- FLAME assets ----------------------------------------------------------------------
+    def _locate_flame(self, cli_value: str | Path | None) -> None:
+        """Use the FLAME folder from the CLI / env / user config if there is one; otherwise
+        the first-run panel shows what is missing (not an error: a normal first start)."""
+        try:
+            folder = find_flame_dir(cli_value)
+        except AssetError as exc:
+            self.first_run.problem = str(exc)
+            self.first_run.check(Path(cli_value) if cli_value else None)
+            return
+        with self.messages.guard("Loading FLAME assets"):
+            self.set_flame_dir(folder, remember=False)
+
+    @property
+    def assets_ready(self) -> bool:
+        return self.template is not None and self.embedding is not None
+
+    def set_flame_dir(self, folder: str | Path, *, remember: bool = True) -> None:
+        """Load the template and landmark embedding from ``folder``; with ``remember`` the
+        folder is saved in the user config for the next start."""
+        folder = Path(folder).expanduser()
+        if not self.first_run.check(folder):
+            self.first_run.problem = (f"{folder}: missing {', '.join(self.first_run.missing)}"
+                                      f" (download FLAME from https://flame.is.tue.mpg.de)")
+            raise AssetError(self.first_run.problem)
+        self.template = load_flame_template(folder)
+        self.embedding = load_landmark_embedding(folder)
+        self.flame_dir = folder
+        self.first_run.problem = None
+        if remember:
+            save_flame_dir(folder)
+        self.messages.info(f"FLAME assets loaded from {folder}")
+
+    # ---- scan ------------------------------------------------------------------------------
+    def open_scan(self, path: str | Path) -> None:
+        scan = load_scan(path)
+        frame = self.config.data["frame"]
+        sim = canonical_frame(scan.vertices, up=frame["up"], front=frame["front"])
+        self._stop_controller()
+        self.scan, self.to_canonical = scan, sim
+        self.scan_canonical = scan.transformed(sim)
+        self._scan_query = None
+        self.editor.set_landmarks(None)
+        self.snapshot = None
+        self.loaded_vertices = None
+        self.losses = LossPlotState()
+        self.scan_version += 1
+        self.messages.info(f"Opened {Path(path).name}: {len(scan.vertices)} vertices, "
+                           f"{'textured' if scan.has_texture else 'no texture'}")
+
+    def _need_scan(self) -> Scan:
+        if self.scan is None:
+            raise RuntimeError("open a scan first")
+        return self.scan
+
+    # ---- landmarks -------------------------------------------------------------------------
+    def detect_landmarks(self) -> None:
+        from reflame_core.landmarks.detect import detect_landmarks
+
+        lms = detect_landmarks(self._need_scan(), device=self.device,
+                               to_canonical=self.to_canonical)
+        self.editor.set_landmarks(lms)
+        placed = int(lms.placed_mask.sum())
+        self.messages.info(f"Detected {placed} of {len(lms)} landmarks")
+
+    # ---- fitting ---------------------------------------------------------------------------
+    def start_session(self) -> None:
+        """A new FitSession + FitController on the current scan, landmarks and config."""
+        from reflame_core.fit.controller import FitController
+        from reflame_core.fit.session import FitSession
+
+        if not self.assets_ready:
+            raise AssetError("set the FLAME asset folder first (File > FLAME folder)")
+        scan = self._need_scan()
+        self._stop_controller()
+        self.config.set("cameras", self.views.layout_of(self.views.cameras))
+        lms = self.editor.landmarks
+        targets = LandmarkTargets.from_landmark_set(lms, scan) if lms is not None else None
+        if targets is None:
+            self.messages.info("Fitting without landmarks (none detected or placed)")
+        session = FitSession(scan, self.template, self.embedding, targets, self.config.copy(),
+                             device=self.device)
+        self.controller = FitController(session)
+        self.editor.mark_sent()
+        self._views_sent = self.views.version
+        self.fit.attach(self.controller, self.config.data["stages"])
+        self.losses = LossPlotState()
+        self._reported_error = None
+
+    def _stop_controller(self) -> None:
+        if self.controller is not None:
+            self.controller.stop()
+        self.controller = None
+        self.fit.controller = None
+
+    def poll(self) -> bool:
+        """Once per frame: read the latest snapshot (non-blocking), forward landmark edits,
+        report engine errors. Returns whether a new snapshot arrived."""
+        c = self.controller
+        if c is None:
+            return False
+        lms = self.editor.take_changes()
+        if lms is not None:
+            c.set_landmarks(LandmarkTargets.from_landmark_set(lms, self._need_scan()))
+        if self.views.version != self._views_sent:
+            self._views_sent = self.views.version
+            c.set_cameras(copy.deepcopy(self.views.cameras))
+        self._check_export()
+        err = c.last_error
+        if c.state == "error" and err is not None and str(err) != self._reported_error:
+            self._reported_error = str(err)
+            self.messages.error(f"Fitting stopped: {c.last_error}")
+        snap = c.latest_snapshot()
+        if snap is None or snap is self.snapshot:
+            return False
+        self.snapshot = snap
+        self.losses.update(snapshot_history(snap))
+        return True
+
+    @property
+    def fitted_vertices(self) -> np.ndarray | None:
+        """(5023,3) canonical-frame fit: the engine's latest, else one from a loaded session."""
+        if self.snapshot is not None:
+            return self.snapshot.vertices
+        return self.loaded_vertices
+
+    def scan_distances(self, vertices: np.ndarray) -> np.ndarray:
+        """(5023,) distance of each fitted vertex to the scan surface, canonical units."""
+        if self.scan_canonical is None:
+            raise RuntimeError("open a scan first")
+        if self._scan_query is None:
+            self._scan_query = MeshQuery(self.scan_canonical.vertices, self.scan_canonical.faces)
+        return self._scan_query.closest(vertices).distance
+
+    # ---- results ---------------------------------------------------------------------------
+    def export(self, out_dir: str | Path) -> None:
+        """Write the fit with the core's ``write_fit_outputs`` (meshes, texture, landmarks,
+        losses, config, report) plus the edited scan landmarks. Runs on the fitting thread
+        (which owns the session); ``export_pending`` is set until ``poll()`` sees it done."""
+        from reflame_core.fit.outputs import write_fit_outputs
+
+        if self.controller is None:
+            raise RuntimeError("nothing to export: run a fit first")
+        out = Path(out_dir).expanduser()
+        lms = self.editor.landmarks.copy() if self.editor.landmarks is not None else None
+        scan = self._need_scan()
+
+        def job(session: Any) -> None:
+            try:
+                report = write_fit_outputs(session, out)
+                if lms is not None:
+                    save_landmarks(out / "scan_landmarks.json", lms, scan.vertices, scan.faces)
+                self._export_done = report
+            except Exception as exc:  # noqa: BLE001 - handed to the GUI thread as a message
+                self._export_done = exc
+
+        self.export_pending, self._export_done = out, None
+        self.controller.call(job)
+
+    def _check_export(self) -> None:
+        done = self._export_done
+        if self.export_pending is None or done is None:
+            return
+        out, self.export_pending, self._export_done = self.export_pending, None, None
+        if isinstance(done, Exception):
+            self.messages.error(f"Export to {out} failed: {type(done).__name__}: {done}")
+        else:
+            self.export_result = done
+            self.messages.info(f"Exported the fit to {out}")
+
+    def request_view_images(self, view: int) -> None:
+        """Ask the fitting thread for the residual images of one view (mask difference,
+        depth residual, landmark reprojection); ``view_images()`` returns them when ready."""
+        if self.controller is None:
+            raise RuntimeError("no fit session yet")
+        self.controller.request_residuals([view])
+
+    def view_images(self) -> dict[str, np.ndarray] | None:
+        """Latest residual images as displayable arrays: signed (H,W) maps, and the
+        landmark reprojection drawn as a colour image (fit red, targets green)."""
+        res = self.controller.latest_residuals() if self.controller is not None else None
+        if res is None:
+            return None
+        out = {"mask difference": res["mask_diff"][0], "depth residual": res["depth_residual"][0]}
+        if "landmarks_fit_px" in res:
+            out["landmark reprojection"] = draw_reprojection(
+                res["mask_diff"][0].shape, res["landmarks_fit_px"][0],
+                np.asarray(res["landmarks_scan_px"][0]))
+        return out
+
+    # ---- sessions --------------------------------------------------------------------------
+    def session_data(self) -> SessionData:
+        lms = self.editor.landmarks
+        return SessionData(
+            scan_path=str(self.scan.path) if self.scan is not None and self.scan.path else None,
+            flame_dir=str(self.flame_dir) if self.flame_dir else None,
+            overrides=self.fit.overrides(),
+            landmarks=landmarks_to_dict(lms) if lms is not None else None,
+            fitted_vertices=self.fitted_vertices,
+        )
+
+    def save_session(self, path: str | Path) -> Path:
+        return save_session(path, self.session_data())
+
+    def load_session(self, path: str | Path) -> None:
+        data = load_session(path)
+        if data.flame_dir and not self.assets_ready:
+            self.set_flame_dir(data.flame_dir, remember=False)
+        if data.scan_path:
+            self.open_scan(data.scan_path)
+        for key, value in data.overrides.items():
+            self.config.set(key, value)
+        if data.landmarks is not None and self.scan is not None:
+            self.editor.set_landmarks(landmarks_from_dict(data.landmarks, Path(path),
+                                                          num_faces=len(self.scan.faces)))
+        self.loaded_vertices = data.fitted_vertices
+        self.messages.info(f"Session loaded from {path}")
+
+    def autosave(self, *, force: bool = False) -> Path | None:
+        """Save to the autosave file every ``autosave_every_s`` seconds (or now with force);
+        nothing to save (no scan) writes nothing."""
+        now = time.monotonic()
+        if self.scan is None or (not force and now - self._last_autosave < self.autosave_every_s):
+            return None
+        self._last_autosave = now
+        with self.messages.guard("Autosave"):
+            return self.save_session(self.autosave_path)
+        return None
+
+    def shutdown(self) -> None:
+        """On exit: stop the fitting thread and autosave."""
+        self.autosave(force=True)
+        self._stop_controller()
+
+
+def snapshot_history(snap: Any) -> list[tuple[str, int, dict[str, float]]]:
+    """The snapshot's loss history (StepReports) as (stage, iteration, losses) records."""
+    return [(r.stage, r.iteration, r.losses) for r in snap.history]
+
+
+def draw_reprojection(shape: tuple[int, int], fit_px: np.ndarray, target_px: np.ndarray
+                      ) -> np.ndarray:
+    """(H,W,3) float image: target landmarks green, fitted ones red, joined by grey lines."""
+    h, w = shape
+    img = np.full((h, w, 3), 0.1, np.float32)
+
+    def dot(p: np.ndarray, color: tuple[float, float, float], r: int = 2) -> None:
+        if not np.all(np.isfinite(p)):
+            return
+        x, y = int(p[0]), int(p[1])
+        img[max(0, y - r):y + r + 1, max(0, x - r):x + r + 1] = color
+
+    for a, b in zip(fit_px, target_px, strict=True):
+        if np.all(np.isfinite(a)) and np.all(np.isfinite(b)):
+            for t in np.linspace(0.0, 1.0, 16):
+                dot(a + t * (b - a), (0.5, 0.5, 0.5), 0)
+        dot(b, (0.2, 0.9, 0.2))
+        dot(a, (0.95, 0.2, 0.2))
+    return img

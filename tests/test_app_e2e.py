@@ -1,0 +1,119 @@
+"""End-to-end: the studio on Polyscope's mock backend (no screen), driven frame by frame."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import polyscope as ps
+import pytest
+from PIL import Image
+
+from reflame_app.main import init_polyscope, make_studio
+from reflame_app.scene import FIT, LMK_EDITED, SCAN
+from reflame_core.assets.flame import load_flame_template, load_landmark_embedding
+from reflame_core.io.obj import write_obj
+from reflame_core.landmarks.definitions import landmark_definitions
+from reflame_core.landmarks.landmark_set import LandmarkSet
+from reflame_core.synthetic.head import make_synthetic_head
+from reflame_core.texture.surface_query import MeshQuery
+
+
+@pytest.fixture(scope="module")
+def polyscope_mock():
+    init_polyscope("openGL_mock")
+    ps.set_frame_tick_limit_fps_mode("ignore_limits")
+    yield
+    ps.remove_all_structures()
+
+
+def _true_landmarks(head) -> LandmarkSet:
+    hits = MeshQuery(head.scan.vertices, head.scan.faces).closest(head.true_landmarks)
+    names = landmark_definitions().ibug_names
+    return LandmarkSet(names=names, num_faces=len(head.scan.faces), face_idx=hits.face,
+                       bary=hits.bary / hits.bary.sum(1, keepdims=True),
+                       confidence=np.ones(len(names)))
+
+
+def _frames_until(studio, cond, timeout: float = 90.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "timed out waiting in the GUI loop"
+        ps.frame_tick()
+        time.sleep(0.005)
+    ps.frame_tick()
+
+
+def test_first_run_without_flame_files(polyscope_mock, tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    monkeypatch.delenv("REFLAME_FLAME_DIR", raising=False)
+    studio = make_studio(None, None)
+    for _ in range(3):
+        ps.frame_tick()
+    app = studio.app
+    assert not app.assets_ready and not app.messages.errors
+    assert app.first_run.rows and not any(r.present for r in app.first_run.rows)
+    with app.messages.guard("Setting the FLAME folder"):
+        app.set_flame_dir(tmp_path)
+    assert "missing" in app.messages.errors[-1].text and not app.assets_ready
+
+
+def test_open_detect_fit_pause_edit_step_export(polyscope_mock, tmp_path, flame_dir,
+                                                data_dir, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    monkeypatch.setenv("REFLAME_AUTOSAVE_DIR", str(tmp_path / "autosave"))
+    template = load_flame_template(flame_dir)
+    emb = load_landmark_embedding(flame_dir)
+    tex = np.asarray(Image.open(data_dir / "textures" / "facescape_texmap.jpg").convert("RGB"))
+    head = make_synthetic_head(template, tex, emb, seed=3, target_vertices=4000)
+    s = head.scan
+    scan_path = tmp_path / "head.obj"
+    write_obj(scan_path, s.vertices, s.faces, uv=s.uv, uv_faces=s.uv_faces, texture=s.texture)
+
+    studio = make_studio(scan_path, flame_dir, preset="fast")
+    app = studio.app
+    app.views.set_layout(num_views=6, resolution=96)
+    ps.frame_tick()
+    assert app.assets_ready and app.scan is not None, [m.text for m in app.messages.items]
+    assert ps.has_surface_mesh(SCAN)
+
+    with app.messages.guard("Detecting landmarks"):
+        app.detect_landmarks()
+    if app.editor.landmarks is None:  # no detector can run here: the GUI said why, goes on
+        assert "Detecting landmarks failed" in app.messages.errors[-1].text
+    else:
+        assert app.editor.landmarks.placed_mask.sum() > 0
+    app.start_session()
+    app.fit.command("step", 3)
+    _frames_until(studio, lambda: app.fit.state == "paused" and app.snapshot.version >= 3)
+    assert ps.has_surface_mesh(FIT)
+    assert app.losses.stages and app.snapshot.history
+
+    # Move a landmark by "clicking" the scan, while paused.
+    if app.editor.landmarks is None:  # ground-truth landmarks of the synthetic head instead
+        app.editor.set_landmarks(_true_landmarks(head))
+    app.editor.select(30, place=True)
+    pick = {"element_type": "face", "index": 7, "bary_coords": np.array([0.2, 0.3, 0.5])}
+    assert studio.app.editor.apply_pick(SCAN, pick, SCAN)
+    version = app.snapshot.version
+    app.fit.command("step", 2)
+    _frames_until(studio, lambda: app.fit.state == "paused" and app.snapshot.version >= version + 2)
+    assert app.editor.landmarks.provenance[30] == "edited"
+    assert ps.has_point_cloud(LMK_EDITED)
+
+    app.fit.edit_param("coarse", "lr", "0.02")
+    out = tmp_path / "export"
+    app.export(out)
+    _frames_until(studio, lambda: app.export_pending is None)
+    assert not [m for m in app.messages.errors if "Detecting" not in m.text], app.messages.errors
+    for name in ("fit.obj", "report.json", "losses.csv", "scan_landmarks.json"):
+        assert (out / name).is_file(), name
+    report = json.loads((out / "report.json").read_text())
+    assert report["stages"]
+    saved = app.save_session(tmp_path / "session.json")
+    doc = json.loads(saved.read_text())
+    assert doc["overrides"] == {"stages.coarse.lr": 0.02}
+    assert np.asarray(doc["fitted_vertices"]).shape == (5023, 3)
+    app.shutdown()
+    assert (tmp_path / "autosave" / "last_session.json").is_file()
