@@ -1,0 +1,119 @@
+"""Everything ``reflame fit`` writes: meshes, landmarks, loss history, config, report."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from reflame_core.fit.session import FitSession
+from reflame_core.fit.targets import sample_surface
+from reflame_core.io.obj import write_obj
+
+
+def surface_distances(
+    fit_vertices: np.ndarray,
+    fit_faces: np.ndarray,
+    scan_vertices: np.ndarray,
+    scan_faces: np.ndarray,
+    samples: int = 50000,
+) -> dict[str, float]:
+    """Mean and 95th-percentile distances fit->scan and scan->fit, between dense surface
+    samples of both meshes (same units as the vertices)."""
+    fit_pts, _ = sample_surface(fit_vertices, fit_faces, samples, seed=1)
+    scan_pts, _ = sample_surface(scan_vertices, scan_faces, samples, seed=2)
+    f2s, _ = cKDTree(scan_pts).query(fit_pts, workers=-1)
+    s2f, _ = cKDTree(fit_pts).query(scan_pts, workers=-1)
+    return {
+        "fit_to_scan_mean": float(f2s.mean()),
+        "fit_to_scan_p95": float(np.percentile(f2s, 95)),
+        "scan_to_fit_mean": float(s2f.mean()),
+        "scan_to_fit_p95": float(np.percentile(s2f, 95)),
+    }
+
+
+def write_loss_history(path: Path, session: FitSession) -> None:
+    keys = sorted({k for r in session.history for k in r.losses})
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["stage", "iteration", "seconds", *keys, "event"])
+        for r in session.history:
+            w.writerow(
+                [
+                    r.stage,
+                    r.iteration,
+                    f"{r.seconds:.5f}",
+                    *[r.losses.get(k, "") for k in keys],
+                    r.event or "",
+                ]
+            )
+
+
+def stage_summary(session: FitSession) -> dict[str, dict]:
+    """Per stage: status, iterations, seconds spent, last losses."""
+    out: dict[str, dict] = {}
+    for s in session.stages:
+        reps = [r for r in session.history if r.stage == s.name]
+        out[s.name] = {
+            "status": s.status,
+            "iterations": s.iteration,
+            "seconds": float(sum(r.seconds for r in reps)),
+            "final_losses": reps[-1].losses if reps else {},
+        }
+    return out
+
+
+def write_fit_outputs(session: FitSession, out_dir: str | Path) -> dict:
+    """Write the fit into ``out_dir``; returns the report dict (also saved as report.json).
+
+    Files: ``fit.obj`` (scan frame and units, FLAME topology and UVs, textured when the
+    texture stage ran), ``fit_canonical.obj``, ``landmarks.json``, ``losses.csv``,
+    ``config.toml``, ``transform.json`` (scan -> canonical similarity), ``report.json``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tmpl = session.template
+    canon = session.vertices.detach().cpu().numpy()
+    scan_frame = session.vertices_in_scan_frame()
+    tex = session.texture
+    for name, verts in (("fit.obj", scan_frame), ("fit_canonical.obj", canon)):
+        write_obj(out / name, verts, tmpl.faces, uv=tmpl.uv, uv_faces=tmpl.uv_faces, texture=tex)
+
+    lm_fit = session.embedding_points(session.vertices.detach()).cpu().numpy()
+    lm_doc: dict = {
+        "frame": "scan",
+        "fitted_flame_landmarks": session.to_canonical.inverse()
+        .apply(lm_fit.astype(np.float64))
+        .tolist(),
+    }
+    if session.landmark_targets is not None:
+        lt = session.landmark_targets
+        lm_doc["targets"] = {
+            "indices": lt.indices.tolist(),
+            "groups": lt.groups,
+            "weights": lt.weights.tolist(),
+            "points": session.to_canonical.inverse().apply(lt.points.astype(np.float64)).tolist(),
+        }
+    (out / "landmarks.json").write_text(json.dumps(lm_doc, indent=1))
+    write_loss_history(out / "losses.csv", session)
+    session.config.save(out / "config.toml")
+    (out / "transform.json").write_text(
+        json.dumps({"scan_to_canonical": session.to_canonical.to_dict()}, indent=1)
+    )
+
+    height = float(session.scan.extent.max())
+    dist = surface_distances(scan_frame, tmpl.faces, session.scan.vertices, session.scan.faces)
+    report = {
+        "scan": str(session.scan.path) if session.scan.path else None,
+        "device": session.device,
+        "stages": stage_summary(session),
+        "total_seconds": float(sum(r.seconds for r in session.history)),
+        "distances_scan_units": dist,
+        "distances_relative_to_scan_size": {k: v / height for k, v in dist.items()},
+        "events": session.events,
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    return report

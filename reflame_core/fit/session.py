@@ -1,0 +1,389 @@
+"""``FitSession``: the fitting state machine. One ``step()`` = one iteration of one stage.
+
+The GUI's worker thread, the CLI and the tests all drive the same object. Everything heavy
+lives on ``device``; ``snapshot()`` hands out numpy copies.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from reflame_core.assets.flame import FlameTemplate, LandmarkEmbedding
+from reflame_core.fit.config import FitConfig
+from reflame_core.fit.dense import DenseCue, GeometricDenseCue
+from reflame_core.fit.regions import LEFT_EYEBALL, RIGHT_EYEBALL, region_labels, region_weights
+from reflame_core.fit.stages.base import FitStage
+from reflame_core.fit.stages.deform import DeformStage
+from reflame_core.fit.stages.eyeballs import EyeballStage
+from reflame_core.fit.stages.rigid import RigidStage
+from reflame_core.fit.targets import (
+    LandmarkTargets,
+    ScanTargets,
+    build_scan_targets,
+    landmark_view_weights,
+)
+from reflame_core.geometry.frame import canonical_frame
+from reflame_core.geometry.similarity import Similarity
+from reflame_core.io.mesh import Scan
+from reflame_core.render.cameras import OrbitCameras
+from reflame_core.render.renderer import MeshRenderer
+
+
+@dataclass
+class StepReport:
+    """What one ``step()`` did: ``losses`` holds each loss term (unweighted) and ``total``."""
+
+    stage: str
+    iteration: int
+    losses: dict[str, float]
+    seconds: float
+    event: str | None = None
+
+
+@dataclass
+class StageInfo:
+    name: str
+    status: str
+    iteration: int
+    num_steps: int
+
+
+@dataclass
+class FitSnapshot:
+    """A consistent numpy copy of the session state for display and export.
+
+    Attributes:
+        vertices: (5023,3) float32 fitted vertices, canonical frame.
+        stage: current stage name, or None when every stage has ended.
+        iteration: iteration within the current stage.
+        stages: status of every stage.
+        history: every StepReport so far (oldest first).
+        to_canonical: scan frame -> canonical frame.
+        version: increases with every step.
+    """
+
+    vertices: np.ndarray
+    stage: str | None
+    iteration: int
+    stages: list[StageInfo]
+    history: list[StepReport]
+    to_canonical: Similarity
+    version: int
+    events: list[str] = field(default_factory=list)
+    texture: np.ndarray | None = None
+
+
+class FitSession:
+    """Holds scan, template, cameras, landmarks, config and the fit state.
+
+    Args:
+        scan: the scan in its own frame and units.
+        template: FLAME template (canonical frame).
+        embedding: FLAME's 68-landmark embedding.
+        landmarks: 3D landmark targets in the scan's frame, or None (rigid stage then falls
+            back to moments; landmark terms are off).
+        config: the full configuration.
+        device: "cpu" or "cuda".
+        seed: makes surface sampling reproducible.
+    """
+
+    def __init__(
+        self,
+        scan: Scan,
+        template: FlameTemplate,
+        embedding: LandmarkEmbedding,
+        landmarks: LandmarkTargets | None,
+        config: FitConfig,
+        *,
+        device: str = "cpu",
+        seed: int = 0,
+        render_backend: str = "auto",
+        dense_cue: DenseCue | None = None,
+    ) -> None:
+        torch.manual_seed(seed)
+        self.seed = seed
+        self.config = config
+        self.device = device
+        self.scan = scan
+        self.template = template
+        self.embedding = embedding
+        frame = config.data["frame"]
+        self.to_canonical = canonical_frame(scan.vertices, frame["up"], frame["front"])
+        self.scan_canonical = scan.transformed(self.to_canonical)
+        self.faces = torch.as_tensor(template.faces, dtype=torch.int64, device=device)
+        self.template_vertices = torch.as_tensor(
+            template.vertices, dtype=torch.float32, device=device
+        )
+        self.vertices = self.template_vertices.clone()
+        self.labels = region_labels(template, embedding)
+        self.vertex_weights = torch.empty(0)
+        self._update_region_weights()
+        self.eyeball_mask = torch.zeros(template.num_vertices, dtype=torch.bool, device=device)
+        self.eyeball_mask[LEFT_EYEBALL] = True
+        self.eyeball_mask[RIGHT_EYEBALL] = True
+        self._lmk_faces = torch.as_tensor(template.faces[embedding.face_idx], device=device)
+        self._lmk_bary = torch.as_tensor(embedding.bary, dtype=torch.float32, device=device)
+        self.render_backend = render_backend
+        self.cameras = self._cameras_from_config()
+        self.renderer = MeshRenderer(self.cameras, backend=render_backend, device=device)
+        self.dense_cue = dense_cue or GeometricDenseCue()
+        self.rigid: Similarity | None = None
+        self.texture: np.ndarray | None = None
+        self.targets: ScanTargets | None = None
+        self._target_samples = 0
+        self.landmark_targets: LandmarkTargets | None = None
+        self.set_landmarks(landmarks)
+        self.stages: list[FitStage] = [
+            RigidStage(),
+            DeformStage("coarse"),
+            DeformStage("refine"),
+            EyeballStage(),
+        ]
+        self._extra_stages()
+        self.index = 0
+        self.history: list[StepReport] = []
+        self.events: list[str] = []
+        self.version = 0
+        self._pending_event: str | None = None
+        self._skip_disabled()
+
+    # ----- construction helpers -------------------------------------------------------
+    def _extra_stages(self) -> None:
+        try:
+            from reflame_core.texture.stage import TextureStage
+        except ImportError:
+            return
+        self.stages.append(TextureStage())
+
+    def _cameras_from_config(self) -> OrbitCameras:
+        c = self.config.data["cameras"]
+        return OrbitCameras(
+            num_views=int(c["num_views"]),
+            azimuth_range=float(c["azimuth_range"]),
+            elevations=tuple(float(e) for e in c["elevations"]),
+            distance=float(c["distance"]),
+            fov_deg=float(c["fov_deg"]),
+            resolution=int(c["resolution"]),
+        )
+
+    def _update_region_weights(self) -> None:
+        w = region_weights(self.labels, self.config.data["regions"])
+        self.vertex_weights = torch.from_numpy(w).to(self.device)
+
+    # ----- state the stages share -----------------------------------------------------
+    def embedding_points(self, vertices: torch.Tensor) -> torch.Tensor:
+        """(68,3) FLAME landmark positions on vertices (5023,3); differentiable."""
+        return torch.einsum("lk,lkd->ld", self._lmk_bary, vertices[self._lmk_faces])
+
+    def ensure_targets(self, num_samples: int) -> None:
+        """Render the scan for the enabled views and sample it, unless already done."""
+        views = self.cameras.enabled_indices()
+        if (
+            self.targets is not None
+            and self.targets.view_ids == views
+            and self._target_samples == num_samples
+        ):
+            return
+        self.targets = build_scan_targets(
+            self.scan_canonical, self.renderer, views, num_samples, self.device, self.seed
+        )
+        self._target_samples = num_samples
+        self._update_landmark_views()
+
+    def _update_landmark_views(self) -> None:
+        lm = self.landmark_targets
+        if lm is None or self.targets is None:
+            return
+        cfg = self.config.data["landmarks"]
+        self.landmark_2d = landmark_view_weights(
+            lm,
+            self.cameras,
+            self.targets.view_ids,
+            self.targets.depth,
+            float(cfg["frontal_range"]),
+            cfg["group_weights_2d"],
+        )
+
+    def note(self, message: str) -> None:
+        """Record an event for the current step's report."""
+        self._pending_event = (
+            message if self._pending_event is None else (f"{self._pending_event}; {message}")
+        )
+
+    # ----- commands ---------------------------------------------------------------------
+    @property
+    def current(self) -> FitStage | None:
+        return self.stages[self.index] if self.index < len(self.stages) else None
+
+    @property
+    def done(self) -> bool:
+        return self.current is None
+
+    def stage(self, name: str) -> FitStage:
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise KeyError(f"no stage '{name}' (stages: {', '.join(s.name for s in self.stages)})")
+
+    def step(self) -> StepReport:
+        """Run one iteration of the current stage; advances to the next stage when it ends."""
+        stage = self.current
+        if stage is None:
+            return StepReport("done", 0, {}, 0.0, "all stages done")
+        start = time.perf_counter()
+        if stage.status == "pending":
+            stage.start_vertices = self.vertices.detach().clone()
+            stage.status = "running"
+            stage.begin(self)
+        losses = stage.step(self)
+        stage.iteration += 1
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+        report = StepReport(
+            stage.name, stage.iteration, losses, time.perf_counter() - start, self._pending_event
+        )
+        if report.event:
+            self.events.append(report.event)
+        self._pending_event = None
+        if stage.iteration >= stage.num_steps(self):
+            stage.status = "done"
+            self._advance()
+        self.history.append(report)
+        self.version += 1
+        return report
+
+    def run(self, n: int | None = None) -> list[StepReport]:
+        """``n`` steps, or to the end when ``n`` is None."""
+        reports = []
+        while not self.done and (n is None or len(reports) < n):
+            reports.append(self.step())
+        return reports
+
+    def _advance(self) -> None:
+        self.index += 1
+        self._skip_disabled()
+
+    def _skip_disabled(self) -> None:
+        while self.current is not None and not self.current.enabled(self):
+            self.current.status = "skipped"
+            self.index += 1
+
+    def skip_stage(self) -> None:
+        """End the current stage where it is and move on."""
+        if self.current is not None:
+            self.current.status = "skipped" if self.current.iteration == 0 else "done"
+            self._advance()
+            self.version += 1
+
+    def restart_stage(self) -> None:
+        """Undo the current stage's iterations and start it again with its current params."""
+        self.goto_stage(self.current.name if self.current else self.stages[-1].name)
+
+    def goto_stage(self, name: str) -> None:
+        """Make ``name`` the current stage, reset it and every later stage.
+
+        Vertices return to where they were when that stage first began (if it ever did).
+        """
+        target = self.stage(name)
+        i = self.stages.index(target)
+        if target.start_vertices is not None:
+            self.vertices = target.start_vertices.clone()
+        for s in self.stages[i:]:
+            s.reset()
+        self.index = i
+        self.version += 1
+
+    def set_param(self, stage: str, name: str, value) -> None:
+        """Change one parameter of a stage (or of a top-level section, with stage=section)."""
+        if stage in self.config.data["stages"]:
+            self.config.set(f"stages.{stage}.{name}", value)
+            s = self.stage(stage)
+            if s is self.current and s.status == "running":
+                s.param_changed(self, name)
+            return
+        self.config.set(f"{stage}.{name}", value)
+        if stage == "regions":
+            self._update_region_weights()
+        elif stage == "landmarks":
+            self._update_landmark_views()
+        elif stage == "cameras":
+            self.set_cameras(self._cameras_from_config())
+
+    def set_cameras(self, cameras: OrbitCameras) -> None:
+        """New views (count, range, enabled flags...): scan targets are rebuilt lazily."""
+        self.cameras = cameras
+        self.renderer = MeshRenderer(cameras, backend=self.render_backend, device=self.device)
+        if self.targets is not None:
+            self.ensure_targets(self._target_samples)
+
+    def set_landmarks(self, landmarks: LandmarkTargets | None) -> None:
+        """New 3D landmark targets, in the scan's own frame (as detected or edited)."""
+        if landmarks is None:
+            self.landmark_targets = None
+            return
+        pts = self.to_canonical.apply(np.asarray(landmarks.points, np.float64)).astype(np.float32)
+        lm = LandmarkTargets(
+            np.asarray(landmarks.indices, np.int64),
+            pts,
+            np.asarray(landmarks.weights, np.float32),
+            list(landmarks.groups),
+        )
+        self.landmark_targets = lm
+        self.landmark_index = torch.as_tensor(lm.indices, device=self.device)
+        self.landmark_points = torch.as_tensor(lm.points, device=self.device)
+        w3 = self.config.data["landmarks"]["group_weights_3d"]
+        self.landmark_weight_3d = torch.as_tensor(
+            lm.weights * np.array([w3.get(g, 1.0) for g in lm.groups], np.float32),
+            device=self.device,
+        )
+        self._update_landmark_views()
+
+    # ----- read-out -----------------------------------------------------------------------
+    def snapshot(self) -> FitSnapshot:
+        cur = self.current
+        return FitSnapshot(
+            vertices=self.vertices.detach().cpu().numpy().copy(),
+            stage=cur.name if cur else None,
+            iteration=cur.iteration if cur else 0,
+            stages=[
+                StageInfo(s.name, s.status, s.iteration, s.num_steps(self)) for s in self.stages
+            ],
+            history=list(self.history),
+            to_canonical=self.to_canonical,
+            version=self.version,
+            events=list(self.events),
+            texture=self.texture,
+        )
+
+    def vertices_in_scan_frame(self) -> np.ndarray:
+        """(5023,3) fitted vertices in the scan's own frame and units."""
+        v = self.vertices.detach().cpu().numpy().astype(np.float64)
+        return self.to_canonical.inverse().apply(v).astype(np.float32)
+
+    def residual_images(self, views: list[int]) -> dict[str, np.ndarray]:
+        """Per-view diagnostics for ``views``: silhouette difference (B,H,W) fit minus scan,
+        depth residual (B,H,W) where both cover, landmark pixels of fit and scan (B,L,2)."""
+        self.ensure_targets(self._target_samples or 8000)
+        with torch.no_grad():
+            fit = self.renderer.render(self.vertices, self.faces, views=views)
+            scan_v = torch.as_tensor(self.scan_canonical.vertices, device=self.device)
+            scan_f = torch.as_tensor(self.scan_canonical.faces, device=self.device)
+            scan = self.renderer.render(scan_v, scan_f, views=views)
+        both = (fit.tri_id >= 0) & (scan.tri_id >= 0)
+        out = {
+            "mask_diff": (fit.mask - scan.mask)[..., 0].cpu().numpy(),
+            "depth_residual": torch.where(
+                both, fit.depth[..., 0] - scan.depth[..., 0], torch.zeros_like(fit.depth[..., 0])
+            )
+            .cpu()
+            .numpy(),
+        }
+        if self.landmark_targets is not None:
+            pred = self.embedding_points(self.vertices)[self.landmark_index]
+            out["landmarks_fit_px"] = self.cameras.project(pred, views)[0].cpu().numpy()
+            out["landmarks_scan_px"] = self.cameras.project(self.landmark_targets.points, views)[0]
+        return out

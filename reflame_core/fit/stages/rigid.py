@@ -1,0 +1,87 @@
+"""Similarity alignment of the template to the scan from 3D landmarks (Umeyama)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from reflame_core.fit.stages.base import FitStage
+from reflame_core.geometry.similarity import Similarity
+
+if TYPE_CHECKING:
+    from reflame_core.fit.session import FitSession
+
+# Below this many usable landmarks a similarity is not determined well enough.
+MIN_LANDMARKS = 4
+
+
+def umeyama(
+    src: np.ndarray, dst: np.ndarray, weights: np.ndarray | None = None, with_scale: bool = True
+) -> Similarity:
+    """Least-squares similarity taking points ``src`` (N,3) onto ``dst`` (N,3).
+
+    Umeyama (1991), with optional per-point weights (N,).
+    """
+    w = np.ones(len(src)) if weights is None else np.asarray(weights, np.float64)
+    w = w / w.sum()
+    mu_s, mu_d = w @ src, w @ dst
+    xs, xd = src - mu_s, dst - mu_d
+    cov = (xd * w[:, None]).T @ xs
+    u, d, vt = np.linalg.svd(cov)
+    sign = np.eye(3)
+    if np.linalg.det(u) * np.linalg.det(vt) < 0:
+        sign[2, 2] = -1
+    rot = u @ sign @ vt
+    var_s = (w * (xs**2).sum(1)).sum()
+    scale = float(np.trace(np.diag(d) @ sign) / var_s) if with_scale else 1.0
+    return Similarity(scale, rot, mu_d - scale * rot @ mu_s)
+
+
+def moments_alignment(src: np.ndarray, dst: np.ndarray, with_scale: bool = True) -> Similarity:
+    """Fallback without landmarks: match centroids and RMS radii.
+
+    The canonical frame already puts the scan's up and front axes where the template has
+    them, so no rotation is guessed: principal axes of a head with or without shoulders
+    or hair are not reliable enough to beat the user-given axes.
+    """
+    mu_s, mu_d = src.mean(0), dst.mean(0)
+    scale = 1.0
+    if with_scale:
+        scale = float(
+            np.sqrt(((dst - mu_d) ** 2).sum(1).mean() / ((src - mu_s) ** 2).sum(1).mean())
+        )
+    return Similarity(scale, np.eye(3), mu_d - scale * mu_s)
+
+
+class RigidStage(FitStage):
+    """One iteration: moves the template onto the scan by a similarity."""
+
+    name = "rigid"
+
+    def num_steps(self, session: FitSession) -> int:
+        return 1
+
+    def step(self, session: FitSession) -> dict[str, float]:
+        with_scale = bool(self.params(session)["with_scale"])
+        template = session.template_vertices.cpu().numpy().astype(np.float64)
+        lm = session.landmark_targets
+        usable = lm is not None and int((lm.weights > 0).sum()) >= MIN_LANDMARKS
+        if usable:
+            src = session.embedding_points(session.template_vertices).cpu().numpy()[lm.indices]
+            keep = lm.weights > 0
+            sim = umeyama(
+                src[keep], lm.points[keep].astype(np.float64), lm.weights[keep], with_scale
+            )
+            residual = float(np.linalg.norm(sim.apply(src[keep]) - lm.points[keep], axis=1).mean())
+        else:
+            sim = moments_alignment(
+                template, session.scan_canonical.vertices.astype(np.float64), with_scale
+            )
+            residual = float("nan")
+            session.note("rigid: no landmarks, aligned centroids and sizes instead")
+        session.rigid = sim
+        moved = sim.apply(template).astype(np.float32)
+        session.vertices = torch.from_numpy(moved).to(session.device)
+        return {"landmark_3d": residual, "scale": sim.scale}
