@@ -108,7 +108,7 @@ def init_polyscope(backend: str | None = None) -> None:
     ps.set_errors_throw_exceptions(True)
     ps.set_display_message_popups(False)
     ps.set_transparency_mode("pretty")
-    ps.init(backend or "")
+    ps.init(backend or "auto")
     ps.set_automatically_compute_scene_extents(True)
 
 
