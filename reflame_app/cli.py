@@ -6,17 +6,24 @@ from __future__ import annotations
 
 import argparse
 
+from reflame_core.fit.cli import pick_device
+from reflame_core.fit.config import PRESETS
+
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("gui", help="open ReFLAME Studio (interactive fitting)")
     p.add_argument("scan", nargs="?", help="scan to open (OBJ/PLY/GLB)")
     p.add_argument("--flame-dir", help="folder with the FLAME files")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
-    p.add_argument("--preset", default="default", help="config preset: default, seed, fast")
+    p.add_argument("--device", choices=("auto", "cuda", "cpu"), default="auto",
+                   help="where the fit runs (default: cuda when available)")
+    p.add_argument("--preset", choices=PRESETS, default=None,
+                   help="config preset (default: 'default' on a GPU, 'fast' on the CPU)")
     p.set_defaults(handler=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from reflame_app.main import run_app
 
-    return run_app(args.scan, args.flame_dir, device=args.device, preset=args.preset)
+    device = pick_device(args.device)
+    preset = args.preset or ("default" if device == "cuda" else "fast")
+    return run_app(args.scan, args.flame_dir, device=device, preset=preset)
