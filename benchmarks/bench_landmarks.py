@@ -1,0 +1,63 @@
+"""Landmark accuracy and timing on synthetic heads (MediaPipe + lifting); prints JSON.
+
+Usage: python benchmarks/bench_landmarks.py [--seeds 1 2 3] [--data ../shared/data]
+Errors are distances to FLAME's own landmark embedding on the head, / head height.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from reflame_core.assets.flame import load_flame_template, load_landmark_embedding
+from reflame_core.landmarks.detect import detect_landmarks
+from reflame_core.landmarks.detector import get_detector
+from reflame_core.synthetic.head import make_synthetic_head
+
+GROUPS = {"contour": slice(0, 17), "brows": slice(17, 27), "nose": slice(27, 36),
+          "eyes": slice(36, 48), "lips": slice(48, 68)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared"
+                    / "data")
+    a = ap.parse_args()
+    tpl = load_flame_template(a.data / "flame")
+    emb = load_landmark_embedding(a.data / "flame")
+    tex = cv2.cvtColor(cv2.imread(str(a.data / "textures" / "facescape_texmap.jpg")),
+                       cv2.COLOR_BGR2RGB)
+    det = get_detector("mediapipe")
+    errs, times = [], []
+    for seed in a.seeds:
+        h = make_synthetic_head(tpl, tex, emb, seed=seed)
+        h.scan = replace(h.scan, texture=tex)  # see tests/test_landmarks_detect.py
+        t = time.perf_counter()
+        lms = detect_landmarks(h.scan, backend=det)
+        times.append(time.perf_counter() - t)
+        height = np.ptp(h.to_canonical.apply(h.true_vertices)[:, 1]) / h.to_canonical.scale
+        pos = lms.positions(h.scan.vertices, h.scan.faces)[:68]
+        errs.append(np.linalg.norm(pos - h.true_landmarks, axis=1) / height)
+    e = np.stack(errs)
+    pct = lambda x: [round(float(v), 4) for v in np.nanpercentile(x, [50, 90, 100])]  # noqa: E731
+    print(json.dumps({
+        "seeds": a.seeds,
+        "detect_seconds": [round(t, 2) for t in times],
+        "within_2pct_all": [round(float(v), 3) for v in np.mean(e < 0.02, axis=1)],
+        "within_2pct_per_group": {g: round(float(np.mean(e[:, s] < 0.02)), 3)
+                                  for g, s in GROUPS.items()},
+        "p50_p90_max_per_group": {g: pct(e[:, s]) for g, s in GROUPS.items()},
+        "p50_p90_max_all": pct(e),
+        "contour_per_landmark_median": [round(float(v), 3) for v in np.median(e[:, :17], 0)],
+    }, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,63 @@
+"""Offline detector (MediaPipe) + lifting on a realistic synthetic head, against FLAME truth."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+
+import cv2
+import numpy as np
+import pytest
+
+from reflame_core.assets.flame import load_flame_template, load_landmark_embedding
+from reflame_core.io.obj import write_obj
+from reflame_core.landmarks.cli import add_parser
+from reflame_core.landmarks.detect import detect_landmarks
+from reflame_core.landmarks.landmark_json import load_landmarks
+from reflame_core.synthetic.head import SMALL_TARGET_VERTICES, make_synthetic_head
+
+
+@pytest.fixture(scope="module")
+def head(flame_dir, data_dir):
+    tpl, emb = load_flame_template(flame_dir), load_landmark_embedding(flame_dir)
+    tex = cv2.cvtColor(cv2.imread(str(data_dir / "textures" / "facescape_texmap.jpg")),
+                       cv2.COLOR_BGR2RGB)
+    h = make_synthetic_head(tpl, tex, emb, seed=3, target_vertices=SMALL_TARGET_VERTICES)
+    # The file's texture as stored renders the face upright with the template UVs; the
+    # synthetic head's own (flipped) copy renders it upside down (reported to the lead).
+    h.scan = replace(h.scan, texture=tex)
+    return h
+
+
+def _errors(h, lms) -> np.ndarray:
+    """(68,) distance to truth / head height."""
+    height = np.ptp(h.to_canonical.apply(h.true_vertices)[:, 1]) / h.to_canonical.scale
+    pos = lms.positions(h.scan.vertices, h.scan.faces)[:68]
+    return np.linalg.norm(pos - h.true_landmarks, axis=1) / height
+
+
+def test_mediapipe_landmarks_on_synthetic_head(head):
+    lms = detect_landmarks(head.scan, backend="mediapipe")
+    assert lms.placed_mask[:68].all()
+    assert {"eye_right_centre", "eye_left_centre"} <= set(lms.names)
+    err = _errors(head, lms)
+    inner = err[17:]  # brows, nose, eyes, lips
+    # Measured (seeds 1-3): inner 98-100% within 2%; contour 40-80%. The issue's target
+    # (>= 90% of all 68 within 2%) is NOT met yet because of the contour: see RESULTS.md.
+    assert np.mean(inner < 0.02) >= 0.95, np.round(err, 3)
+    assert np.mean(err < 0.02) >= 0.75, np.round(err, 3)
+    assert np.median(err) < 0.01
+
+
+def test_cli_writes_landmark_json(head, tmp_path):
+    scan_path = tmp_path / "head.obj"
+    write_obj(scan_path, head.scan.vertices, head.scan.faces, uv=head.scan.uv,
+              uv_faces=head.scan.uv_faces, texture=head.scan.texture)
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    out = tmp_path / "lms.json"
+    args = parser.parse_args(["landmarks", str(scan_path), "--out", str(out),
+                              "--detector", "mediapipe"])
+    assert args.func(args) == 0
+    lms = load_landmarks(out, num_faces=len(head.scan.faces))
+    assert lms.placed_mask[:68].sum() >= 60
