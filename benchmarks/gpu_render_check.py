@@ -32,25 +32,28 @@ def parity(template: dict, views: int, res: int) -> dict:
     faces = torch.as_tensor(template["faces"], device=dev)
     gen = torch.Generator(device=dev).manual_seed(0)
     weight = torch.rand(views, res, res, 1, device=dev, generator=gen)
-    outs, grads = {}, {}
+    outs, verts = {}, {}
     for name in ("nvdiffrast", "torch"):
         renderer = MeshRenderer(cams, name, dev)
         v = torch.tensor(template["vertices"], dtype=torch.float32, device=dev, requires_grad=True)
-        out = renderer.render(v, faces)
-        (out.depth * weight).sum().backward(retain_graph=True)
-        g_depth = v.grad.clone()
-        v.grad = None
-        (out.mask * weight).sum().backward()
-        outs[name] = out
-        grads[name] = (g_depth, v.grad.clone())
+        outs[name], verts[name] = renderer.render(v, faces), v
     a, b = outs["nvdiffrast"], outs["torch"]
+    same_tri_px = (a.tri_id == b.tri_id)[..., None].float()
+    grads = {}
+    for name in ("nvdiffrast", "torch"):
+        out, v = outs[name], verts[name]
+        grads[name] = [
+            torch.autograd.grad((out.depth * w).sum(), v, retain_graph=True)[0]
+            for w in (weight, weight * same_tri_px)
+        ] + [torch.autograd.grad((out.mask * weight).sum(), v)[0]]
     ca, cb = a.tri_id >= 0, b.tri_id >= 0
     iou = ((ca & cb).sum() / (ca | cb).sum()).item()
     both = ca & cb
     da, db = a.depth[..., 0][both], b.depth[..., 0][both]
     rel = ((da - db).abs() / da).detach().cpu().numpy()
     same_tri = (a.tri_id == b.tri_id)[both].float().mean().item()
-
+    diff = (grads["nvdiffrast"][0] - grads["torch"][0]).norm(dim=1)
+    worst = torch.topk(diff, 5).indices
     def cos(x: torch.Tensor, y: torch.Tensor) -> float:
         return torch.nn.functional.cosine_similarity(x.flatten(), y.flatten(), dim=0).item()
 
@@ -61,9 +64,14 @@ def parity(template: dict, views: int, res: int) -> dict:
         "depth_rel_diff_max": float(rel.max()),
         "aa_mask_sum": [a.mask.sum().item(), b.mask.sum().item()],
         "grad_cos_depth_loss": cos(grads["nvdiffrast"][0], grads["torch"][0]),
-        "grad_cos_mask_loss": cos(grads["nvdiffrast"][1], grads["torch"][1]),
+        "grad_cos_depth_loss_same_tri_pixels": cos(grads["nvdiffrast"][1], grads["torch"][1]),
+        "depth_grad_worst_vertices": worst.tolist(),
+        "depth_grad_worst_norms": [grads["nvdiffrast"][0][worst].norm(dim=1).tolist(),
+                                   grads["torch"][0][worst].norm(dim=1).tolist()],
+        "depth_grad_norm_median": grads["nvdiffrast"][0].norm(dim=1).median().item(),
+        "grad_cos_mask_loss": cos(grads["nvdiffrast"][2], grads["torch"][2]),
         "grad_norm_ratio_mask_loss": (
-            grads["torch"][1].norm() / grads["nvdiffrast"][1].norm()
+            grads["torch"][2].norm() / grads["nvdiffrast"][2].norm()
         ).item(),
         "pass": bool(iou >= 0.99 and np.quantile(rel, 0.99) <= 1e-3
                      and cos(grads["nvdiffrast"][0], grads["torch"][0]) >= 0.9),

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import torch
 
+from reflame_core.render.backends.gather import gather_rows
 from reflame_core.render.backends.topology import edge_opposites
 
 _EDGE_EPS = 1.0 / 16.0  # accept crossings this far outside [0,1] pixel (float slop), as nvdiffrast
@@ -63,7 +64,8 @@ def antialias(
             continue
         dc = _crossing(pos_clip, tri, ref, face, edge, vertical, height, width, ds)
         alpha = ds * (0.5 - dc.clamp(0.0, 1.0))
-        out = out.index_add(0, target, alpha[:, None] * (flat[p1] - flat[p0]))
+        step = gather_rows(flat, p1) - gather_rows(flat, p0)
+        out = out.index_add(0, target, alpha[:, None] * step)
     return out.view(batch, height, width, channels)
 
 
@@ -143,6 +145,7 @@ def _crossing(pos_clip, tri, ref, face, edge, vertical, height, width, ds):
     towards its neighbour) of the chosen edge."""
     b = ref // (height * width)
     ends = torch.stack([tri[face, (edge + 1) % 3], tri[face, (edge + 2) % 3]], 1)  # [M,2]
-    x, y = _pixel_xy(pos_clip[b[:, None], ends], ref, height, width, vertical)
+    corners = gather_rows(pos_clip.reshape(-1, 4), b[:, None] * pos_clip.shape[1] + ends)
+    x, y = _pixel_xy(corners, ref, height, width, vertical)
     dy = y[:, 1] - y[:, 0]
     return ds * (x[:, 0] - y[:, 0] * (x[:, 1] - x[:, 0]) / dy)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import torch
 
+from reflame_core.render.backends.gather import gather_rows
+
 _CHUNK = 1 << 22  # candidate (pixel, triangle) pairs per chunk: bounds memory at ~0.5 GB
 _EMPTY = torch.iinfo(torch.int64).max
 _INSIDE_EPS = 1e-6  # barycentric slack so shared edges leave no cracks
@@ -59,7 +61,7 @@ def rasterize(
     cols = pix % width
     xn = (cols.to(pos_clip.dtype) + 0.5) * (2.0 / width) - 1.0
     yn = (rows.to(pos_clip.dtype) + 0.5) * (2.0 / height) - 1.0
-    corners = pos_clip[b[:, None], tri[face]]  # [M,3,4]
+    corners = gather_rows(pos_clip.reshape(-1, 4), b[:, None] * pos_clip.shape[1] + tri[face])
     bary = _perspective_barycentrics(corners, xn, yn)  # [M,3]
     zw = ((bary * corners[..., 2]).sum(-1) / (bary * corners[..., 3]).sum(-1)).detach()
     vals = torch.stack([bary[:, 0], bary[:, 1], zw, (face + 1).to(bary.dtype)], dim=-1)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from reflame_core.render.backends.gather import gather_rows
+
 
 def interpolate(attr: torch.Tensor, rast: torch.Tensor, tri: torch.Tensor) -> torch.Tensor:
     """Interpolate vertex attributes with the barycentrics in ``rast``.
@@ -27,11 +29,12 @@ def interpolate(attr: torch.Tensor, rast: torch.Tensor, tri: torch.Tensor) -> to
     face = flat[pix, 3].long() - 1
     corner = tri.to(device=rast.device, dtype=torch.int64)[face]  # [M,3]
     if attr.shape[0] == 1:
-        values = attr[0][corner]  # [M,3,C]
+        values = gather_rows(attr[0], corner)  # [M,3,C]
     else:
-        values = attr[(pix // (height * width))[:, None], corner]
-    u = flat[pix, 0:1]
-    v = flat[pix, 1:2]
+        first = (pix // (height * width))[:, None] * attr.shape[1]
+        values = gather_rows(attr.reshape(-1, channels), first + corner)
+    uv = flat.index_select(0, pix)
+    u, v = uv[:, 0:1], uv[:, 1:2]
     out = u * values[:, 0] + v * values[:, 1] + (1.0 - u - v) * values[:, 2]
     dense = torch.zeros(batch * height * width, channels, dtype=out.dtype, device=out.device)
     return dense.index_put((pix,), out).view(batch, height, width, channels)
@@ -74,7 +77,7 @@ def texture(tex: torch.Tensor, uv: torch.Tensor, boundary_mode: str = "wrap") ->
     base = 0 if tb == 1 else (torch.arange(batch, device=uv.device) * (th * tw))[:, None]
 
     def fetch(r: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        return flat[base + r * tw + c]
+        return gather_rows(flat, base + r * tw + c)
 
     top = fetch(rows[0], cols[0]) * (1 - fx) + fetch(rows[0], cols[1]) * fx
     bottom = fetch(rows[1], cols[0]) * (1 - fx) + fetch(rows[1], cols[1]) * fx
