@@ -68,13 +68,14 @@ def run_fit(args: argparse.Namespace) -> int:
         log=lambda m: print(m, file=sys.stderr),
     )
     session = make_session(inputs, config, device=device)
-    bar = None
+    bar, bar_stage = None, None
     try:
         while not session.done:
             stage = session.current
-            if bar is None or bar.desc != stage.name:
+            if stage.name != bar_stage:
                 if bar is not None:
                     bar.close()
+                bar_stage = stage.name
                 bar = tqdm(
                     total=stage.num_steps(session),
                     desc=stage.name,

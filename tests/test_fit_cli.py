@@ -1,0 +1,87 @@
+"""``reflame fit`` end to end on a synthetic scan written to disk, and its error messages."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from reflame_core.cli import main
+from reflame_core.io.scan import load_scan
+from reflame_core.landmarks.definitions import landmark_definitions
+from reflame_core.landmarks.landmark_json import save_landmarks
+from reflame_core.landmarks.landmark_set import LandmarkSet
+from reflame_core.synthetic.head import write_synthetic_head
+from reflame_core.texture.surface_query import MeshQuery
+
+SMALL = [
+    "--set", "cameras.num_views=4", "--set", "cameras.resolution=64",
+    "--set", "stages.coarse.steps=30", "--set", "stages.refine.steps=10",
+    "--set", "stages.coarse.surface_samples=3000", "--set", "stages.refine.surface_samples=3000",
+    "--set", "stages.texture.enabled=false",
+]
+
+
+@pytest.fixture(scope="module")
+def scan_on_disk(small_synthetic_head, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("scan")
+    obj = write_synthetic_head(small_synthetic_head, folder)
+    scan = load_scan(obj)
+    hits = MeshQuery(scan.vertices, scan.faces).closest(small_synthetic_head.true_landmarks)
+    lms = LandmarkSet(names=landmark_definitions().ibug_names, num_faces=len(scan.faces),
+                      face_idx=hits.face, bary=hits.bary / hits.bary.sum(1, keepdims=True),
+                      confidence=np.ones(68))
+    save_landmarks(folder / "landmarks.json", lms)
+    return obj, folder / "landmarks.json"
+
+
+def test_fit_writes_every_output(scan_on_disk, flame_dir, tmp_path, small_synthetic_head, capsys):
+    obj, lm = scan_on_disk
+    out = tmp_path / "out"
+    code = main(["fit", str(obj), "--out", str(out), "--flame-dir", str(flame_dir),
+                 "--landmarks", str(lm), "--preset", "fast", "--device", "cpu", "--quiet", *SMALL])
+    assert code == 0
+    for name in ("fit.obj", "fit_canonical.obj", "landmarks.json", "losses.csv", "config.toml",
+                 "transform.json", "report.json"):
+        assert (out / name).is_file(), name
+    fit = load_scan(out / "fit.obj")
+    assert fit.vertices.shape == (5023, 3) and fit.uv is not None
+    # Written in the scan's own frame and units: close to the truth there.
+    height = np.ptp(small_synthetic_head.true_vertices, axis=0).max()
+    err = np.linalg.norm(fit.vertices - small_synthetic_head.true_vertices, axis=1).mean()
+    assert err / height < 0.03
+    report = json.loads((out / "report.json").read_text())
+    assert report["stages"]["coarse"]["iterations"] == 30
+    assert report["distances_relative_to_scan_size"]["fit_to_scan_mean"] < 0.02
+    rows = list(csv.DictReader(open(out / "losses.csv")))
+    assert len(rows) == 1 + 30 + 10 + 1
+    assert "steps = 30" in (out / "config.toml").read_text()
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_missing_flame_files_say_where_to_get_them(scan_on_disk, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("REFLAME_FLAME_DIR", raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    empty = tmp_path / "nothing"
+    empty.mkdir()
+    code = main(["fit", str(scan_on_disk[0]), "--out", str(tmp_path / "o"), "--flame-dir",
+                 str(empty)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "flame.is.tue.mpg.de" in err and "landmark_embedding.npy" in err
+    assert "Traceback" not in err
+
+
+def test_bad_scan_and_bad_config_name_the_file(flame_dir, tmp_path, capsys):
+    bad = tmp_path / "broken.obj"
+    bad.write_text("v 0 0 0\nv 1 0 0\n")
+    assert main(["fit", str(bad), "--out", str(tmp_path / "o"), "--flame-dir", str(flame_dir),
+                 "--device", "cpu"]) == 2
+    assert "broken.obj" in capsys.readouterr().err
+    cfg = tmp_path / "my.toml"
+    cfg.write_text("[stages.coarse]\nstepz = 3\n")
+    assert main(["fit", str(bad), "--out", str(tmp_path / "o"), "--config", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "my.toml" in err and "stepz" in err
