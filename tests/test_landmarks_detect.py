@@ -58,6 +58,6 @@ def test_cli_writes_landmark_json(head, tmp_path):
     out = tmp_path / "lms.json"
     args = parser.parse_args(["landmarks", str(scan_path), "--out", str(out),
                               "--detector", "mediapipe"])
-    assert args.func(args) == 0
+    assert args.handler(args) == 0
     lms = load_landmarks(out, num_faces=len(head.scan.faces))
     assert lms.placed_mask[:68].sum() >= 60

@@ -9,7 +9,7 @@ from reflame_core.landmarks.detector import DETECTOR_NAMES, get_detector
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Register the ``landmarks`` subcommand; its handler is ``args.func(args) -> int``."""
+    """Register the ``landmarks`` subcommand; its handler is ``args.handler(args) -> int``."""
     p = subparsers.add_parser("landmarks", help="detect 3D face landmarks on a scan")
     p.add_argument("scan", type=Path, help="scan file (OBJ+MTL+texture, PLY, GLB/GLTF)")
     p.add_argument("--out", type=Path, required=True, help="landmark JSON to write")
@@ -21,7 +21,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--mediapipe-model", type=Path, default=None, help="face_landmarker .task")
     p.add_argument("--dwpose-dir", type=Path, default=None, help="folder with DWPose ONNX files")
     p.add_argument("--device", default="cpu")
-    p.set_defaults(func=run)
+    p.set_defaults(handler=run)
     return p
 
 
