@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
-from reflame_core.render.backends import get_backend
+from reflame_core.render.backends import BackendUnavailableError, get_backend
 from reflame_core.render.backends.topology import edge_opposites
 
 BE = get_backend("torch", "cpu")
@@ -160,3 +161,11 @@ def test_silhouette_loss_pulls_vertex_towards_target():
     fd = (loss_at(0.3 + step) - loss_at(0.3 - step)) / (2 * step)
     assert fd < 0
     assert 0.4 < pos.grad[0, 2, 1].item() / fd < 2.5
+
+
+def test_backend_selection_on_cpu():
+    assert get_backend("auto", "cpu").name == "torch"
+    with pytest.raises(BackendUnavailableError, match="CUDA"):
+        get_backend("nvdiffrast", "cpu")
+    with pytest.raises(ValueError, match="unknown render backend"):
+        get_backend("opengl", "cpu")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from reflame_core.assets.flame import load_flame_template
 from reflame_core.render.cameras import OrbitCameras
 from reflame_core.render.renderer import MeshRenderer
 
@@ -96,8 +97,8 @@ def test_depth_gradient_matches_finite_differences():
 
 @pytest.fixture(scope="module")
 def flame(flame_dir):
-    data = np.load(flame_dir / "flame_template.npz")
-    return torch.tensor(data["vertices"], dtype=torch.float32), data["faces"]
+    template = load_flame_template(flame_dir)
+    return torch.tensor(template.vertices, dtype=torch.float32), template.faces
 
 
 def test_flame_template_default_views(flame):
@@ -117,3 +118,13 @@ def test_flame_template_default_views(flame):
     # Depth is the camera distance minus at most the head's radius.
     depth = out.depth[..., 0].numpy()
     assert depth[mask > 0.99].min() > 2.0 and depth.max() < 6.5
+
+
+def test_default_views_are_the_enabled_ones():
+    cams = OrbitCameras(num_views=4, resolution=16)
+    cams.set_enabled(1, False)
+    out = MeshRenderer(cams, backend="torch").render(torch.tensor(CUBE_V), CUBE_F)
+    assert out.view_ids == [0, 2, 3] and out.mask.shape[0] == 3
+    cams.enabled[:] = False
+    with pytest.raises(ValueError, match="disabled"):
+        MeshRenderer(cams, backend="torch").render(torch.tensor(CUBE_V), CUBE_F)
