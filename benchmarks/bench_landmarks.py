@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -38,7 +37,6 @@ def main() -> None:
     errs, times = [], []
     for seed in a.seeds:
         h = make_synthetic_head(tpl, tex, emb, seed=seed)
-        h.scan = replace(h.scan, texture=tex)  # see tests/test_landmarks_detect.py
         t = time.perf_counter()
         lms = detect_landmarks(h.scan, backend=det)
         times.append(time.perf_counter() - t)

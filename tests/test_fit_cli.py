@@ -17,10 +17,20 @@ from reflame_core.synthetic.head import write_synthetic_head
 from reflame_core.texture.surface_query import MeshQuery
 
 SMALL = [
-    "--set", "cameras.num_views=4", "--set", "cameras.resolution=64",
-    "--set", "stages.coarse.steps=30", "--set", "stages.refine.steps=10",
-    "--set", "stages.coarse.surface_samples=3000", "--set", "stages.refine.surface_samples=3000",
-    "--set", "stages.texture.enabled=false",
+    "--set",
+    "cameras.num_views=4",
+    "--set",
+    "cameras.resolution=64",
+    "--set",
+    "stages.coarse.steps=30",
+    "--set",
+    "stages.refine.steps=10",
+    "--set",
+    "stages.coarse.surface_samples=3000",
+    "--set",
+    "stages.refine.surface_samples=3000",
+    "--set",
+    "stages.texture.enabled=false",
 ]
 
 
@@ -30,9 +40,13 @@ def scan_on_disk(small_synthetic_head, tmp_path_factory):
     obj = write_synthetic_head(small_synthetic_head, folder)
     scan = load_scan(obj)
     hits = MeshQuery(scan.vertices, scan.faces).closest(small_synthetic_head.true_landmarks)
-    lms = LandmarkSet(names=landmark_definitions().ibug_names, num_faces=len(scan.faces),
-                      face_idx=hits.face, bary=hits.bary / hits.bary.sum(1, keepdims=True),
-                      confidence=np.ones(68))
+    lms = LandmarkSet(
+        names=landmark_definitions().ibug_names,
+        num_faces=len(scan.faces),
+        face_idx=hits.face,
+        bary=hits.bary / hits.bary.sum(1, keepdims=True),
+        confidence=np.ones(68),
+    )
     save_landmarks(folder / "landmarks.json", lms)
     return obj, folder / "landmarks.json"
 
@@ -40,11 +54,34 @@ def scan_on_disk(small_synthetic_head, tmp_path_factory):
 def test_fit_writes_every_output(scan_on_disk, flame_dir, tmp_path, small_synthetic_head, capsys):
     obj, lm = scan_on_disk
     out = tmp_path / "out"
-    code = main(["fit", str(obj), "--out", str(out), "--flame-dir", str(flame_dir),
-                 "--landmarks", str(lm), "--preset", "fast", "--device", "cpu", "--quiet", *SMALL])
+    code = main(
+        [
+            "fit",
+            str(obj),
+            "--out",
+            str(out),
+            "--flame-dir",
+            str(flame_dir),
+            "--landmarks",
+            str(lm),
+            "--preset",
+            "fast",
+            "--device",
+            "cpu",
+            "--quiet",
+            *SMALL,
+        ]
+    )
     assert code == 0
-    for name in ("fit.obj", "fit_canonical.obj", "landmarks.json", "losses.csv", "config.toml",
-                 "transform.json", "report.json"):
+    for name in (
+        "fit.obj",
+        "fit_canonical.obj",
+        "landmarks.json",
+        "losses.csv",
+        "config.toml",
+        "transform.json",
+        "report.json",
+    ):
         assert (out / name).is_file(), name
     fit = load_scan(out / "fit.obj")
     assert fit.vertices.shape == (5023, 3) and fit.uv is not None
@@ -66,8 +103,9 @@ def test_missing_flame_files_say_where_to_get_them(scan_on_disk, tmp_path, capsy
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
     empty = tmp_path / "nothing"
     empty.mkdir()
-    code = main(["fit", str(scan_on_disk[0]), "--out", str(tmp_path / "o"), "--flame-dir",
-                 str(empty)])
+    code = main(
+        ["fit", str(scan_on_disk[0]), "--out", str(tmp_path / "o"), "--flame-dir", str(empty)]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert "flame.is.tue.mpg.de" in err and "landmark_embedding.npy" in err
@@ -77,8 +115,21 @@ def test_missing_flame_files_say_where_to_get_them(scan_on_disk, tmp_path, capsy
 def test_bad_scan_and_bad_config_name_the_file(flame_dir, tmp_path, capsys):
     bad = tmp_path / "broken.obj"
     bad.write_text("v 0 0 0\nv 1 0 0\n")
-    assert main(["fit", str(bad), "--out", str(tmp_path / "o"), "--flame-dir", str(flame_dir),
-                 "--device", "cpu"]) == 2
+    assert (
+        main(
+            [
+                "fit",
+                str(bad),
+                "--out",
+                str(tmp_path / "o"),
+                "--flame-dir",
+                str(flame_dir),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
     assert "broken.obj" in capsys.readouterr().err
     cfg = tmp_path / "my.toml"
     cfg.write_text("[stages.coarse]\nstepz = 3\n")

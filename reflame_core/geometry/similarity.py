@@ -21,7 +21,9 @@ class Similarity:
 
     def __post_init__(self) -> None:
         rot = np.eye(3) if self.rotation is None else np.asarray(self.rotation, np.float64)
-        trans = np.zeros(3) if self.translation is None else np.asarray(self.translation, np.float64)
+        trans = (
+            np.zeros(3) if self.translation is None else np.asarray(self.translation, np.float64)
+        )
         if rot.shape != (3, 3) or trans.shape != (3,):
             raise ValueError(f"Similarity needs R (3,3) and t (3,), got {rot.shape}, {trans.shape}")
         if not self.scale > 0:
@@ -59,7 +61,9 @@ class Similarity:
     def apply_vectors(self, vectors: np.ndarray) -> np.ndarray:
         """Rotate directions (..., 3) such as normals; no scale, no translation."""
         v = np.asarray(vectors)
-        return (v.astype(np.float64) @ self.rotation.T).astype(v.dtype if v.dtype.kind == "f" else np.float64)
+        return (v.astype(np.float64) @ self.rotation.T).astype(
+            v.dtype if v.dtype.kind == "f" else np.float64
+        )
 
     def inverse(self) -> Similarity:
         rt = self.rotation.T

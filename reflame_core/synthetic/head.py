@@ -96,8 +96,9 @@ def make_synthetic_head(
 
     Args:
         template: FLAME template (canonical frame).
-        texture: (H,W,3) uint8 FLAME-UV texture as stored in ``textures/facescape_texmap.jpg``
-            (vertically flipped relative to OBJ convention; flipped here).
+        texture: (H,W,3) uint8 FLAME-UV texture, row 0 = top, as ``facescape_texmap.jpg`` is
+            stored: rendered with the template's OBJ-convention UVs it shows the face upright
+            (checked by rendering), so it is used as it is.
         embedding: the 68-landmark embedding.
         seed: everything random comes from it.
         target_vertices: about how many scan vertices; one subdivision gives ~20k, fewer are
@@ -121,7 +122,7 @@ def make_synthetic_head(
         mesh.vertices, mesh.faces, embedding.points(deformed, template.faces)
     )
     to_scan = random_similarity(rng, scale_range, max_rotation_deg)
-    texture_truth = np.ascontiguousarray(np.asarray(texture, np.uint8)[::-1, :, :3])
+    texture_truth = np.ascontiguousarray(np.asarray(texture, np.uint8)[:, :, :3])
     scan = Scan(
         vertices=to_scan.apply(mesh.vertices).astype(np.float32),
         faces=mesh.faces,

@@ -1,0 +1,134 @@
+"""Fit accuracy and time per stage on synthetic heads with known truth; prints JSON.
+
+    python benchmarks/bench_fit.py --config cpu-fast      # preset 'fast', 20k-vertex scan, CPU
+    python benchmarks/bench_fit.py --config gpu-seed      # preset 'seed', 40 x 448², CUDA
+    python benchmarks/bench_fit.py --config gpu-default   # preset 'default', CUDA
+
+FLAME data comes from --data (default: $REFLAME_TEST_DATA or ../shared/data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from reflame_core.assets.flame import load_flame_template, load_landmark_embedding
+from reflame_core.fit.config import FitConfig
+from reflame_core.fit.outputs import surface_distances
+from reflame_core.fit.session import FitSession
+from reflame_core.fit.targets import LandmarkTargets
+from reflame_core.synthetic.head import make_synthetic_head
+
+CONFIGS = {
+    "cpu-small": (
+        "fast",
+        "cpu",
+        {
+            "cameras.num_views": 6,
+            "cameras.resolution": 96,
+            "stages.coarse.steps": 100,
+            "stages.refine.steps": 40,
+        },
+    ),
+    "cpu-fast": ("fast", "cpu", {}),
+    "gpu-seed": ("seed", "cuda", {}),
+    "gpu-default": ("default", "cuda", {}),
+}
+
+
+def run(name: str, data: Path, seed: int, vertices: int) -> dict:
+    preset, device, overrides = CONFIGS[name]
+    if device == "cpu":
+        torch.set_num_threads(min(2, os.cpu_count() or 2))
+    template = load_flame_template(data / "flame")
+    embedding = load_landmark_embedding(data / "flame")
+    texture = np.asarray(Image.open(data / "textures" / "facescape_texmap.jpg").convert("RGB"))
+    t0 = time.perf_counter()
+    head = make_synthetic_head(template, texture, embedding, seed=seed, target_vertices=vertices)
+    synth_s = time.perf_counter() - t0
+    cfg = FitConfig.load(preset=preset, overrides={**overrides, "stages.texture.enabled": False})
+    session = FitSession(
+        head.scan,
+        template,
+        embedding,
+        LandmarkTargets.from_points(head.true_landmarks),
+        cfg,
+        device=device,
+    )
+    height = float(np.ptp(head.true_vertices, axis=0).max())
+
+    def errors() -> dict:
+        e = np.linalg.norm(session.vertices_in_scan_frame() - head.true_vertices, axis=1) / height
+        return {"mean": float(e.mean()), "p95": float(np.percentile(e, 95))}
+
+    stages: dict[str, dict] = {}
+    start = time.perf_counter()
+    while not session.done:
+        stage = session.current.name
+        t = time.perf_counter()
+        report = session.step()
+        st = stages.setdefault(stage, {"iterations": 0, "seconds": 0.0})
+        st["iterations"] += 1
+        st["seconds"] += time.perf_counter() - t
+        st["final_losses"] = report.losses
+        if stage == "rigid":
+            rigid_error = errors()
+    total = time.perf_counter() - start
+    for st in stages.values():
+        st["ms_per_iteration"] = 1000 * st["seconds"] / st["iterations"]
+    dist = surface_distances(
+        session.vertices_in_scan_frame(), template.faces, head.scan.vertices, head.scan.faces
+    )
+    return {
+        "config": name,
+        "preset": preset,
+        "device": device,
+        "device_name": torch.cuda.get_device_name() if device == "cuda" else platform.processor(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "scan_vertices": int(len(head.scan.vertices)),
+        "views": len(session.cameras.enabled_indices()),
+        "resolution": session.cameras.resolution,
+        "synthesis_seconds": synth_s,
+        "vertex_error_rigid": rigid_error,
+        "vertex_error_final": errors(),
+        "error_reduction": rigid_error["mean"] / errors()["mean"],
+        "distances_relative": {k: v / height for k, v in dist.items()},
+        "stages": stages,
+        "total_seconds": total,
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--config", choices=sorted(CONFIGS), action="append")
+    ap.add_argument(
+        "--data",
+        type=Path,
+        default=Path(
+            os.environ.get(
+                "REFLAME_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"
+            )
+        ),
+    )
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--scan-vertices", type=int, default=20000)
+    args = ap.parse_args()
+    names = args.config or (["gpu-seed"] if torch.cuda.is_available() else ["cpu-fast"])
+    results = [run(n, args.data, args.seed, args.scan_vertices) for n in names]
+    json.dump(results, sys.stdout, indent=1)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
