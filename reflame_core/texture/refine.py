@@ -80,7 +80,7 @@ class TextureRefiner:
         with torch.no_grad():
             target = renderer.render(
                 scan_verts, scan.faces, uv=scan.uv, uv_faces=scan.uv_faces,
-                texture=torch.as_tensor(scan.texture, device=dev).float() / 255.0,
+                texture=torch.tensor(np.asarray(scan.texture), device=dev).float() / 255.0,
                 views=self.views,
             )
             fit = renderer.render(self._verts, self._faces, views=self.views)
