@@ -20,10 +20,10 @@ import torch
 from PIL import Image
 
 from reflame_core.assets.flame import load_flame_template, load_landmark_embedding
+from reflame_core.geometry.surface_query import MeshQuery
 from reflame_core.io.mesh import vertex_normals
 from reflame_core.synthetic.head import make_synthetic_head
 from reflame_core.texture.bake import bake_texture, flame_uv_raster
-from reflame_core.texture.surface_query import MeshQuery
 
 
 def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:

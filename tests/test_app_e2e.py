@@ -13,11 +13,11 @@ from PIL import Image
 from reflame_app.main import init_polyscope, make_studio
 from reflame_app.scene import FIT, LMK_EDITED, SCAN
 from reflame_core.assets.flame import load_flame_template, load_landmark_embedding
+from reflame_core.geometry.surface_query import MeshQuery
 from reflame_core.io.obj import write_obj
 from reflame_core.landmarks.definitions import landmark_definitions
 from reflame_core.landmarks.landmark_set import LandmarkSet
 from reflame_core.synthetic.head import make_synthetic_head
-from reflame_core.texture.surface_query import MeshQuery
 
 
 @pytest.fixture(scope="module")

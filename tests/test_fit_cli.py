@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from reflame_core.cli import main
+from reflame_core.geometry.surface_query import MeshQuery
 from reflame_core.io.scan import load_scan
 from reflame_core.landmarks.definitions import landmark_definitions
 from reflame_core.landmarks.landmark_json import save_landmarks
 from reflame_core.landmarks.landmark_set import LandmarkSet
 from reflame_core.synthetic.head import write_synthetic_head
-from reflame_core.texture.surface_query import MeshQuery
 
 SMALL = [
     "--set",

@@ -10,13 +10,13 @@ from PIL import Image
 from scipy.spatial import cKDTree
 
 from reflame_core.assets.flame import load_flame_template, load_landmark_embedding
+from reflame_core.geometry.surface_query import MeshQuery
 from reflame_core.io.scan import load_scan
 from reflame_core.synthetic.head import (
     SMALL_TARGET_VERTICES,
     make_synthetic_head,
     write_synthetic_head,
 )
-from reflame_core.synthetic.surface import closest_on_triangles, closest_points
 
 
 @pytest.fixture(scope="module")
@@ -42,18 +42,25 @@ def _check_head(head, template) -> None:
     # Truth lies on the scan surface and next to the deformed template.
     ext = float(scan.extent.max())
     for pts in (head.true_vertices, head.true_landmarks):
-        _, _, _, d = closest_points(scan.vertices, scan.faces, pts)
+        d = MeshQuery(scan.vertices, scan.faces, centroids=64).closest(pts).distance
         assert d.max() < 1e-5 * ext
     true_canon = head.to_canonical.apply(head.true_vertices)
     err = np.linalg.norm(true_canon - head.deformed_vertices, axis=1)
     assert np.median(err) < 2e-3 * height and err.max() < 0.03 * height
     # The scan's UVs at each true vertex are the template's UVs there (off UV seams).
-    _, fid, bary, _ = closest_points(scan.vertices, scan.faces, head.true_vertices)
+    hits = MeshQuery(scan.vertices, scan.faces, centroids=64).closest(head.true_vertices)
+    fid, bary = hits.face, hits.bary.astype(np.float64)
     uv_scan = np.einsum("qk,qkd->qd", bary, scan.uv[scan.uv_faces[fid]])
     corner_uv = np.zeros((len(template.vertices), 2))
     corner_uv[template.faces.ravel()] = template.uv[template.uv_faces.ravel()]
-    single = np.bincount(np.unique(np.stack([template.faces.ravel(),
-                                             template.uv_faces.ravel()], 1), axis=0)[:, 0]) == 1
+    single = (
+        np.bincount(
+            np.unique(np.stack([template.faces.ravel(), template.uv_faces.ravel()], 1), axis=0)[
+                :, 0
+            ]
+        )
+        == 1
+    )
     diff = np.linalg.norm(uv_scan[single] - corner_uv[single], axis=1)
     assert np.median(diff) < 1e-3 and np.percentile(diff, 95) < 1e-2
 
@@ -90,18 +97,20 @@ def test_write_and_reload(small, tmp_path: Path) -> None:
     scan = load_scan(obj, require_texture=True)
     np.testing.assert_allclose(scan.vertices, small.scan.vertices, atol=1e-6)
     np.testing.assert_array_equal(scan.faces, small.scan.faces)
-    np.testing.assert_allclose(scan.uv[scan.uv_faces], small.scan.uv[small.scan.uv_faces],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        scan.uv[scan.uv_faces], small.scan.uv[small.scan.uv_faces], atol=1e-6
+    )
     np.testing.assert_array_equal(scan.texture, small.texture_truth)
     truth = np.load(tmp_path / "head" / "truth.npz")
     np.testing.assert_array_equal(truth["true_vertices"], small.true_vertices)
     np.testing.assert_allclose(truth["to_canonical_rotation"], small.to_canonical.rotation)
 
 
-def test_closest_on_triangles_regions() -> None:
-    a, b, c = np.array([0.0, 0, 0]), np.array([1.0, 0, 0]), np.array([0.0, 1, 0])
+def test_closest_on_triangle_regions() -> None:
+    tri = np.array([[0.0, 0, 0], [1.0, 0, 0], [0.0, 1, 0]], np.float32)
     p = np.array([[0.2, 0.2, 1.0], [-1.0, -1.0, 0.5], [1.0, 1.0, 0.0], [0.5, -2.0, 0.0]])
-    n = len(p)
-    pts, bary = closest_on_triangles(p, np.tile(a, (n, 1)), np.tile(b, (n, 1)), np.tile(c, (n, 1)))
-    np.testing.assert_allclose(pts, [[0.2, 0.2, 0], [0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0]])
-    np.testing.assert_allclose(bary.sum(1), 1.0)
+    hits = MeshQuery(tri, np.array([[0, 1, 2]])).closest(p)
+    np.testing.assert_allclose(
+        hits.points, [[0.2, 0.2, 0], [0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0]], atol=1e-6
+    )
+    np.testing.assert_allclose(hits.bary.sum(1), 1.0, atol=1e-6)

@@ -9,11 +9,11 @@ from PIL import Image
 
 from reflame_core.assets.flame import load_flame_template, load_landmark_embedding
 from reflame_core.errors import ScanError
+from reflame_core.geometry.surface_query import MeshQuery
 from reflame_core.io.mesh import Scan, vertex_normals
 from reflame_core.synthetic.head import make_synthetic_head
 from reflame_core.texture.bake import bake_texture, flame_uv_raster, sample_bilinear
 from reflame_core.texture.inpaint import push_pull_fill
-from reflame_core.texture.surface_query import MeshQuery
 from reflame_core.texture.uv_raster import rasterize_uv
 
 RES = 512

@@ -8,10 +8,10 @@ import trimesh
 from PIL import Image
 
 from reflame_core.assets.flame import load_flame_template, load_landmark_embedding
+from reflame_core.geometry.surface_query import MeshQuery
 from reflame_core.synthetic.head import make_synthetic_head
 from reflame_core.texture.bake import bake_texture, scan_colors
 from reflame_core.texture.export import export_textured_fit
-from reflame_core.texture.surface_query import MeshQuery
 
 
 @pytest.fixture(scope="module")

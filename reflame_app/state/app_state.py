@@ -34,6 +34,7 @@ from reflame_core.fit.config import FitConfig
 from reflame_core.fit.targets import LandmarkTargets
 from reflame_core.geometry.frame import canonical_frame
 from reflame_core.geometry.similarity import Similarity
+from reflame_core.geometry.surface_query import MeshQuery
 from reflame_core.io.mesh import Scan
 from reflame_core.io.scan import load_scan
 from reflame_core.landmarks.landmark_json import (
@@ -41,7 +42,6 @@ from reflame_core.landmarks.landmark_json import (
     landmarks_to_dict,
     save_landmarks,
 )
-from reflame_core.texture.surface_query import MeshQuery
 
 
 class AppState:

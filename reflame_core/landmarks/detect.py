@@ -12,6 +12,7 @@ import torch
 
 from reflame_core.geometry.frame import CANONICAL_EXTENT, canonical_frame
 from reflame_core.geometry.similarity import Similarity
+from reflame_core.geometry.surface_query import MeshQuery
 from reflame_core.io.mesh import Scan, vertex_normals
 from reflame_core.landmarks.definitions import NUM_IBUG, landmark_definitions
 from reflame_core.landmarks.detector import LandmarkDetector, get_detector
@@ -19,7 +20,6 @@ from reflame_core.landmarks.landmark_set import LandmarkSet
 from reflame_core.landmarks.lifting import FusedLandmarks, fuse_views, lift_views
 from reflame_core.render.cameras import OrbitCameras
 from reflame_core.render.renderer import MeshRenderer, RenderOutput
-from reflame_core.texture.surface_query import MeshQuery
 
 FRONTAL_RANGE_DEG = 40.0  # face landmarks only come from views within this of frontal
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from reflame_core.geometry.surface_query import MeshQuery
 from reflame_core.landmarks.detector import Detection2D
-from reflame_core.texture.surface_query import MeshQuery
 
 INLIER_RADIUS = 0.03  # views farther than this (x head size) from the robust centre are outliers
 AGREEMENT_SCALE = 0.01  # inlier spread (x head size) at which confidence falls to exp(-1/2)

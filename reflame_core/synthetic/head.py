@@ -15,10 +15,10 @@ import numpy as np
 
 from reflame_core.assets.flame import FlameTemplate, LandmarkEmbedding
 from reflame_core.geometry.similarity import Similarity
+from reflame_core.geometry.surface_query import MeshQuery
 from reflame_core.io.mesh import Scan
 from reflame_core.io.obj import write_obj
 from reflame_core.synthetic.remesh import UvMesh, decimate, jitter_in_surface, subdivide
-from reflame_core.synthetic.surface import closest_points
 
 # Vertex count of the small variant for CI tests: below the template's 5023 vertices the
 # template is decimated without subdividing, which is fast. The default (~20k) is one 1->4
@@ -48,7 +48,10 @@ class SyntheticHead:
 
 
 def smooth_deformation(
-    vertices: np.ndarray, rng: np.random.Generator, amplitude: float, num_bumps: int = 6,
+    vertices: np.ndarray,
+    rng: np.random.Generator,
+    amplitude: float,
+    num_bumps: int = 6,
     radius: float = 0.3,
 ) -> np.ndarray:
     """Displaced vertices (V,3): a sum of Gaussian bumps with random centres and directions.
@@ -109,18 +112,22 @@ def make_synthetic_head(
     """
     rng = np.random.default_rng(seed)
     deformed = smooth_deformation(template.vertices, rng, deform_amplitude, num_bumps)
-    mesh = UvMesh(deformed, template.faces.astype(np.int64), template.uv.astype(np.float64),
-                  template.uv_faces.astype(np.int64))
+    mesh = UvMesh(
+        deformed,
+        template.faces.astype(np.int64),
+        template.uv.astype(np.float64),
+        template.uv_faces.astype(np.int64),
+    )
     if target_vertices >= len(mesh.vertices):
         mesh = subdivide(mesh)
     if target_vertices < len(mesh.vertices):
         mesh = decimate(mesh, target_vertices, rng)
     mesh = jitter_in_surface(mesh, rng)
 
-    true_canon, _, _, _ = closest_points(mesh.vertices, mesh.faces, deformed)
-    lmk_canon, _, _, _ = closest_points(
-        mesh.vertices, mesh.faces, embedding.points(deformed, template.faces)
-    )
+    # Truth must be exact: many more candidate triangles than the default query takes.
+    query = MeshQuery(mesh.vertices, mesh.faces, centroids=64)
+    true_canon = query.closest(deformed).points.astype(np.float64)
+    lmk_canon = query.closest(embedding.points(deformed, template.faces)).points.astype(np.float64)
     to_scan = random_similarity(rng, scale_range, max_rotation_deg)
     texture_truth = np.ascontiguousarray(np.asarray(texture, np.uint8)[:, :, :3])
     scan = Scan(
@@ -150,8 +157,9 @@ def write_synthetic_head(head: SyntheticHead, folder: str | Path) -> Path:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     s = head.scan
-    obj = write_obj(folder / "scan.obj", s.vertices, s.faces, uv=s.uv, uv_faces=s.uv_faces,
-                    texture=s.texture)
+    obj = write_obj(
+        folder / "scan.obj", s.vertices, s.faces, uv=s.uv, uv_faces=s.uv_faces, texture=s.texture
+    )
     tc = head.to_canonical
     np.savez(
         folder / "truth.npz",

@@ -18,9 +18,9 @@ import numpy as np
 
 from reflame_core.assets.flame import FlameTemplate
 from reflame_core.errors import ScanError
+from reflame_core.geometry.surface_query import MeshQuery, SurfaceHits
 from reflame_core.io.mesh import Scan, vertex_normals
 from reflame_core.texture.inpaint import push_pull_fill
-from reflame_core.texture.surface_query import MeshQuery, SurfaceHits
 from reflame_core.texture.uv_raster import UVRaster, rasterize_uv
 
 BakeMethod = Literal["closest", "normal_ray"]
