@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,9 @@ class MediaPipeDetector:
             min_face_presence_confidence=min_confidence,
         )
         self._landmarker = vision.FaceLandmarker.create_from_options(options)
+        # Close while the interpreter is still whole: mediapipe's own __del__ at shutdown
+        # runs after its modules are torn down and prints a spurious TypeError.
+        self._finalizer = weakref.finalize(self, self._landmarker.close)
         self.table = load_index_table("mediapipe")
 
     def detect(self, images: np.ndarray) -> list[Detection2D | None]:
@@ -83,4 +87,4 @@ class MediaPipeDetector:
         return out
 
     def close(self) -> None:
-        self._landmarker.close()
+        self._finalizer()
