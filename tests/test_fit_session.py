@@ -135,3 +135,13 @@ def test_snapshot_is_a_copy(session):
     snap.vertices[:] = 0
     assert session.vertices.abs().sum() > 0
     assert snap.stages[1].name == "coarse" and snap.stages[1].iteration == 1
+
+
+def test_erode_drops_the_rim_only():
+    from reflame_core.fit.losses import erode
+
+    m = torch.zeros(1, 8, 8, 1, dtype=torch.bool)
+    m[0, 2:7, 1:6] = True
+    e = erode(m)
+    assert e[0, 3:6, 2:5].all() and e.sum() == 9
+    assert not (e & ~m).any()

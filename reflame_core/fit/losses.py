@@ -68,6 +68,19 @@ def dense_l1(
     return _wmean((positions - target).norm(dim=-1, keepdim=True), covered * pixel_weight)
 
 
+def erode(mask: torch.Tensor, pixels: int = 1) -> torch.Tensor:
+    """Shrink a [B,H,W,1] bool mask by ``pixels``.
+
+    Depth and dense terms skip the silhouette rim: there the two renders may pick different
+    triangles (grazing slivers, ties), whose barycentric gradients are huge and unstable.
+    """
+    if pixels <= 0:
+        return mask
+    x = (~mask).permute(0, 3, 1, 2).float()
+    grown = torch.nn.functional.max_pool2d(x, 2 * pixels + 1, stride=1, padding=pixels)
+    return (grown < 0.5).permute(0, 2, 3, 1)
+
+
 def nearest(
     queries: torch.Tensor, points: torch.Tensor, tree: cKDTree | None = None
 ) -> torch.Tensor:

@@ -132,7 +132,7 @@ def evaluate_terms(session: FitSession, verts: torch.Tensor, p: dict) -> dict[st
             attrs={"position": verts, "weight": session.vertex_weights[:, None]},
             views=t.view_ids,
         )
-        both = t.covered & (out.tri_id >= 0)[..., None]
+        both = losses.erode(t.covered & (out.tri_id >= 0)[..., None])
         weight = out.attrs["weight"]
         if "mask" in on:
             terms["mask"] = losses.mask_l1(out.mask, t.mask)
