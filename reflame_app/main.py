@@ -19,6 +19,7 @@ from reflame_app.panels.messages import draw_banner
 from reflame_app.panels.views_panel import ViewsPanel
 from reflame_app.scene import SCAN, SceneSync
 from reflame_app.state.app_state import AppState
+from reflame_core.errors import ReflameError
 
 DISTANCE_EVERY_S = 0.5  # per-vertex distances cost ~10-50 ms: refresh at most this often
 
@@ -127,7 +128,14 @@ def make_studio(scan_path: str | Path | None = None, flame_dir: str | Path | Non
 def run_app(scan_path: str | Path | None = None, flame_dir: str | Path | None = None, *,
             device: str = "cpu", preset: str = "default", backend: str | None = None) -> int:
     """Open the ReFLAME Studio window (blocks until it is closed); autosaves on exit."""
-    init_polyscope(backend)
+    try:
+        init_polyscope(backend)
+    except RuntimeError as exc:
+        raise ReflameError(
+            "cannot open the studio window: no usable display/OpenGL was found "
+            f"({str(exc).splitlines()[0][:160]}). On a machine without a screen use "
+            "`reflame fit SCAN --out DIR`, or start the studio under `xvfb-run`."
+        ) from None
     studio = make_studio(scan_path, flame_dir, device=device, preset=preset)
     try:
         ps.show()
