@@ -17,9 +17,9 @@ def draw_landmarks(app: AppState) -> None:
     if not psim.CollapsingHeader("Landmarks"):
         return
     ed = app.editor
-    if button("Detect landmarks", app.scan is not None):
+    if button("Detect landmarks", app.scan is not None and not app.detecting):
         with app.messages.guard("Detecting landmarks"):
-            app.detect_landmarks()
+            app.detect_landmarks(wait=False)
     if ed.landmarks is None:
         psim.TextColored(GREY, "no landmarks yet")
         return

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,9 @@ class AppState:
         self.loaded_vertices: np.ndarray | None = None
         self.scan_version = 0
         self._scan_query: MeshQuery | None = None
+        # Landmark detection renders the scan: it runs off the GUI thread.
+        self._workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reflame-detect")
+        self._detection: Future | None = None
         self._reported_error: str | None = None
         self._views_sent = -1
         self.export_pending: Path | None = None
@@ -141,11 +145,33 @@ class AppState:
         return self.scan
 
     # ---- landmarks -------------------------------------------------------------------------
-    def detect_landmarks(self) -> None:
+    def detect_landmarks(self, wait: bool = True) -> None:
+        """Detect landmarks on the scan. With ``wait=False`` (the GUI) detection runs on a
+        worker thread, renders included, so frames keep coming; ``poll()`` applies the result."""
         from reflame_core.landmarks.detect import detect_landmarks
 
-        lms = detect_landmarks(self._need_scan(), device=self.device,
-                               to_canonical=self.to_canonical)
+        if self._detection is not None and not self._detection.done():
+            self.messages.info("Landmark detection is already running")
+            return
+        scan, to_canonical = self._need_scan(), self.to_canonical
+        self._detection = self._workers.submit(
+            detect_landmarks, scan, device=self.device, to_canonical=to_canonical)
+        self.messages.info("Detecting landmarks...")
+        if wait:
+            self._detection.result()
+            self._apply_detection()
+
+    @property
+    def detecting(self) -> bool:
+        return self._detection is not None and not self._detection.done()
+
+    def _apply_detection(self) -> None:
+        job, self._detection = self._detection, None
+        try:
+            lms = job.result()
+        except Exception as exc:  # noqa: BLE001 - shown to the user; the app stays usable
+            self.messages.error(f"Landmark detection failed: {exc}")
+            return
         self.editor.set_landmarks(lms)
         placed = int(lms.placed_mask.sum())
         self.messages.info(f"Detected {placed} of {len(lms)} landmarks")
@@ -183,6 +209,8 @@ class AppState:
     def poll(self) -> bool:
         """Once per frame: read the latest snapshot (non-blocking), forward landmark edits,
         report engine errors. Returns whether a new snapshot arrived."""
+        if self._detection is not None and self._detection.done():
+            self._apply_detection()
         c = self.controller
         if c is None:
             return False
