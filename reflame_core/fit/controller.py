@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 import traceback
 from collections.abc import Callable
 
@@ -34,6 +35,7 @@ class FitController:
         self._steps_left: int | None = None  # None = run until paused or done
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self.error_trace: str | None = None  # full traceback of the last error, for bug reports
 
     # ----- commands (any thread) ----------------------------------------------------------
     def start(self) -> None:
@@ -102,8 +104,6 @@ class FitController:
 
     def wait_idle(self, timeout: float = 60.0) -> bool:
         """Block until no command waits and the worker is paused (tests and scripts only)."""
-        import time
-
         end = time.monotonic() + timeout
         while time.monotonic() < end:
             if self._commands.empty() and self.state in ("paused", "error", "stopped"):
@@ -149,7 +149,7 @@ class FitController:
                     self.state = "paused"
             except Exception as exc:  # noqa: BLE001 - reported to the user, session survives
                 self.last_error = f"{type(exc).__name__}: {exc}"
-                self._error_trace = traceback.format_exc()
+                self.error_trace = traceback.format_exc()
                 self.state = "error"
         self.state = "stopped"
 
