@@ -107,9 +107,30 @@ def _face_corners(path: Path, bodies: list[str]) -> tuple[np.ndarray, np.ndarray
         raise ScanError(path, "malformed 'f' line(s) in OBJ (non-integer index)") from None
 
 
-def _resolve(idx: np.ndarray, defined_before: np.ndarray) -> np.ndarray:
-    """OBJ 1-based / negative indices -> 0-based (negative counts back from the last defined)."""
-    return np.where(idx < 0, defined_before + idx, idx - 1)
+def _resolve(
+    path: Path, idx: np.ndarray, defined_at: list[int], corner_line: np.ndarray, what: str
+) -> np.ndarray:
+    """OBJ 1-based / negative corner indices -> 0-based, checked against what the file defines.
+
+    Args:
+        idx: (C,) raw indices of one kind (vertex or texture coordinate) per face corner.
+        defined_at: line number of each definition of that kind, in file order.
+        corner_line: (C,) line number of each corner's face (negative indices count back from
+            the last definition before that line).
+        what: the kind's name for the error message.
+    """
+    positions = np.asarray(defined_at, np.int64)
+    before = np.searchsorted(positions, corner_line)
+    out = np.where(idx < 0, before + idx, idx - 1)
+    bad = (out < 0) | (out >= len(positions))
+    if bad.any():
+        k = int(np.flatnonzero(bad)[0])
+        raise ScanError(
+            path,
+            f"line {corner_line[k] + 1}: face refers to {what} {out[k] + 1} "
+            f"but the file has {len(positions)}",
+        )
+    return out
 
 
 def _fan(counts: np.ndarray) -> np.ndarray:
@@ -169,31 +190,14 @@ def read_obj(path: str | Path) -> ObjData:
         bad = int(np.flatnonzero(counts < 3)[0])
         raise ScanError(path, f"line {f_pos[bad] + 1}: a face needs at least 3 corners")
     corner_line = np.repeat(np.asarray(f_pos), counts)
-    v_before = np.searchsorted(np.asarray(v_pos, np.int64), corner_line)
-    vi = _resolve(vi, v_before)
-    if ((vi < 0) | (vi >= len(v_pos))).any():
-        k = int(np.flatnonzero((vi < 0) | (vi >= len(v_pos)))[0])
-        raise ScanError(
-            path,
-            f"line {corner_line[k] + 1}: face refers to vertex {vi[k] + 1} "
-            f"but the file has {len(v_pos)} vertices",
-        )
+    vi = _resolve(path, vi, v_pos, corner_line, "vertex")
     fan = _fan(counts)
     faces = vi[fan]
 
     uv_faces = None
     has_t = ti != 0
     if uv is not None and has_t.all():
-        vt_before = np.searchsorted(np.asarray(vt_pos, np.int64), corner_line)
-        ti = _resolve(ti, vt_before)
-        if ((ti < 0) | (ti >= len(vt_pos))).any():
-            k = int(np.flatnonzero((ti < 0) | (ti >= len(vt_pos)))[0])
-            raise ScanError(
-                path,
-                f"line {corner_line[k] + 1}: face refers to texture coordinate {ti[k] + 1} "
-                f"but the file has {len(vt_pos)}",
-            )
-        uv_faces = ti[fan]
+        uv_faces = _resolve(path, ti, vt_pos, corner_line, "texture coordinate")[fan]
     elif uv is not None and has_t.any():
         raise ScanError(path, "some faces have texture coordinates and some do not")
 
