@@ -65,54 +65,70 @@ def same_side(points: np.ndarray, cam_positions: np.ndarray, head_size: float) -
 
 
 def _screen_bary(p: np.ndarray, corners: np.ndarray) -> np.ndarray:
-    """Barycentrics (C,3) of pixel p (2,) in 2D triangles corners (C,3,2); NaN if degenerate."""
-    a, b, c = corners[:, 0], corners[:, 1], corners[:, 2]
-    v0, v1, v2 = b - a, c - a, p[None] - a
-    den = v0[:, 0] * v1[:, 1] - v1[:, 0] * v0[:, 1]
+    """Barycentrics (N,C,3) of pixels p (N,2) in 2D triangles corners (N,C,3,2).
+
+    NaN for degenerate triangles.
+    """
+    a, b, c = corners[..., 0, :], corners[..., 1, :], corners[..., 2, :]
+    v0, v1, v2 = b - a, c - a, p[:, None] - a
+    den = v0[..., 0] * v1[..., 1] - v1[..., 0] * v0[..., 1]
     with np.errstate(divide="ignore", invalid="ignore"):
-        l1 = (v2[:, 0] * v1[:, 1] - v1[:, 0] * v2[:, 1]) / den
-        l2 = (v0[:, 0] * v2[:, 1] - v2[:, 0] * v0[:, 1]) / den
-    return np.stack([1 - l1 - l2, l1, l2], 1)
+        l1 = (v2[..., 0] * v1[..., 1] - v1[..., 0] * v2[..., 1]) / den
+        l2 = (v0[..., 0] * v2[..., 1] - v2[..., 0] * v0[..., 1]) / den
+    return np.stack([1 - l1 - l2, l1, l2], -1)
 
 
-def lift_view(point: np.ndarray, tri_id: np.ndarray, pix: np.ndarray, depth: np.ndarray,
-              faces: np.ndarray, window: int = 1) -> tuple[int, np.ndarray] | None:
-    """One 2D landmark -> (face, barycentric (3,)) on the visible surface, or None.
+def lift_points(points: np.ndarray, tri_id: np.ndarray, pix: np.ndarray, depth: np.ndarray,
+                faces: np.ndarray, window: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """2D landmarks of one view -> (face, barycentric) on the visible surface.
 
     Args:
-        point: (2,) pixel position (x right, y down, pixel centres at +0.5).
+        points: (K,2) pixel positions (x right, y down, pixel centres at +0.5); NaN = absent.
         tri_id: (H,W) int64 triangle buffer, -1 empty.
         pix: (V,2) all mesh vertices projected into this view (pixels).
         depth: (V,) their camera-space depths.
         faces: (F,3) mesh faces.
-        window: search the triangles of this many pixels around the landmark pixel.
+        window: search the triangles of this many pixels around each landmark pixel.
+    Returns:
+        face (K,) int64, -1 where the point is absent or nowhere near a visible triangle;
+        bary (K,3) float64 surface barycentrics (rows of unplaced points are NaN).
     """
+    pts = np.asarray(points, np.float64).reshape(-1, 2)
+    k = len(pts)
     h, w = tri_id.shape
-    col, row = int(np.floor(point[0])), int(np.floor(point[1]))
-    r0, r1 = max(row - window, 0), min(row + window + 1, h)
-    c0, c1 = max(col - window, 0), min(col + window + 1, w)
-    if r0 >= r1 or c0 >= c1:
-        return None
-    cand = np.unique(tri_id[r0:r1, c0:c1])
-    cand = cand[cand >= 0]
-    if cand.size == 0:
-        return None
-    sb = _screen_bary(point, pix[faces[cand]])
-    score = np.nan_to_num(sb.min(1), nan=-np.inf)
-    best = int(np.argmax(score))
-    if score[best] < -0.5:  # the pixel is nowhere near a visible triangle
-        return None
-    b = np.clip(sb[best], 0.0, None)
-    b = b / b.sum()
+    face = np.full(k, -1, np.int64)
+    bary = np.full((k, 3), np.nan)
+    ok = np.isfinite(pts).all(1)
+    if not ok.any():
+        return face, bary
+    idx = np.flatnonzero(ok)
+    col = np.floor(pts[idx, 0]).astype(np.int64)
+    row = np.floor(pts[idx, 1]).astype(np.int64)
+    off = np.arange(-window, window + 1)
+    rr = row[:, None, None] + off[None, :, None]
+    cc = col[:, None, None] + off[None, None, :]
+    inside = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
+    cand = np.where(inside, tri_id[rr.clip(0, h - 1), cc.clip(0, w - 1)], -1).reshape(len(idx), -1)
+    tri = pix[faces[cand.clip(0)]]  # (n,C,3,2) candidate triangles on screen
+    sb = _screen_bary(pts[idx], tri)
+    score = np.where(cand >= 0, np.nan_to_num(sb.min(-1), nan=-np.inf), -np.inf)
+    best = np.argmax(score, axis=1)
+    take = np.arange(len(idx))
+    good = score[take, best] >= -0.5  # else the pixel is nowhere near a visible triangle
+    f = cand[take, best][good]
+    b = np.clip(sb[take, best][good], 0.0, None)
+    b /= b.sum(1, keepdims=True)
     # Screen-space barycentrics -> surface barycentrics: perspective divides by depth.
-    b = b / depth[faces[cand[best]]]
-    return int(cand[best]), b / b.sum()
+    b /= depth[faces[f]]
+    face[idx[good]] = f
+    bary[idx[good]] = b / b.sum(1, keepdims=True)
+    return face, bary
 
 
 def lift_views(detections: list[Detection2D | None], tri_ids: np.ndarray, pixels: np.ndarray,
                depths: np.ndarray, cam_positions: np.ndarray, vertices: np.ndarray,
                faces: np.ndarray, names: tuple[str, ...]) -> ViewHits:
-    """Lift every view's landmarks.
+    """Lift every view's detected points.
 
     Args:
         detections: B per-view detections (None = no face found).
@@ -120,7 +136,7 @@ def lift_views(detections: list[Detection2D | None], tri_ids: np.ndarray, pixels
         pixels: (B,V,2), depths (B,V): mesh vertices projected into each view.
         cam_positions: (B,3) camera centres (mesh frame).
         vertices (V,3), faces (F,3): the mesh the views were rendered from.
-        names: (K,) landmark names to fill, in output order.
+        names: (K,) point names to fill, in output order (the detector's own points).
     """
     nb, k = len(detections), len(names)
     pts = np.full((nb, k, 3), np.nan)
@@ -130,23 +146,22 @@ def lift_views(detections: list[Detection2D | None], tri_ids: np.ndarray, pixels
     v = np.asarray(vertices, np.float64)
     fn = np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])
     fn /= np.maximum(np.linalg.norm(fn, axis=1, keepdims=True), 1e-20)
+    order = {n: j for j, n in enumerate(names)}
     for b, det in enumerate(detections):
         if det is None:
             continue
-        where = {n: i for i, n in enumerate(det.names)}
-        for j, name in enumerate(names):
-            i = where.get(name)
-            if i is None or not np.all(np.isfinite(det.points[i])) or det.confidence[i] <= 0:
-                continue
-            hit = lift_view(det.points[i], tri_ids[b], pixels[b], depths[b], faces)
-            if hit is None:
-                continue
-            f, bary = hit
-            p = bary @ v[faces[f]]
-            ray = cam_positions[b] - p
-            face[b, j], pts[b, j] = f, p
-            facing[b, j] = float(fn[f] @ ray / np.linalg.norm(ray))
-            conf[b, j] = det.confidence[i]
+        src = np.array([i for i, n in enumerate(det.names) if n in order], np.int64)
+        dst = np.array([order[det.names[i]] for i in src], np.int64)
+        p2 = det.points[src].astype(np.float64)
+        p2[~(det.confidence[src] > 0)] = np.nan
+        f, bary = lift_points(p2, tri_ids[b], pixels[b], depths[b], faces)
+        hit = f >= 0
+        f, bary, dst = f[hit], bary[hit], dst[hit]
+        p = np.einsum("kc,kcd->kd", bary, v[faces[f]])
+        ray = cam_positions[b] - p
+        face[b, dst], pts[b, dst] = f, p
+        facing[b, dst] = np.einsum("kd,kd->k", fn[f], ray) / np.linalg.norm(ray, axis=1)
+        conf[b, dst] = det.confidence[src[hit]]
     return ViewHits(pts, face, facing, conf, np.asarray(cam_positions, np.float64))
 
 
