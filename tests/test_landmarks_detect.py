@@ -37,12 +37,14 @@ def test_mediapipe_landmarks_on_synthetic_head(head):
     assert lms.placed_mask[:68].all()
     assert {"eye_right_centre", "eye_left_centre"} <= set(lms.names)
     err = _errors(head, lms)
-    inner = err[17:]  # brows, nose, eyes, lips
-    # Measured (seeds 1-3): inner 98-100% within 2%; contour 40-80%. The target
-    # (>= 90% of all 68 within 2%) is NOT met yet because of the contour: see RESULTS.md.
-    assert np.mean(inner < 0.02) >= 0.95, np.round(err, 3)
-    assert np.mean(err < 0.02) >= 0.75, np.round(err, 3)
-    assert np.median(err) < 0.01
+    # The target: >= 90% of the 68 within 2% of head height (measured on this head:
+    # 97%; on 20k-vertex heads, seeds 1-10: see RESULTS.md). Brows, nose, eyes, lips: all.
+    assert np.mean(err < 0.02) >= 0.90, np.round(err, 3)
+    assert np.all(err[17:] < 0.02), np.round(err, 3)
+    assert np.median(err) < 0.0075
+    # Views agree less on the jaw line than on the inner face, and confidence says so.
+    conf = lms.confidence[:68]
+    assert conf.min() > 0 and conf.max() <= 1 and conf[17:].mean() > conf[:17].mean()
 
 
 def test_cli_writes_landmark_json(head, tmp_path):

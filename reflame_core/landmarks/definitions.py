@@ -70,43 +70,83 @@ def landmark_definitions() -> LandmarkDefinitions:
 
 @dataclass(frozen=True)
 class IndexTable:
-    """A detector's points -> iBUG 68 (+ extras) as a sparse weighted-mean matrix.
+    """A detector's own points -> the iBUG 68 (+ extras), as a sparse affine-combination matrix.
+
+    Applied in 3D, to the detector's points after they are lifted onto the scan and fused over
+    the views: a combination of 3D surface points is the same whichever view saw them, which a
+    combination of 2D pixels is not (the jaw contour of one view is not that of another).
 
     Attributes:
-        matrix: (68 + E, P) float64; row r gives landmark r as a weighted mean of the
-            detector's P points (rows sum to 1).
+        matrix: (68 + E, P) float64; row r gives landmark r as an affine combination of the
+            detector's P points (rows sum to 1; negative weights extrapolate).
         names: the 68 iBUG names then the E extras this detector provides.
     """
 
     matrix: np.ndarray
     names: tuple[str, ...]
 
+    @classmethod
+    def identity(cls, names: tuple[str, ...]) -> IndexTable:
+        """For a detector whose own points already are the named landmarks."""
+        return cls(matrix=np.eye(len(names)), names=tuple(names))
+
     def apply(self, points: np.ndarray) -> np.ndarray:
-        """Map detector points (P,D) (pixels, confidences...) to (68 + E, D)."""
-        return self.matrix @ points
+        """Map detector points (P,D) to (68 + E, D); a row is NaN where a point it uses is."""
+        pts = np.asarray(points, np.float64)
+        missing = ~np.isfinite(pts).all(1)
+        out = self.matrix @ np.where(missing[:, None], 0.0, pts)
+        out[(self.matrix[:, missing] != 0).any(1)] = np.nan
+        return out
 
 
 @lru_cache(maxsize=4)
 def load_index_table(name: str) -> IndexTable:
     """Load ``resources/landmarks_<name>_to_ibug.json`` (e.g. ``name="mediapipe"``)."""
     path = resources_dir() / f"landmarks_{name}_to_ibug.json"
+    return read_index_table(path, name)
+
+
+def read_index_table(path: Path, key: str) -> IndexTable:
+    """Read a table file whose rows give point indices under ``key`` and their weights."""
     doc = _read_json(path)
-    num_points = int(doc["num_points"])
-    key = name
-    rows = doc["ibug"] + doc.get("extras", [])
-    if [r["ibug"] for r in doc["ibug"]] != list(range(NUM_IBUG)):
-        raise InputFileError(path, f"'ibug' must map indices 0..{NUM_IBUG - 1} in order")
-    defs = landmark_definitions()
-    matrix = np.zeros((len(rows), num_points))
-    for r, row in enumerate(rows):
-        idx, w = row[key], row["weights"]
-        if len(idx) != len(w) or not np.isclose(sum(w), 1.0):
-            raise InputFileError(path, f"row {r}: weights must match indices and sum to 1")
-        if min(idx) < 0 or max(idx) >= num_points:
-            raise InputFileError(path, f"row {r}: point index outside 0..{num_points - 1}")
-        np.add.at(matrix[r], idx, w)
-    extras = tuple(row["name"] for row in doc.get("extras", []))
-    unknown = set(extras) - set(defs.extra_names)
+    try:
+        num_points = int(doc["num_points"])
+        rows = doc["ibug"] + doc.get("extras", [])
+        if [r["ibug"] for r in doc["ibug"]] != list(range(NUM_IBUG)):
+            raise InputFileError(path, f"'ibug' must map indices 0..{NUM_IBUG - 1} in order")
+        matrix = np.zeros((len(rows), num_points))
+        for r, row in enumerate(rows):
+            idx, w = row[key], row["weights"]
+            if len(idx) != len(w) or not np.isclose(sum(w), 1.0):
+                raise InputFileError(path, f"row {r}: weights must match indices and sum to 1")
+            if min(idx) < 0 or max(idx) >= num_points:
+                raise InputFileError(path, f"row {r}: point index outside 0..{num_points - 1}")
+            np.add.at(matrix[r], idx, w)
+        extras = tuple(row["name"] for row in doc.get("extras", []))
+    except InputFileError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputFileError(path, f"not a landmark index table: {exc!r}") from exc
+    unknown = set(extras) - set(landmark_definitions().extra_names)
     if unknown:
         raise InputFileError(path, f"unknown extra landmark names {sorted(unknown)}")
-    return IndexTable(matrix=matrix, names=defs.ibug_names + extras)
+    return IndexTable(matrix=matrix, names=landmark_definitions().ibug_names + extras)
+
+
+def write_index_table(path: Path, table: IndexTable, key: str, description: str) -> None:
+    """Write ``table`` in the format ``read_index_table(path, key)`` reads."""
+    rows = []
+    for r, name in enumerate(table.names):
+        idx = np.flatnonzero(table.matrix[r])
+        w = table.matrix[r, idx]
+        w = np.round(w, 6)
+        w[np.argmax(np.abs(w))] += 1.0 - w.sum()  # rounding must not break the sum
+        row = {key: idx.tolist(), "weights": [round(float(v), 6) for v in w]}
+        rows.append(({"ibug": r} if r < NUM_IBUG else {"name": name}) | row)
+    def block(items: list[dict]) -> str:  # one row per line: diffs stay readable
+        return "[\n  " + ",\n  ".join(json.dumps(r) for r in items) + "\n ]"
+
+    text = (f'{{\n "description": {json.dumps(description)},\n'
+            f' "num_points": {int(table.matrix.shape[1])},\n'
+            f' "ibug": {block(rows[:NUM_IBUG])},\n "extras": {block(rows[NUM_IBUG:])}\n}}\n')
+    Path(path).write_text(text)

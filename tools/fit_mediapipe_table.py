@@ -1,0 +1,112 @@
+"""Fit resources/landmarks_mediapipe_to_ibug.json: MediaPipe's 478 points (3D) -> iBUG 68.
+
+For each training seed a synthetic head is built (FLAME template + smooth random deformation +
+remeshing + the FLAME-UV face texture), MediaPipe runs on the default detection views, and its
+points are lifted and fused on the scan exactly as ``detect_landmarks`` does. The table is then
+fitted against FLAME's own landmark embedding on those heads (``fit_index_table``), and checked
+on held-out seeds. Prints JSON; writes the table only with --write.
+
+Usage: python tools/fit_mediapipe_table.py [--data ../shared/data] [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from reflame_core.assets.flame import load_flame_template, load_landmark_embedding
+from reflame_core.geometry.frame import canonical_frame
+from reflame_core.geometry.surface_query import MeshQuery
+from reflame_core.landmarks.definitions import (
+    NUM_IBUG,
+    IndexTable,
+    load_index_table,
+    write_index_table,
+)
+from reflame_core.landmarks.detect import default_cameras, detect_points, map_points
+from reflame_core.landmarks.mediapipe_detector import MediaPipeDetector
+from reflame_core.landmarks.table_fit import fit_index_table
+from reflame_core.resources import resources_dir
+from reflame_core.synthetic.head import make_synthetic_head
+
+IRIS_CENTRES = {"eye_right_centre": 468, "eye_left_centre": 473}
+DESCRIPTION = (
+    "MediaPipe Face Landmarker (478 points: 468 face mesh + 10 iris) to iBUG 68. Applied in 3D: "
+    "each iBUG landmark is an affine combination (weights sum to 1, may be negative) of the "
+    "{support} MediaPipe points nearest to it, after those points are lifted onto the scan and "
+    "fused over the detection views; the result is snapped onto the surface. Fitted by "
+    "tools/fit_mediapipe_table.py (constrained least squares, ridge {ridge}) on {n} synthetic "
+    "FLAME heads (seeds {seeds}) against FLAME's own iBUG landmark embedding. Iris centres 468 "
+    "(subject's right) and 473 (left) give the eye-centre extras."
+)
+
+
+def fused_points(seed: int, template, texture, embedding, detector) -> tuple[np.ndarray, ...]:
+    """(P,3) fused MediaPipe points, (68,3) truth, head height, query: all canonical frame."""
+    head = make_synthetic_head(template, texture, embedding, seed=seed)
+    sim = canonical_frame(head.scan.vertices)
+    canon = head.scan.transformed(sim)
+    query = MeshQuery(canon.vertices, canon.faces)
+    fused = detect_points(canon, default_cameras(), detector, query)
+    height = float(np.ptp(sim.apply(head.true_vertices)[:, 1]))
+    return fused, sim.apply(head.true_landmarks), height, query
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", type=Path,
+                    default=Path(__file__).resolve().parents[2] / "shared" / "data")
+    ap.add_argument("--train-seeds", type=int, nargs="+", default=list(range(11, 31)))
+    ap.add_argument("--test-seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
+    ap.add_argument("--support", type=int, default=16)
+    ap.add_argument("--ridge", type=float, default=1e-3)
+    ap.add_argument("--write", action="store_true", help="overwrite the table in resources/")
+    a = ap.parse_args()
+    if set(a.train_seeds) & set(a.test_seeds):
+        ap.error("training and test seeds must differ")
+
+    template = load_flame_template(a.data / "flame")
+    embedding = load_landmark_embedding(a.data / "flame")
+    texture = cv2.cvtColor(cv2.imread(str(a.data / "textures" / "facescape_texmap.jpg")),
+                           cv2.COLOR_BGR2RGB)
+    detector = MediaPipeDetector()
+    t0 = time.perf_counter()
+    train = [fused_points(s, template, texture, embedding, detector) for s in a.train_seeds]
+    weights = fit_index_table(np.stack([f.points for f, *_ in train]),
+                              np.stack([truth for _, truth, *_ in train]),
+                              support=a.support, ridge=a.ridge)
+    extras = np.zeros((len(IRIS_CENTRES), weights.shape[1]))
+    extras[np.arange(len(IRIS_CENTRES)), list(IRIS_CENTRES.values())] = 1.0
+    names = load_index_table("mediapipe").names[:NUM_IBUG] + tuple(IRIS_CENTRES)
+    table = IndexTable(np.concatenate([weights, extras]), names)
+
+    errors = []
+    for seed in a.test_seeds:
+        fused, truth, height, query = fused_points(seed, template, texture, embedding, detector)
+        placed = map_points(fused, table, query).points[:NUM_IBUG]
+        errors.append(np.linalg.norm(placed - truth, axis=1) / height)
+    e = np.stack(errors)
+    print(json.dumps({
+        "train_seeds": a.train_seeds, "test_seeds": a.test_seeds,
+        "support": a.support, "ridge": a.ridge, "seconds": round(time.perf_counter() - t0, 1),
+        "max_abs_weight": round(float(np.abs(weights).max()), 3),
+        "test_within_2pct_per_seed": [round(float(v), 3) for v in np.mean(e < 0.02, 1)],
+        "test_within_2pct_contour": round(float(np.mean(e[:, :17] < 0.02)), 3),
+        "test_within_2pct_inner": round(float(np.mean(e[:, 17:] < 0.02)), 3),
+        "test_p50_p90_max": [round(float(v), 4) for v in np.percentile(e, [50, 90, 100])],
+    }, indent=1))
+    if a.write:
+        out = resources_dir() / "landmarks_mediapipe_to_ibug.json"
+        seeds = f"{min(a.train_seeds)}-{max(a.train_seeds)}"
+        write_index_table(out, table, "mediapipe", DESCRIPTION.format(
+            support=a.support, ridge=a.ridge, n=len(a.train_seeds), seeds=seeds))
+        print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
