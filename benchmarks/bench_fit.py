@@ -3,6 +3,9 @@
     python benchmarks/bench_fit.py --config cpu-fast      # preset 'fast', 20k-vertex scan, CPU
     python benchmarks/bench_fit.py --config gpu-seed      # preset 'seed', 40 x 448², CUDA
     python benchmarks/bench_fit.py --config gpu-default   # preset 'default', CUDA
+    python benchmarks/bench_fit.py --landmarks detected   # MediaPipe landmarks, not the truth
+    python benchmarks/bench_fit.py --seed 1 --save-landmarks lm1.json  # detect here, then
+    python benchmarks/bench_fit.py --seed 1 --landmarks lm1.json       # fit where no detector
 
 FLAME data comes from --data (default: $REFLAME_TEST_DATA or ../shared/data).
 """
@@ -26,6 +29,8 @@ from reflame_core.fit.config import FitConfig
 from reflame_core.fit.outputs import surface_distances
 from reflame_core.fit.session import FitSession
 from reflame_core.fit.targets import LandmarkTargets
+from reflame_core.landmarks.detect import detect_landmarks
+from reflame_core.landmarks.landmark_json import load_landmarks, save_landmarks
 from reflame_core.synthetic.head import make_synthetic_head
 
 CONFIGS = {
@@ -45,25 +50,40 @@ CONFIGS = {
 }
 
 
-def run(name: str, data: Path, seed: int, vertices: int) -> dict:
-    preset, device, overrides = CONFIGS[name]
-    if device == "cpu":
-        torch.set_num_threads(min(2, os.cpu_count() or 2))
+def synthetic_head(data: Path, seed: int, vertices: int):
+    """(template, embedding, SyntheticHead) for a seed: the same head wherever it runs."""
     template = load_flame_template(data / "flame")
     embedding = load_landmark_embedding(data / "flame")
     texture = np.asarray(Image.open(data / "textures" / "facescape_texmap.jpg").convert("RGB"))
-    t0 = time.perf_counter()
     head = make_synthetic_head(template, texture, embedding, seed=seed, target_vertices=vertices)
+    return template, embedding, head
+
+
+def run(name: str, data: Path, seed: int, vertices: int, landmarks: str = "truth") -> dict:
+    preset, device, overrides = CONFIGS[name]
+    if device == "cpu":
+        torch.set_num_threads(min(2, os.cpu_count() or 2))
+    t0 = time.perf_counter()
+    template, embedding, head = synthetic_head(data, seed, vertices)
     synth_s = time.perf_counter() - t0
     cfg = FitConfig.load(preset=preset, overrides={**overrides, "stages.texture.enabled": False})
-    session = FitSession(
-        head.scan,
-        template,
-        embedding,
-        LandmarkTargets.from_points(head.true_landmarks),
-        cfg,
-        device=device,
-    )
+    detect_s, landmark_error = 0.0, None
+    if landmarks == "truth":
+        targets = LandmarkTargets.from_points(head.true_landmarks)
+    else:
+        t0 = time.perf_counter()
+        if landmarks == "detected":
+            lms = detect_landmarks(head.scan, backend="mediapipe")
+        else:  # a JSON written by --save-landmarks for the same seed (no detector needed)
+            lms = load_landmarks(landmarks, num_faces=len(head.scan.faces))
+        detect_s = time.perf_counter() - t0
+        targets = LandmarkTargets.from_landmark_set(lms, head.scan)
+        lm_height = float(np.ptp(head.to_canonical.apply(head.true_vertices)[:, 1])
+                          / head.to_canonical.scale)
+        e = np.linalg.norm(targets.points - head.true_landmarks[targets.indices], axis=1)
+        landmark_error = {"within_2pct": float(np.mean(e / lm_height < 0.02)),
+                          "median": float(np.median(e / lm_height))}
+    session = FitSession(head.scan, template, embedding, targets, cfg, device=device)
     height = float(np.ptp(head.true_vertices, axis=0).max())
 
     def errors() -> dict:
@@ -99,6 +119,9 @@ def run(name: str, data: Path, seed: int, vertices: int) -> dict:
         "views": len(session.cameras.enabled_indices()),
         "resolution": session.cameras.resolution,
         "synthesis_seconds": synth_s,
+        "landmarks": landmarks,
+        "detect_seconds": detect_s,
+        "detected_landmark_error": landmark_error,
         "vertex_error_rigid": rigid_error,
         "vertex_error_final": errors(),
         "error_reduction": rigid_error["mean"] / errors()["mean"],
@@ -122,9 +145,18 @@ def main() -> int:
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scan-vertices", type=int, default=20000)
+    ap.add_argument("--landmarks", default="truth",
+                    help="'truth', 'detected' (MediaPipe) or a landmark JSON of this seed's head")
+    ap.add_argument("--save-landmarks", type=Path, default=None,
+                    help="only detect this seed's landmarks and write them to this JSON")
     args = ap.parse_args()
+    if args.save_landmarks:
+        _, _, head = synthetic_head(args.data, args.seed, args.scan_vertices)
+        lms = detect_landmarks(head.scan, backend="mediapipe")
+        save_landmarks(args.save_landmarks, lms, head.scan.vertices, head.scan.faces)
+        return 0
     names = args.config or (["gpu-seed"] if torch.cuda.is_available() else ["cpu-fast"])
-    results = [run(n, args.data, args.seed, args.scan_vertices) for n in names]
+    results = [run(n, args.data, args.seed, args.scan_vertices, args.landmarks) for n in names]
     json.dump(results, sys.stdout, indent=1)
     print()
     return 0

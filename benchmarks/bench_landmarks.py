@@ -1,7 +1,8 @@
 """Landmark accuracy and timing on synthetic heads (MediaPipe + lifting); prints JSON.
 
-Usage: python benchmarks/bench_landmarks.py [--seeds 1 2 3] [--data ../shared/data]
-Errors are distances to FLAME's own landmark embedding on the head, / head height.
+Usage: python benchmarks/bench_landmarks.py [--seeds 1 2 ... 10] [--data ../shared/data]
+Errors are distances to FLAME's own landmark embedding on the head, / head height. Seeds 11-30
+trained the MediaPipe index table (tools/fit_mediapipe_table.py): keep them out of here.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ GROUPS = {"contour": slice(0, 17), "brows": slice(17, 27), "nose": slice(27, 36)
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    ap.add_argument("--seeds", type=int, nargs="+", default=list(range(1, 11)))
     ap.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared"
                     / "data")
     a = ap.parse_args()
@@ -45,15 +46,20 @@ def main() -> None:
         errs.append(np.linalg.norm(pos - h.true_landmarks, axis=1) / height)
     e = np.stack(errs)
     pct = lambda x: [round(float(v), 4) for v in np.nanpercentile(x, [50, 90, 100])]  # noqa: E731
+    edges = [0, 0.01, 0.02, 0.03, 0.05, np.inf]
     print(json.dumps({
         "seeds": a.seeds,
         "detect_seconds": [round(t, 2) for t in times],
-        "within_2pct_all": [round(float(v), 3) for v in np.mean(e < 0.02, axis=1)],
+        "within_2pct_per_seed": [round(float(v), 3) for v in np.mean(e < 0.02, axis=1)],
+        "within_2pct_all": round(float(np.mean(e < 0.02)), 4),
+        "histogram_all": {f"{lo:.0%}-{hi:.0%}": int(np.sum((e >= lo) & (e < hi)))
+                          for lo, hi in zip(edges[:-1], edges[1:], strict=True)},
         "within_2pct_per_group": {g: round(float(np.mean(e[:, s] < 0.02)), 3)
                                   for g, s in GROUPS.items()},
         "p50_p90_max_per_group": {g: pct(e[:, s]) for g, s in GROUPS.items()},
         "p50_p90_max_all": pct(e),
-        "contour_per_landmark_median": [round(float(v), 3) for v in np.median(e[:, :17], 0)],
+        "per_landmark_median": [round(float(v), 4) for v in np.median(e, 0)],
+        "per_landmark_max": [round(float(v), 4) for v in np.max(e, 0)],
     }, indent=1))
 
 
