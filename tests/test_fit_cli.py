@@ -12,7 +12,7 @@ from reflame_core.cli import main
 from reflame_core.geometry.surface_query import MeshQuery
 from reflame_core.io.scan import load_scan
 from reflame_core.landmarks.definitions import landmark_definitions
-from reflame_core.landmarks.landmark_json import save_landmarks
+from reflame_core.landmarks.landmark_json import load_landmarks, save_landmarks
 from reflame_core.landmarks.landmark_set import LandmarkSet
 from reflame_core.synthetic.head import write_synthetic_head
 
@@ -97,6 +97,30 @@ def test_fit_writes_every_output(scan_on_disk, flame_dir, tmp_path, small_synthe
     assert len(rows) == 1 + 30 + 10 + 1
     assert "steps = 30" in (out / "config.toml").read_text()
     assert "wrote" in capsys.readouterr().out
+
+
+def test_fit_without_landmarks_detects_them_and_saves_them(
+    scan_on_disk, flame_dir, tmp_path, small_synthetic_head, capsys
+):
+    out = tmp_path / "out"
+    args = ["fit", str(scan_on_disk[0]), "--out", str(out), "--flame-dir", str(flame_dir),
+            "--preset", "fast", "--device", "cpu", "--quiet", *SMALL]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "landmarks: detected 70 of 70" in err and "detected_landmarks.json" in err
+    scan = load_scan(scan_on_disk[0])
+    lms = load_landmarks(out / "detected_landmarks.json", num_faces=len(scan.faces))
+    height = np.ptp(small_synthetic_head.true_vertices, axis=0).max()
+    lm_err = np.linalg.norm(lms.positions(scan.vertices, scan.faces)[:68]
+                            - small_synthetic_head.true_landmarks, axis=1) / height
+    assert np.mean(lm_err < 0.02) >= 0.9
+    # The fit used them: its targets are the detected points.
+    doc = json.loads((out / "landmarks.json").read_text())
+    np.testing.assert_allclose(doc["targets"]["points"],
+                               lms.positions(scan.vertices, scan.faces)[:68], atol=1e-4)
+    fit = load_scan(out / "fit.obj")
+    assert np.linalg.norm(fit.vertices - small_synthetic_head.true_vertices, axis=1).mean() \
+        / height < 0.03
 
 
 def test_missing_flame_files_say_where_to_get_them(scan_on_disk, tmp_path, capsys, monkeypatch):

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from reflame_core.fit.config import PRESETS, FitConfig
 
+DETECTED_LANDMARKS = "detected_landmarks.json"  # written when the fit detected its own
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
@@ -67,6 +69,15 @@ def run_fit(args: argparse.Namespace) -> int:
         device=device,
         log=lambda m: print(m, file=sys.stderr),
     )
+    if args.landmarks is None and inputs.landmarks is not None:
+        # Saved before fitting: the user can correct them (GUI) and fit again with --landmarks.
+        from reflame_core.landmarks.landmark_json import save_landmarks
+
+        args.out.mkdir(parents=True, exist_ok=True)
+        path = args.out / DETECTED_LANDMARKS
+        save_landmarks(path, inputs.landmarks, inputs.scan.vertices, inputs.scan.faces)
+        print(f"landmarks: wrote {path} (edit it and pass it with --landmarks)",
+              file=sys.stderr)
     session = make_session(inputs, config, device=device)
     bar, bar_stage = None, None
     try:
