@@ -138,11 +138,11 @@ def write_index_table(path: Path, table: IndexTable, key: str, description: str)
     rows = []
     for r, name in enumerate(table.names):
         idx = np.flatnonzero(table.matrix[r])
-        w = table.matrix[r, idx]
-        w = np.round(w, 6)
+        w = np.round(table.matrix[r, idx], 6)
         w[np.argmax(np.abs(w))] += 1.0 - w.sum()  # rounding must not break the sum
         row = {key: idx.tolist(), "weights": [round(float(v), 6) for v in w]}
         rows.append(({"ibug": r} if r < NUM_IBUG else {"name": name}) | row)
+
     def block(items: list[dict]) -> str:  # one row per line: diffs stay readable
         return "[\n  " + ",\n  ".join(json.dumps(r) for r in items) + "\n ]"
 

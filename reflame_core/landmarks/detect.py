@@ -115,7 +115,6 @@ def map_points(fused: FusedLandmarks, table: IndexTable, query: MeshQuery) -> Fu
         snap = query.closest(points[placed])
         face[placed], bary[placed], points[placed] = snap.face, snap.bary, snap.points
     confidence[~placed] = 0.0
-    # Views behind a landmark = the fewest that any of its points had.
     num_views = np.where(w > 0, fused.num_views[None, :], np.iinfo(np.int64).max).min(1)
     num_views[~placed] = 0
     return FusedLandmarks(face, bary, points, confidence, num_views)
