@@ -6,6 +6,7 @@
     python benchmarks/bench_fit.py --landmarks detected   # MediaPipe landmarks, not the truth
     python benchmarks/bench_fit.py --seed 1 --save-landmarks lm1.json  # detect here, then
     python benchmarks/bench_fit.py --seed 1 --landmarks lm1.json       # fit where no detector
+    python benchmarks/bench_fit.py --set stages.refine.w_landmark_3d=20   # any config override
 
 FLAME data comes from --data (default: $REFLAME_TEST_DATA or ../shared/data).
 """
@@ -25,7 +26,7 @@ import torch
 from PIL import Image
 
 from reflame_core.assets.flame import load_flame_template, load_landmark_embedding
-from reflame_core.fit.config import FitConfig
+from reflame_core.fit.config import FitConfig, parse_override
 from reflame_core.fit.outputs import surface_distances
 from reflame_core.fit.session import FitSession
 from reflame_core.fit.targets import LandmarkTargets
@@ -59,8 +60,10 @@ def synthetic_head(data: Path, seed: int, vertices: int):
     return template, embedding, head
 
 
-def run(name: str, data: Path, seed: int, vertices: int, landmarks: str = "truth") -> dict:
+def run(name: str, data: Path, seed: int, vertices: int, landmarks: str = "truth",
+        extra: dict | None = None) -> dict:
     preset, device, overrides = CONFIGS[name]
+    overrides = {**overrides, **(extra or {})}
     if device == "cpu":
         torch.set_num_threads(min(2, os.cpu_count() or 2))
     t0 = time.perf_counter()
@@ -120,6 +123,7 @@ def run(name: str, data: Path, seed: int, vertices: int, landmarks: str = "truth
         "resolution": session.cameras.resolution,
         "synthesis_seconds": synth_s,
         "landmarks": landmarks,
+        "overrides": extra or {},
         "detect_seconds": detect_s,
         "detected_landmark_error": landmark_error,
         "vertex_error_rigid": rigid_error,
@@ -147,6 +151,8 @@ def main() -> int:
     ap.add_argument("--scan-vertices", type=int, default=20000)
     ap.add_argument("--landmarks", default="truth",
                     help="'truth', 'detected' (MediaPipe) or a landmark JSON of this seed's head")
+    ap.add_argument("--set", dest="overrides", action="append", default=[],
+                    metavar="KEY=VALUE", help="config override, as `reflame fit --set`")
     ap.add_argument("--save-landmarks", type=Path, default=None,
                     help="only detect this seed's landmarks and write them to this JSON")
     args = ap.parse_args()
@@ -156,7 +162,9 @@ def main() -> int:
         save_landmarks(args.save_landmarks, lms, head.scan.vertices, head.scan.faces)
         return 0
     names = args.config or (["gpu-seed"] if torch.cuda.is_available() else ["cpu-fast"])
-    results = [run(n, args.data, args.seed, args.scan_vertices, args.landmarks) for n in names]
+    extra = dict(parse_override(o) for o in args.overrides)
+    results = [run(n, args.data, args.seed, args.scan_vertices, args.landmarks, extra)
+               for n in names]
     json.dump(results, sys.stdout, indent=1)
     print()
     return 0
