@@ -1,15 +1,12 @@
-"""Stepping semantics of FitSession and FitController, with real (tiny) iterations."""
+"""Stepping semantics of FitSession, with real (tiny) iterations."""
 
 from __future__ import annotations
-
-import time
 
 import numpy as np
 import pytest
 import torch
 
 from reflame_core.fit.config import FitConfig
-from reflame_core.fit.controller import FitController
 from reflame_core.fit.session import FitSession
 from reflame_core.fit.targets import LandmarkTargets
 
@@ -107,26 +104,6 @@ def test_landmarks_can_change_between_steps(session, small_synthetic_head):
     assert np.isfinite(r.losses["landmark_3d"])
     session.set_landmarks(None)
     assert "landmark_3d" not in session.step().losses
-
-
-def test_controller_runs_pauses_steps_and_survives_errors(session):
-    ctl = FitController(session)
-    ctl.step(2)
-    assert ctl.wait_idle(60)
-    snap = ctl.latest_snapshot()
-    assert ctl.state == "paused" and len(snap.history) == 2
-    ctl.set_param("coarse", "lr", 0.01)
-    ctl.call(lambda s: (_ for _ in ()).throw(RuntimeError("boom")))
-    assert ctl.wait_idle(60)
-    assert ctl.state == "error" and "boom" in ctl.last_error
-    ctl.start()  # the session is still usable after the error
-    t0 = time.monotonic()
-    while ctl.latest_snapshot().stage is not None and time.monotonic() - t0 < 120:
-        time.sleep(0.05)
-    assert ctl.latest_snapshot().stage is None  # ran to the end
-    assert session.config.stage("coarse")["lr"] == pytest.approx(0.01)
-    ctl.stop()
-    assert ctl.state == "stopped"
 
 
 def test_snapshot_is_a_copy(session):

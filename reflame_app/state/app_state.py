@@ -1,16 +1,15 @@
 """The app's model: scan, FLAME assets, landmarks, the fit controller and every panel state.
 
 Screen-free: each user action is a method (used by the panels and by tests alike); failures
-become banner messages through ``MessageLog.guard`` and never end the app. The fitting runs
-in the engine's FitController thread; ``poll()`` (once per frame) only reads its latest
-snapshot and forwards edits.
+become banner messages through ``MessageLog.guard`` and never end the app. Fitting and
+landmark detection run in the fitting worker process (``reflame_core.worker.FitWorker``);
+``poll()`` (once per frame) reads what it sent, never waiting, and forwards edits.
 """
 
 from __future__ import annotations
 
 import copy
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +37,8 @@ from reflame_core.geometry.similarity import Similarity
 from reflame_core.geometry.surface_query import MeshQuery
 from reflame_core.io.mesh import Scan
 from reflame_core.io.scan import load_scan
-from reflame_core.landmarks.landmark_json import (
-    landmarks_from_dict,
-    landmarks_to_dict,
-    save_landmarks,
-)
+from reflame_core.landmarks.landmark_json import landmarks_from_dict, landmarks_to_dict
+from reflame_core.worker import FitWorker
 
 
 class AppState:
@@ -71,19 +67,17 @@ class AppState:
         self.scan: Scan | None = None
         self.scan_canonical: Scan | None = None
         self.to_canonical: Similarity | None = None
-        self.controller: Any = None
+        self.worker: FitWorker | None = None  # started with the first scan, kept until exit
+        self.controller: FitWorker | None = None  # the worker, while it holds a fit session
         self.snapshot: Any = None
         self.loaded_vertices: np.ndarray | None = None
         self.scan_version = 0
         self._scan_query: MeshQuery | None = None
-        # Landmark detection renders the scan: it runs off the GUI thread.
-        self._workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reflame-detect")
-        self._detection: Future | None = None
+        self._detecting = False
         self._reported_error: str | None = None
         self._views_sent = -1
         self.export_pending: Path | None = None
         self.export_result: dict | None = None
-        self._export_done: dict | Exception | None = None
         self.autosave_path = autosave_path or autosave_dir() / "last_session.json"
         self.autosave_every_s = autosave_every_s
         self._last_autosave = time.monotonic()
@@ -117,6 +111,8 @@ class AppState:
         self.template = load_flame_template(folder)
         self.embedding = load_landmark_embedding(folder)
         self.flame_dir = folder
+        if self.worker is not None:
+            self.worker.set_assets(self.template, self.embedding)
         self.first_run.problem = None
         if remember:
             save_flame_dir(folder)
@@ -131,6 +127,8 @@ class AppState:
         self.scan, self.to_canonical = scan, sim
         self.scan_canonical = scan.transformed(sim)
         self._scan_query = None
+        self._ensure_worker().open_scan(scan)
+        self._detecting = False
         self.editor.set_landmarks(None)
         self.snapshot = None
         self.loaded_vertices = None
@@ -139,6 +137,15 @@ class AppState:
         self.messages.info(f"Opened {Path(path).name}: {len(scan.vertices)} vertices, "
                            f"{'textured' if scan.has_texture else 'no texture'}")
 
+    def _ensure_worker(self) -> FitWorker:
+        """The fitting worker process, started on first use (it then warms up while the
+        user looks at the scan) and restarted by itself if it dies."""
+        if self.worker is None:
+            self.worker = FitWorker(self.device)
+            if self.assets_ready:
+                self.worker.set_assets(self.template, self.embedding)
+        return self.worker
+
     def _need_scan(self) -> Scan:
         if self.scan is None:
             raise RuntimeError("open a scan first")
@@ -146,42 +153,36 @@ class AppState:
 
     # ---- landmarks -------------------------------------------------------------------------
     def detect_landmarks(self, wait: bool = True) -> None:
-        """Detect landmarks on the scan. With ``wait=False`` (the GUI) detection runs on a
-        worker thread, renders included, so frames keep coming; ``poll()`` applies the result."""
-        from reflame_core.landmarks.detect import detect_landmarks
-
-        if self._detection is not None and not self._detection.done():
+        """Detect landmarks on the scan, in the worker process. With ``wait=False`` (the GUI)
+        it returns at once and ``poll()`` applies the result when it comes."""
+        if self._detecting:
             self.messages.info("Landmark detection is already running")
             return
-        scan, to_canonical = self._need_scan(), self.to_canonical
-        self._detection = self._workers.submit(
-            detect_landmarks, scan, device=self.device, to_canonical=to_canonical)
+        self._need_scan()
+        worker = self._ensure_worker()
+        worker.detect(self.to_canonical)
+        self._detecting = True
         self.messages.info("Detecting landmarks...")
         if wait:
-            self._detection.result()
-            self._apply_detection()
+            self._apply_detection(worker.wait_result("detect", timeout=600.0))
 
     @property
     def detecting(self) -> bool:
-        return self._detection is not None and not self._detection.done()
+        return self._detecting
 
-    def _apply_detection(self) -> None:
-        job, self._detection = self._detection, None
-        try:
-            lms = job.result()
-        except Exception as exc:  # noqa: BLE001 - shown to the user; the app stays usable
-            self.messages.error(f"Landmark detection failed: {exc}")
+    def _apply_detection(self, result: Any) -> None:
+        self._detecting = False
+        if result.error is not None:
+            self.messages.error(f"Landmark detection failed: {result.error}")
             return
+        lms = result.value
         self.editor.set_landmarks(lms)
         placed = int(lms.placed_mask.sum())
         self.messages.info(f"Detected {placed} of {len(lms)} landmarks")
 
     # ---- fitting ---------------------------------------------------------------------------
     def start_session(self) -> None:
-        """A new FitSession + FitController on the current scan, landmarks and config."""
-        from reflame_core.fit.controller import FitController
-        from reflame_core.fit.session import FitSession
-
+        """A new fit session in the worker on the current scan, landmarks and config."""
         if not self.assets_ready:
             raise AssetError("set the FLAME asset folder first (File > FLAME folder)")
         scan = self._need_scan()
@@ -191,9 +192,9 @@ class AppState:
         targets = LandmarkTargets.from_landmark_set(lms, scan) if lms is not None else None
         if targets is None:
             self.messages.info("Fitting without landmarks (none detected or placed)")
-        session = FitSession(scan, self.template, self.embedding, targets, self.config.copy(),
-                             device=self.device)
-        self.controller = FitController(session)
+        worker = self._ensure_worker()
+        worker.new_session(self.config, targets)
+        self.controller = worker
         self.editor.mark_sent()
         self._views_sent = self.views.version
         self.fit.attach(self.controller, self.config.data["stages"])
@@ -201,16 +202,27 @@ class AppState:
         self._reported_error = None
 
     def _stop_controller(self) -> None:
+        """Forget the fit session (the worker drops it with the next scan or session)."""
         if self.controller is not None:
-            self.controller.stop()
+            self.controller.pause()
         self.controller = None
         self.fit.controller = None
+        self.snapshot = None
 
     def poll(self) -> bool:
         """Once per frame: read the latest snapshot (non-blocking), forward landmark edits,
         report engine errors. Returns whether a new snapshot arrived."""
-        if self._detection is not None and self._detection.done():
-            self._apply_detection()
+        w = self.worker
+        if w is None:
+            return False
+        w.poll()
+        for notice in w.take_notices():
+            self.messages.error(notice)
+        if self._detecting:
+            result = w.take_result("detect")
+            if result is not None:
+                self._apply_detection(result)
+        self._check_export()
         c = self.controller
         if c is None:
             return False
@@ -220,7 +232,6 @@ class AppState:
         if self.views.version != self._views_sent:
             self._views_sent = self.views.version
             c.set_cameras(copy.deepcopy(self.views.cameras))
-        self._check_export()
         err = c.last_error
         if c.state == "error" and err is not None and str(err) != self._reported_error:
             self._reported_error = str(err)
@@ -250,41 +261,30 @@ class AppState:
     # ---- results ---------------------------------------------------------------------------
     def export(self, out_dir: str | Path) -> None:
         """Write the fit with the core's ``write_fit_outputs`` (meshes, texture, landmarks,
-        losses, config, report) plus the edited scan landmarks. Runs on the fitting thread
-        (which owns the session); ``export_pending`` is set until ``poll()`` sees it done."""
-        from reflame_core.fit.outputs import write_fit_outputs
-
+        losses, config, report) plus the edited scan landmarks. Runs in the worker (which
+        owns the session); ``export_pending`` is set until ``poll()`` sees it done."""
         if self.controller is None:
             raise RuntimeError("nothing to export: run a fit first")
         out = Path(out_dir).expanduser()
         lms = self.editor.landmarks.copy() if self.editor.landmarks is not None else None
-        scan = self._need_scan()
-
-        def job(session: Any) -> None:
-            try:
-                report = write_fit_outputs(session, out)
-                if lms is not None:
-                    save_landmarks(out / "scan_landmarks.json", lms, scan.vertices, scan.faces)
-                self._export_done = report
-            except Exception as exc:  # noqa: BLE001 - handed to the GUI thread as a message
-                self._export_done = exc
-
-        self.export_pending, self._export_done = out, None
-        self.controller.call(job)
+        self.export_pending = out
+        self.controller.export(out, lms)
 
     def _check_export(self) -> None:
-        done = self._export_done
-        if self.export_pending is None or done is None:
+        if self.export_pending is None or self.worker is None:
             return
-        out, self.export_pending, self._export_done = self.export_pending, None, None
-        if isinstance(done, Exception):
-            self.messages.error(f"Export to {out} failed: {type(done).__name__}: {done}")
+        result = self.worker.take_result("export")
+        if result is None:
+            return
+        out, self.export_pending = self.export_pending, None
+        if result.error is not None:
+            self.messages.error(f"Export to {out} failed: {result.error}")
         else:
-            self.export_result = done
+            self.export_result = result.value
             self.messages.info(f"Exported the fit to {out}")
 
     def request_view_images(self, view: int) -> None:
-        """Ask the fitting thread for the residual images of one view (mask difference,
+        """Ask the fitting worker for the residual images of one view (mask difference,
         depth residual, landmark reprojection); ``view_images()`` returns them when ready."""
         if self.controller is None:
             raise RuntimeError("no fit session yet")
@@ -343,9 +343,11 @@ class AppState:
         return None
 
     def shutdown(self) -> None:
-        """On exit: stop the fitting thread and autosave."""
+        """On exit: autosave, then end the worker process (within a second)."""
         self.autosave(force=True)
-        self._stop_controller()
+        self.controller = self.fit.controller = None
+        if self.worker is not None:
+            self.worker.close()
 
 
 def snapshot_history(snap: Any) -> list[tuple[str, int, dict[str, float]]]:

@@ -1,0 +1,279 @@
+"""``FitRunner``: executes the studio's commands on one ``FitSession`` and steps it.
+
+It is the worker process's whole state and logic, written without any process or pipe so
+that tests drive it directly. One ``tick()`` is one iteration of the current stage.
+"""
+
+from __future__ import annotations
+
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from reflame_core.assets.flame import FlameTemplate, LandmarkEmbedding
+from reflame_core.fit.config import FitConfig
+from reflame_core.fit.session import FitSession, StageInfo
+from reflame_core.fit.targets import LandmarkTargets
+from reflame_core.geometry.similarity import Similarity
+from reflame_core.io.mesh import Scan
+from reflame_core.landmarks.landmark_set import LandmarkSet
+from reflame_core.render.cameras import OrbitCameras
+from reflame_core.worker.protocol import RESULT_COMMANDS, Command, Result, SessionDelta, Update
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: message`` on one line (the banner shows it; the traceback goes to the log)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class FitRunner:
+    """The worker's state: FLAME assets, the scan, one session and how far to run it.
+
+    ``state`` is one of ``protocol.STATES``. Commands are methods named ``cmd_<name>``;
+    ``handle`` dispatches a ``Command`` to one and records its outcome.
+    """
+
+    def __init__(self, device: str = "cpu", render_backend: str = "auto") -> None:
+        self.device = device
+        self.render_backend = render_backend
+        self.template: FlameTemplate | None = None
+        self.embedding: LandmarkEmbedding | None = None
+        self.scan: Scan | None = None
+        self.session: FitSession | None = None
+        self.session_id = 0
+        self.state = "idle"
+        self.error: str | None = None
+        self.error_trace: str | None = None
+        self.acked = 0
+        self.quit = False
+        self.activity: str | None = None
+        self._steps_left: int | None = None  # None: run until paused or finished
+        self._results: list[Result] = []
+        self._history_sent = 0
+        self._texture_sent: int | None = None
+        self._texture_version = 0
+
+    # ---- dispatch ------------------------------------------------------------------------
+    def handle(self, command: Command) -> None:
+        """Run one command. A failing result command reports its error in its ``Result``;
+        any other failing command puts the runner in "error" (the session is unchanged)."""
+        method = getattr(self, f"cmd_{command.name}", None)
+        try:
+            if method is None:
+                raise ValueError(f"unknown worker command {command.name!r}")
+            value = method(**command.args)
+            if command.name in RESULT_COMMANDS:
+                self._results.append(Result(command.seq, command.name, value=value))
+        except Exception as exc:  # noqa: BLE001 - reported to the studio; the worker lives on
+            if command.name in RESULT_COMMANDS:
+                self._results.append(Result(command.seq, command.name, error=one_line(exc)))
+            else:
+                self._fail(exc)
+        finally:
+            self.activity = None
+        self.acked = command.seq
+        self._settle()
+
+    @property
+    def wants_step(self) -> bool:
+        return self.state == "running" and self.session is not None and not self.session.done
+
+    def tick(self) -> None:
+        """One iteration of the current stage (when running)."""
+        if not self.wants_step:
+            return
+        try:
+            self.session.step()
+        except Exception as exc:  # noqa: BLE001 - the session stays as after its last good step
+            self._fail(exc)
+            return
+        if self._steps_left is not None:
+            self._steps_left -= 1
+            if self._steps_left <= 0:
+                self.state = "paused"
+        self._settle()
+
+    def _fail(self, exc: BaseException) -> None:
+        self.error = one_line(exc)
+        self.error_trace = traceback.format_exc()
+        self.state = "error"
+
+    def _settle(self) -> None:
+        """Finished exactly when a session has run every stage."""
+        if self.session is None:
+            return
+        if self.session.done and self.state != "error":
+            self.state = "finished"
+        elif self.state == "finished":
+            self.state = "paused"
+
+    def _need_session(self) -> FitSession:
+        if self.session is None:
+            raise RuntimeError("no fit session: start one first")
+        return self.session
+
+    def _need_scan(self) -> Scan:
+        if self.scan is None:
+            raise RuntimeError("no scan: open one first")
+        return self.scan
+
+    # ---- inputs --------------------------------------------------------------------------
+    def cmd_set_assets(self, template: FlameTemplate, embedding: LandmarkEmbedding) -> None:
+        self.template, self.embedding = template, embedding
+
+    def cmd_open_scan(self, scan: Scan) -> None:
+        """A new scan ends the session of the old one."""
+        self.scan = scan
+        self.session = None
+        self.state = "idle"
+        self.error = self.error_trace = None
+
+    def cmd_new_session(self, config: FitConfig, landmarks: LandmarkTargets | None,
+                        restore: dict[str, Any] | None = None, seed: int = 0) -> None:
+        """A fresh ``FitSession``; with ``restore`` (vertices, stage, iteration of a
+        snapshot) it continues from there, paused."""
+        if self.template is None or self.embedding is None:
+            raise RuntimeError("no FLAME assets: set the FLAME folder first")
+        scan = self._need_scan()
+        self.session = None  # free the old session's memory before building the new one
+        session = FitSession(scan, self.template, self.embedding, landmarks, config,
+                             device=self.device, seed=seed, render_backend=self.render_backend)
+        if restore is not None:
+            restore_session(session, **restore)
+        self.session = session
+        self.session_id += 1
+        self._history_sent = 0
+        self._texture_sent = None
+        self.error = self.error_trace = None
+        self.state = "paused" if restore is not None else "idle"
+        self._steps_left = None
+
+    # ---- running -------------------------------------------------------------------------
+    def cmd_start(self) -> None:
+        self._go(None)
+
+    def cmd_resume(self) -> None:
+        self._go(None)
+
+    def cmd_pause(self) -> None:
+        self._go(0)
+
+    def cmd_step(self, n: int = 1) -> None:
+        self._go(max(1, int(n)))
+
+    def _go(self, steps: int | None) -> None:
+        self._need_session()
+        self._steps_left = steps
+        self.state = "paused" if steps == 0 else "running"
+        self.error = self.error_trace = None
+
+    def cmd_skip_stage(self) -> None:
+        self._need_session().skip_stage()
+
+    def cmd_restart_stage(self) -> None:
+        self._need_session().restart_stage()
+
+    def cmd_goto_stage(self, name: str) -> None:
+        self._need_session().goto_stage(name)
+
+    def cmd_set_param(self, stage: str, name: str, value: Any) -> None:
+        self._need_session().set_param(stage, name, value)
+
+    def cmd_set_landmarks(self, landmarks: LandmarkTargets | None) -> None:
+        self._need_session().set_landmarks(landmarks)
+
+    def cmd_set_cameras(self, cameras: OrbitCameras) -> None:
+        self._need_session().set_cameras(cameras)
+
+    def cmd_quit(self) -> None:
+        self.quit = True
+        self.state = "paused" if self.state == "running" else self.state
+
+    # ---- result commands ------------------------------------------------------------------
+    def cmd_detect(self, to_canonical: Similarity | None = None,
+                   backend: str = "auto") -> LandmarkSet:
+        from reflame_core.landmarks.detect import detect_landmarks
+
+        self.activity = "detecting landmarks"
+        return detect_landmarks(self._need_scan(), device=self.device, backend=backend,
+                                to_canonical=to_canonical)
+
+    def cmd_residuals(self, views: list[int]) -> dict[str, np.ndarray]:
+        return self._need_session().residual_images(list(views))
+
+    def cmd_export(self, out_dir: str | Path, scan_landmarks: LandmarkSet | None = None
+                   ) -> dict:
+        """Write the fit (``write_fit_outputs``) and the scan's landmarks as edited."""
+        from reflame_core.fit.outputs import write_fit_outputs
+        from reflame_core.landmarks.landmark_json import save_landmarks
+
+        session = self._need_session()
+        self.activity = "exporting"
+        out = Path(out_dir).expanduser()
+        report = write_fit_outputs(session, out)
+        if scan_landmarks is not None:
+            save_landmarks(out / "scan_landmarks.json", scan_landmarks, session.scan.vertices,
+                           session.scan.faces)
+        return report
+
+    # ---- read-out ------------------------------------------------------------------------
+    def update(self) -> Update:
+        """Everything new for the studio since the last ``update()``."""
+        results, self._results = self._results, []
+        return Update(acked=self.acked, state=self.state, error=self.error,
+                      error_trace=self.error_trace, session=self._session_delta(),
+                      results=results, activity=self.activity)
+
+    def _session_delta(self) -> SessionDelta | None:
+        s = self.session
+        if s is None:
+            return None
+        history = s.history[self._history_sent:]
+        start, self._history_sent = self._history_sent, len(s.history)
+        texture = None
+        if s.texture is not None and id(s.texture) != self._texture_sent:
+            self._texture_sent = id(s.texture)
+            self._texture_version += 1
+            texture = s.texture
+        cur = s.current
+        return SessionDelta(
+            session_id=self.session_id,
+            vertices=s.vertices.detach().cpu().numpy().astype(np.float32, copy=True),
+            stage=cur.name if cur else None,
+            iteration=cur.iteration if cur else 0,
+            stages=[StageInfo(t.name, t.status, t.iteration, t.num_steps(s)) for t in s.stages],
+            new_history=list(history),
+            history_start=start,
+            events=list(s.events),
+            to_canonical=s.to_canonical,
+            version=s.version,
+            rigid=s.rigid,
+            texture_version=self._texture_version,
+            texture=texture,
+        )
+
+
+def restore_session(session: FitSession, vertices: np.ndarray, stage: str | None,
+                    iteration: int, rigid: Similarity | None = None,
+                    texture: np.ndarray | None = None) -> None:
+    """Continue ``session`` from a snapshot: ``vertices`` (5023,3) canonical, in ``stage``
+    (None: every stage ended) after ``iteration`` iterations, with the rigid alignment and
+    texture it had. Earlier stages count as done; the stage re-begins from these vertices
+    (its optimiser state is new)."""
+    session.vertices = torch.as_tensor(np.asarray(vertices, np.float32), device=session.device)
+    session.rigid, session.texture = rigid, texture
+    names = [s.name for s in session.stages]
+    index = names.index(stage) if stage in names else len(names)
+    for s in session.stages[:index]:
+        if s.status == "pending":
+            s.status = "done"
+    session.index = index
+    if index < len(names):
+        current = session.stages[index]
+        current.reset()
+        current.iteration = int(iteration)
+    session.version += 1

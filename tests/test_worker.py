@@ -1,0 +1,172 @@
+"""The fitting worker: the command runner in-process, then the real spawned process (CPU):
+stepping, errors, a crash and its restart from the last snapshot, and shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from reflame_core.fit.config import FitConfig
+from reflame_core.fit.session import StepReport
+from reflame_core.fit.targets import LandmarkTargets
+from reflame_core.geometry.similarity import Similarity
+from reflame_core.worker import FitWorker
+from reflame_core.worker.protocol import Command, Result, SessionDelta, Update
+from reflame_core.worker.runner import FitRunner
+
+TINY = {
+    "cameras.num_views": 2, "cameras.resolution": 48,
+    "stages.coarse.steps": 6, "stages.coarse.surface_samples": 2000,
+    "stages.refine.steps": 3, "stages.refine.surface_samples": 2000,
+    "stages.texture.enabled": False,
+}
+
+
+def _config(**over) -> FitConfig:
+    return FitConfig.load(preset="fast", overrides={**TINY, **over})
+
+
+def _delta(session_id: int, start: int, n: int, value: float) -> SessionDelta:
+    return SessionDelta(session_id=session_id, vertices=np.full((4, 3), value, np.float32),
+                        stage="coarse", iteration=start + n, stages=[],
+                        new_history=[StepReport("coarse", start + i + 1, {}, 0.0)
+                                     for i in range(n)],
+                        history_start=start, events=[], to_canonical=Similarity.identity(),
+                        version=start + n)
+
+
+def test_merged_updates_keep_every_record_and_result_and_the_latest_state() -> None:
+    a = Update(1, "running", session=_delta(1, 0, 3, 1.0), results=[Result(1, "detect")])
+    b = Update(2, "paused", session=_delta(1, 3, 2, 2.0), results=[Result(2, "export")])
+    m = a.merged(b)
+    assert (m.acked, m.state) == (2, "paused")
+    assert [r.iteration for r in m.session.new_history] == [1, 2, 3, 4, 5]
+    assert m.session.history_start == 0 and float(m.session.vertices[0, 0]) == 2.0
+    assert [r.kind for r in m.results] == ["detect", "export"]
+    # a new session replaces the old one's records instead of extending them
+    c = m.merged(Update(3, "idle", session=_delta(2, 0, 1, 3.0)))
+    assert [r.iteration for r in c.session.new_history] == [1] and c.session.session_id == 2
+
+
+@pytest.fixture
+def runner(small_synthetic_head, flame_template, landmark_embedding) -> FitRunner:
+    torch.set_num_threads(2)
+    r = FitRunner("cpu", render_backend="torch")
+    r.handle(Command(1, "set_assets", {"template": flame_template,
+                                       "embedding": landmark_embedding}))
+    r.handle(Command(2, "open_scan", {"scan": small_synthetic_head.scan}))
+    lm = LandmarkTargets.from_points(small_synthetic_head.true_landmarks)
+    r.handle(Command(3, "new_session", {"config": _config(), "landmarks": lm}))
+    return r
+
+
+def test_runner_steps_reports_errors_and_finishes(runner: FitRunner) -> None:
+    assert runner.state == "idle" and runner.acked == 3
+    runner.handle(Command(4, "step", {"n": 2}))
+    while runner.wants_step:
+        runner.tick()
+    first = runner.update()
+    assert first.state == "paused" and len(first.session.new_history) == 2
+    assert first.session.stage == "coarse" and first.session.rigid is not None
+
+    runner.handle(Command(5, "goto_stage", {"name": "no-such-stage"}))
+    assert runner.state == "error" and "no-such-stage" in runner.error
+    runner.handle(Command(6, "residuals", {"views": [0]}))  # result commands report, not fail
+    runner.handle(Command(7, "export", {"out_dir": "/dev/null/x"}))
+    update = runner.update()
+    assert update.results[0].error is None and update.results[0].value["mask_diff"].ndim == 3
+    assert update.results[1].error and update.session.new_history == []
+
+    runner.handle(Command(8, "start"))  # the session is usable after the error
+    while runner.wants_step:
+        runner.tick()
+    last = runner.update()
+    assert last.state == "finished" and last.session.stage is None
+    assert last.session.history_start == 2 and len(last.session.new_history) == 9
+    runner.handle(Command(9, "restart_stage"))
+    assert runner.state == "paused"  # no longer finished: the last stage runs again
+
+
+def _wait(cond, timeout: float = 120.0) -> None:
+    end = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < end, "timed out"
+        time.sleep(0.01)
+
+
+def test_worker_process_fits_survives_a_crash_and_closes(small_synthetic_head, flame_template,
+                                                         landmark_embedding) -> None:
+    worker = FitWorker("cpu")
+    try:
+        worker.set_assets(flame_template, landmark_embedding)
+        worker.open_scan(small_synthetic_head.scan)
+        worker.new_session(_config(**{"stages.coarse.steps": 400}),
+                           LandmarkTargets.from_points(small_synthetic_head.true_landmarks))
+        worker.step(3)
+        assert worker.wait_idle(120)
+        snap = worker.latest_snapshot()
+        assert worker.state == "paused" and len(snap.history) == 3  # exactly: wait_idle waits
+        assert snap.stage == "coarse" and snap.iteration == 2
+
+        worker.start()
+        _wait(lambda: worker.latest_snapshot().iteration >= 6)
+        os.kill(worker.pid, signal.SIGKILL)  # as a segfault or the OOM killer would
+        _wait(lambda: worker.poll() and worker.restarts == 1)
+        notices = worker.take_notices()
+        assert len(notices) == 1 and "SIGKILL" in notices[0] and "restarted" in notices[0]
+        assert worker.wait_idle(120)
+        restored = worker.latest_snapshot()
+        assert worker.state == "paused" and restored.stage == "coarse"
+        assert restored.iteration >= 6 and len(restored.history) >= 7  # nothing forgotten
+        worker.set_param("coarse", "steps", restored.iteration + 2)
+        worker.resume()
+        _wait(lambda: worker.latest_snapshot() is not None and worker.state == "finished")
+        assert worker.latest_snapshot().stage is None
+        assert np.isfinite(worker.latest_snapshot().vertices).all()
+    finally:
+        t0 = time.monotonic()
+        worker.close()
+        closed_in = time.monotonic() - t0
+    assert not worker.alive and worker.state == "stopped"
+    assert closed_in < 1.0
+
+
+def test_worker_ends_with_the_studio_process(tmp_path) -> None:
+    """A studio killed outright (SIGKILL, no cleanup) leaves no worker behind."""
+    script = tmp_path / "studio.py"
+    script.write_text(textwrap.dedent("""
+        import sys, time
+        from reflame_core.worker import FitWorker
+        if __name__ == "__main__":
+            w = FitWorker("cpu")
+            assert w.wait_idle(120)
+            print(w.pid, flush=True)
+            time.sleep(600)
+    """))
+    studio = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                              cwd=os.getcwd())
+    try:
+        pid = int(studio.stdout.readline())
+        assert _running(pid)
+        studio.kill()
+        studio.wait(10)
+        _wait(lambda: not _running(pid), timeout=5.0)
+    finally:
+        studio.kill()
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
