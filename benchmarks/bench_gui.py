@@ -1,6 +1,16 @@
-"""GUI frame time while a real FitController fits on CPU (Polyscope mock backend, or a real
-window with --backend ''). Prints JSON: per-frame seconds of the user callback and of the
-whole frame_tick (callback + Polyscope update/render)."""
+"""The studio's live fit in its real window: ``ps.show()`` under a display (Xvfb is
+started when $DISPLAY is unset), the user's mouse through the X server (xdotool).
+
+Measures, on one synthetic head (preset ``fast``, CPU unless --device):
+- headless: landmark detection (``detect_landmarks``, what ``reflame landmarks`` runs) and
+  coarse-stage iterations per second of a ``FitSession`` stepped in this process, before
+  any window exists;
+- studio: detection from the Detect button's path, coarse it/s while the window is left
+  alone and while the view is turned by mouse drags, frames per second, and the CPU used
+  by the studio process and by its fitting worker, fitting and idle (fit paused).
+
+Prints JSON. ``python benchmarks/bench_gui.py [--seconds 15] [--seed 1]``
+"""
 
 from __future__ import annotations
 
@@ -8,53 +18,142 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-import polyscope as ps
+from PIL import Image
 
-from reflame_app.main import init_polyscope, make_studio
+from reflame_core.assets.flame import load_flame_template, load_landmark_embedding
+from reflame_core.fit.config import FitConfig
+from reflame_core.fit.session import FitSession
+from reflame_core.fit.targets import LandmarkTargets
+from reflame_core.landmarks.detect import detect_landmarks
+from reflame_core.synthetic.head import make_synthetic_head, write_synthetic_head
+
+LONG_COARSE = {"stages.coarse.steps": 100000}  # the stage must outlast the measurement
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("REFLAME_TEST_DATA",
+                               Path(__file__).resolve().parents[2] / "shared" / "data"))
+
+
+def headless(scan, template, embedding, device: str, steps: int) -> dict:
+    t0 = time.monotonic()
+    lms = detect_landmarks(scan, device=device)
+    detect_s = time.monotonic() - t0
+    config = FitConfig.load(preset="fast", overrides=LONG_COARSE)
+    session = FitSession(scan, template, embedding, LandmarkTargets.from_landmark_set(lms, scan),
+                         config, device=device)
+    while session.current.name != "coarse" or session.current.iteration < 3:
+        session.step()  # rigid, then the coarse stage's set-up and first iterations
+    t0 = time.monotonic()
+    for _ in range(steps):
+        session.step()
+    return {"detect_s": detect_s, "coarse_it_per_s": steps / (time.monotonic() - t0)}
+
+
+def studio_run(scan_path: Path, flame_dir: Path, device: str, seconds: float) -> dict:
+    import polyscope as ps
+
+    from reflame_app.main import init_polyscope, make_studio
+    from reflame_app.window_driver import WindowDriver, process_cpu_seconds
+
+    init_polyscope()
+    studio = make_studio(scan_path, flame_dir, device=device, preset="fast")
+    app = studio.app
+    for key, value in LONG_COARSE.items():
+        app.config.set(key, value)
+    out: dict = {}
+
+    def measure(d: WindowDriver, name: str, during) -> dict:
+        worker = app.worker
+        snap = app.snapshot
+        t0, it0 = time.monotonic(), snap.iteration if snap else 0
+        c0, w0 = time.process_time(), process_cpu_seconds(worker.pid)
+        n0 = len(d.frames)
+        yield from during()
+        dt = time.monotonic() - t0
+        snap = app.snapshot
+        out[name] = {
+            "seconds": dt,
+            "coarse_it_per_s": ((snap.iteration if snap else 0) - it0) / dt,
+            "frames_per_s": (len(d.frames) - n0) / dt,
+            "view_changes": d.view_changes(t0, t0 + dt),
+            "studio_cpu_percent": 100 * (time.process_time() - c0) / dt,
+            "worker_cpu_percent": 100 * (process_cpu_seconds(worker.pid) - w0) / dt,
+        }
+
+    def script(d: WindowDriver):
+        d.move_window_to_origin()
+        yield from d.wait(lambda: app.worker is not None and app.worker.state != "starting",
+                          120, "the worker to start")
+        t0 = time.monotonic()
+        app.detect_landmarks(wait=False)
+        yield from d.wait(lambda: not app.detecting, 300, "landmark detection")
+        out["detect_s"] = time.monotonic() - t0
+        app.start_session()
+        app.fit.command("start")
+        yield from d.wait(lambda: app.snapshot is not None and app.snapshot.stage == "coarse"
+                          and app.snapshot.iteration >= 3, 300, "the coarse stage")
+        yield from measure(d, "fitting_idle", lambda: d.sleep(seconds))
+        w, h = ps.get_window_size()
+
+        def turning():
+            end = time.monotonic() + seconds
+            while time.monotonic() < end:
+                d.drag(w // 2, h // 2, w // 5, 2.0)
+                yield from d.sleep(2.2)
+
+        yield from measure(d, "fitting_rotating", turning)
+        app.fit.command("pause")
+        yield from d.wait(lambda: app.fit.state == "paused", 30, "the pause")
+        yield from d.sleep(2.0)  # the pacer's interaction window passes
+        yield from measure(d, "paused_idle", lambda: d.sleep(min(seconds, 8.0)))
+
+    WindowDriver(studio, script).run()
+    out["errors"] = [m.text for m in app.messages.errors]
+    app.shutdown()
+    ps.shutdown()  # before the display goes
+    return out
 
 
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("--scan", default=None)
-    p.add_argument("--flame-dir", default=None)
-    p.add_argument("--backend", default="openGL_mock")
-    p.add_argument("--seconds", type=float, default=20.0)
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--seconds", type=float, default=15.0, help="length of each phase")
+    p.add_argument("--seed", type=int, default=1, help="synthetic head (20k vertices)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--headless-steps", type=int, default=60)
     args = p.parse_args()
-    data = Path(os.environ.get("REFLAME_TEST_DATA", Path(__file__).resolve().parents[2]
-                               / "shared" / "data"))
-    scan = args.scan or data / "scans" / "lee_perry_smith" / "LeePerrySmith.glb"
-    init_polyscope(args.backend)
-    ps.set_frame_tick_limit_fps_mode("block_to_hit_target")  # the app's 60 fps cap
-    ps.set_max_fps(60)
-    studio = make_studio(scan, args.flame_dir or data / "flame", preset="fast")
-    app = studio.app
-    app.start_session()
-    app.fit.command("start")
-    frame_s = []
-    studio.frame_seconds.clear()
-    start_version = app.controller.latest_snapshot().version
-    t_end = None
-    end = time.monotonic() + args.seconds
-    while time.monotonic() < end:  # paced at 60 fps like the real window
-        t0 = time.perf_counter()
-        ps.frame_tick()
-        frame_s.append(time.perf_counter() - t0)
-    t_end = app.controller.latest_snapshot().version
-    app.shutdown()
-    f = np.asarray(frame_s)
-    cb = np.asarray(studio.frame_seconds)
+    import torch
+
+    from reflame_app.window_driver import VirtualDisplay
+
+    data = data_dir()
+    template = load_flame_template(data / "flame")
+    embedding = load_landmark_embedding(data / "flame")
+    tex = np.asarray(Image.open(data / "textures" / "facescape_texmap.jpg").convert("RGB"))
+    head = make_synthetic_head(template, tex, embedding, seed=args.seed)
+    with tempfile.TemporaryDirectory() as tmp:
+        scan_path = write_synthetic_head(head, tmp)
+        ref = headless(head.scan, template, embedding, args.device, args.headless_steps)
+        if os.environ.get("DISPLAY"):
+            gui = studio_run(scan_path, data / "flame", args.device, args.seconds)
+        else:
+            with VirtualDisplay() as display:
+                os.environ["DISPLAY"] = display.name
+                gui = studio_run(scan_path, data / "flame", args.device, args.seconds)
+    ratio = {k: gui[k]["coarse_it_per_s"] / ref["coarse_it_per_s"]
+             for k in ("fitting_idle", "fitting_rotating")}
     print(json.dumps({
-        "backend": args.backend, "frames": len(f), "fit_steps_during": t_end - start_version,
-        "frame_ms_mean": 1e3 * f.mean(), "frame_ms_p95": 1e3 * np.percentile(f, 95),
-        "callback_ms_mean": 1e3 * cb.mean(), "callback_ms_p95": 1e3 * np.percentile(cb, 95),
-        "fps_mean": 1.0 / f.mean(), "frame_ms_max": 1e3 * f.max(),
-        "fit_stage_at_end": app.snapshot.stage if app.snapshot is not None else None,
-        "cpu_cores": os.cpu_count(),
-        "errors": [m.text for m in app.messages.errors],
+        "scan": f"synthetic head seed {args.seed}, {len(head.scan.vertices)} vertices",
+        "device": args.device, "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(), "display": os.environ.get("DISPLAY"),
+        "headless": ref, "studio": gui,
+        "studio_vs_headless_it_per_s": ratio,
+        "detect_studio_vs_cli": gui["detect_s"] / ref["detect_s"],
     }, indent=1))
     sys.stdout.flush()
 

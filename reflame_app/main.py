@@ -19,6 +19,7 @@ from reflame_app.panels.messages import draw_banner
 from reflame_app.panels.views_panel import ViewsPanel
 from reflame_app.scene import SCAN, SceneSync
 from reflame_app.state.app_state import AppState
+from reflame_app.state.pacing import FramePacer
 from reflame_core.errors import ReflameError
 
 DISTANCE_EVERY_S = 0.5  # per-vertex distances cost ~10-50 ms: refresh at most this often
@@ -38,8 +39,12 @@ class Studio:
         self._distances: np.ndarray | None = None
         self._distance_time = 0.0
         self.frame_seconds: list[float] = []
+        self.pacer = FramePacer()
+        self.paced = True  # False: frames as fast as the caller ticks them (tests)
 
     def frame(self) -> None:
+        if self.paced:
+            self.pace()
         t0 = time.perf_counter()
         app = self.app
         with app.messages.guard("Updating"):
@@ -58,6 +63,22 @@ class Studio:
         app.autosave()
         self.frame_seconds.append(time.perf_counter() - t0)
         del self.frame_seconds[:-1000]
+
+    def pace(self) -> None:
+        """Sleep until this frame is due (the GIL is free meanwhile, and the CPU too)."""
+        io = psim.GetIO()
+        mouse = io.MouseDelta
+        input_seen = bool(
+            abs(mouse[0]) + abs(mouse[1]) > 0 or any(io.MouseDown) or io.MouseWheel
+            or io.MouseWheelH or psim.IsAnyItemActive() or io.WantTextInput)
+        app = self.app
+        working = app.detecting or app.export_pending is not None or (
+            app.worker is not None and app.worker.busy)
+        now = time.monotonic()
+        delay = self.pacer.delay(now, self.pacer.fps(now, input_seen=input_seen,
+                                                     working=working))
+        if delay > 0:
+            time.sleep(delay)
 
     def sync_scene(self) -> None:
         app, scene = self.app, self.scene
@@ -111,6 +132,9 @@ def init_polyscope(backend: str | None = None) -> None:
     ps.set_transparency_mode("pretty")
     ps.init(backend or "auto")
     ps.set_automatically_compute_scene_extents(True)
+    # Frame pacing is the studio's (FramePacer): Polyscope's limiter and vsync busy-wait.
+    ps.set_max_fps(-1)
+    ps.set_enable_vsync(False)
 
 
 def make_studio(scan_path: str | Path | None = None, flame_dir: str | Path | None = None,
