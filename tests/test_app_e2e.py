@@ -72,6 +72,7 @@ def test_open_detect_fit_pause_edit_step_export(polyscope_mock, tmp_path, flame_
     write_obj(scan_path, s.vertices, s.faces, uv=s.uv, uv_faces=s.uv_faces, texture=s.texture)
 
     studio = make_studio(scan_path, flame_dir, preset="fast")
+    studio.paced = False  # frames as fast as the test ticks them
     app = studio.app
     app.views.set_layout(num_views=6, resolution=96)
     ps.frame_tick()
