@@ -40,13 +40,17 @@ def data_dir() -> Path:
                                Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 
-def headless(scan, template, embedding, device: str, steps: int) -> dict:
-    t0 = time.monotonic()
-    lms = detect_landmarks(scan, device=device)
-    detect_s = time.monotonic() - t0
-    config = FitConfig.load(preset="fast", overrides=LONG_COARSE)
-    session = FitSession(scan, template, embedding, LandmarkTargets.from_landmark_set(lms, scan),
-                         config, device=device)
+def headless(head, template, embedding, device: str, preset: str, steps: int,
+             detect: bool) -> dict:
+    scan = head.scan
+    if detect:
+        t0 = time.monotonic()
+        lms = LandmarkTargets.from_landmark_set(detect_landmarks(scan, device=device), scan)
+        detect_s = time.monotonic() - t0
+    else:
+        lms, detect_s = LandmarkTargets.from_points(head.true_landmarks), None
+    config = FitConfig.load(preset=preset, overrides=LONG_COARSE)
+    session = FitSession(scan, template, embedding, lms, config, device=device)
     while session.current.name != "coarse" or session.current.iteration < 3:
         session.step()  # rigid, then the coarse stage's set-up and first iterations
     t0 = time.monotonic()
@@ -55,14 +59,15 @@ def headless(scan, template, embedding, device: str, steps: int) -> dict:
     return {"detect_s": detect_s, "coarse_it_per_s": steps / (time.monotonic() - t0)}
 
 
-def studio_run(scan_path: Path, flame_dir: Path, device: str, seconds: float) -> dict:
+def studio_run(head, scan_path: Path, flame_dir: Path, device: str, preset: str,
+               seconds: float, detect: bool, backend: str | None) -> dict:
     import polyscope as ps
 
     from reflame_app.main import init_polyscope, make_studio
     from reflame_app.window_driver import WindowDriver, process_cpu_seconds
 
-    init_polyscope()
-    studio = make_studio(scan_path, flame_dir, device=device, preset="fast")
+    init_polyscope(backend)
+    studio = make_studio(scan_path, flame_dir, device=device, preset=preset)
     app = studio.app
     for key, value in LONG_COARSE.items():
         app.config.set(key, value)
@@ -90,10 +95,13 @@ def studio_run(scan_path: Path, flame_dir: Path, device: str, seconds: float) ->
         d.move_window_to_origin()
         yield from d.wait(lambda: app.worker is not None and app.worker.state != "starting",
                           120, "the worker to start")
-        t0 = time.monotonic()
-        app.detect_landmarks(wait=False)
-        yield from d.wait(lambda: not app.detecting, 300, "landmark detection")
-        out["detect_s"] = time.monotonic() - t0
+        if detect:
+            t0 = time.monotonic()
+            app.detect_landmarks(wait=False)
+            yield from d.wait(lambda: not app.detecting, 300, "landmark detection")
+            out["detect_s"] = time.monotonic() - t0
+        else:
+            app.editor.set_landmarks(head.true_landmark_set())
         app.start_session()
         app.fit.command("start")
         yield from d.wait(lambda: app.snapshot is not None and app.snapshot.stage == "coarse"
@@ -113,7 +121,7 @@ def studio_run(scan_path: Path, flame_dir: Path, device: str, seconds: float) ->
         yield from d.sleep(2.0)  # the pacer's interaction window passes
         yield from measure(d, "paused_idle", lambda: d.sleep(min(seconds, 8.0)))
 
-    WindowDriver(studio, script).run()
+    WindowDriver(studio, script, x_input=backend is None or "egl" not in backend).run()
     out["errors"] = [m.text for m in app.messages.errors]
     app.shutdown()
     ps.shutdown()  # before the display goes
@@ -125,7 +133,12 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=15.0, help="length of each phase")
     p.add_argument("--seed", type=int, default=1, help="synthetic head (20k vertices)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--preset", default="fast")
     p.add_argument("--headless-steps", type=int, default=60)
+    p.add_argument("--landmarks", choices=("detected", "true"), default="detected",
+                   help="true: the head's own (no detection timed)")
+    p.add_argument("--backend", default=None,
+                   help="Polyscope backend, e.g. openGL3_egl on a GPU server without X")
     args = p.parse_args()
     import torch
 
@@ -136,24 +149,30 @@ def main() -> None:
     embedding = load_landmark_embedding(data / "flame")
     tex = np.asarray(Image.open(data / "textures" / "facescape_texmap.jpg").convert("RGB"))
     head = make_synthetic_head(template, tex, embedding, seed=args.seed)
+    detect = args.landmarks == "detected"
     with tempfile.TemporaryDirectory() as tmp:
         scan_path = write_synthetic_head(head, tmp)
-        ref = headless(head.scan, template, embedding, args.device, args.headless_steps)
-        if os.environ.get("DISPLAY"):
-            gui = studio_run(scan_path, data / "flame", args.device, args.seconds)
+        ref = headless(head, template, embedding, args.device, args.preset,
+                       args.headless_steps, detect)
+        run = (head, scan_path, data / "flame", args.device, args.preset, args.seconds, detect,
+               args.backend)
+        if os.environ.get("DISPLAY") or (args.backend and "egl" in args.backend):
+            gui = studio_run(*run)
         else:
             with VirtualDisplay() as display:
                 os.environ["DISPLAY"] = display.name
-                gui = studio_run(scan_path, data / "flame", args.device, args.seconds)
+                gui = studio_run(*run)
     ratio = {k: gui[k]["coarse_it_per_s"] / ref["coarse_it_per_s"]
              for k in ("fitting_idle", "fitting_rotating")}
     print(json.dumps({
         "scan": f"synthetic head seed {args.seed}, {len(head.scan.vertices)} vertices",
-        "device": args.device, "cpu_cores": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(), "display": os.environ.get("DISPLAY"),
+        "device": args.device, "preset": args.preset, "landmarks": args.landmarks,
+        "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,
+        "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+        "display": os.environ.get("DISPLAY"), "backend": args.backend,
         "headless": ref, "studio": gui,
         "studio_vs_headless_it_per_s": ratio,
-        "detect_studio_vs_cli": gui["detect_s"] / ref["detect_s"],
+        "detect_studio_vs_cli": gui["detect_s"] / ref["detect_s"] if detect else None,
     }, indent=1))
     sys.stdout.flush()
 

@@ -3,7 +3,8 @@
 For the real-window test and the GUI benchmark: the script is a generator that acts on the
 studio between frames (``yield`` = let a frame be drawn) and drives the window through the
 X server with ``xdotool``, so every event takes the path a user's would. Needs a display
-(Xvfb) and ``xdotool``.
+(Xvfb) and ``xdotool``; without X (Polyscope's EGL backend on a GPU server) drags turn the
+view from the script instead, and frames are ticked by a loop.
 """
 
 from __future__ import annotations
@@ -27,9 +28,12 @@ class WindowDriver:
     """Calls ``studio.frame`` every frame, then advances ``script`` by one ``yield``; ends
     the show loop when the script returns or raises (``run`` re-raises it)."""
 
-    def __init__(self, studio: Studio, script: Script) -> None:
-        if shutil.which("xdotool") is None:
+    def __init__(self, studio: Studio, script: Script, *, x_input: bool = True) -> None:
+        if x_input and shutil.which("xdotool") is None:
             raise RuntimeError("xdotool is needed to drive the window")
+        self.x_input = x_input
+        self._turning: tuple[float, float] | None = None  # (until, degrees per second)
+        self._last_frame = time.monotonic()
         self.studio = studio
         self.app = studio.app
         self._script: Iterator[None] = script(self)
@@ -40,13 +44,24 @@ class WindowDriver:
 
     def run(self) -> None:
         ps.set_user_callback(self._frame)
-        ps.show()
+        if self.x_input:
+            ps.show()
+        else:  # no window system to run show() against
+            while not self._done:
+                ps.frame_tick()
         for p in self._inputs:
             p.kill()
         if self._error is not None:
             raise self._error
 
     def _frame(self) -> None:
+        now = time.monotonic()
+        if self._turning is not None:
+            until, speed = self._turning
+            _turn_view(speed * (now - self._last_frame))
+            if now > until:
+                self._turning = None
+        self._last_frame = now
         self.studio.frame()
         self.frames.append((time.monotonic(), ps.get_camera_view_matrix().tobytes()))
         if self._done:
@@ -98,12 +113,17 @@ class WindowDriver:
 
     def move_window_to_origin(self) -> None:
         """Window pixels are then screen pixels."""
+        if not self.x_input:
+            return
         self.xdotool("search", "--sync", "--name", "ReFLAME Studio", "windowmove", 0, 0,
                      wait=True)
 
     def drag(self, x: int, y: int, dx: int, seconds: float, steps_per_s: int = 30) -> None:
         """Press the left button at (x, y) and sweep ``dx`` pixels right and back in
         ``seconds``, as a user turning the head (one xdotool process)."""
+        if not self.x_input:
+            self._turning = (time.monotonic() + seconds, 90.0)
+            return
         n = max(2, int(seconds * steps_per_s))
         args: list[str | int | float] = ["mousemove", x, y, "mousedown", 1]
         for i in range(1, n + 1):
@@ -113,6 +133,8 @@ class WindowDriver:
         self.xdotool(*args)
 
     def click(self, x: int, y: int) -> None:
+        if not self.x_input:
+            raise RuntimeError("clicks need X input (run under Xvfb)")
         self.xdotool("mousemove", x, y, "click", 1)
 
     # ---- geometry ------------------------------------------------------------------------
@@ -135,6 +157,19 @@ class WindowDriver:
         for (_, a), (t, b) in zip(self.frames, self.frames[1:], strict=False):
             n += start <= t <= end and a != b
         return n
+
+
+def _turn_view(degrees: float) -> None:
+    """Turn the view about the vertical axis through the view centre."""
+    a = math.radians(degrees)
+    c, s = math.cos(a), math.sin(a)
+    turn = np.eye(4)
+    turn[[0, 0, 2, 2], [0, 2, 0, 2]] = c, s, -s, c
+    centre = np.eye(4)
+    centre[:3, 3] = ps.get_view_center()
+    back = np.eye(4)
+    back[:3, 3] = -np.asarray(ps.get_view_center())
+    ps.set_camera_view_matrix(ps.get_camera_view_matrix() @ centre @ turn @ back)
 
 
 class VirtualDisplay:

@@ -13,10 +13,7 @@ from PIL import Image
 from reflame_app.main import init_polyscope, make_studio
 from reflame_app.scene import FIT, LMK_EDITED, SCAN
 from reflame_core.assets.flame import load_flame_template, load_landmark_embedding
-from reflame_core.geometry.surface_query import MeshQuery
 from reflame_core.io.obj import write_obj
-from reflame_core.landmarks.definitions import landmark_definitions
-from reflame_core.landmarks.landmark_set import LandmarkSet
 from reflame_core.synthetic.head import make_synthetic_head
 
 
@@ -26,14 +23,6 @@ def polyscope_mock():
     ps.set_frame_tick_limit_fps_mode("ignore_limits")
     yield
     ps.remove_all_structures()
-
-
-def _true_landmarks(head) -> LandmarkSet:
-    hits = MeshQuery(head.scan.vertices, head.scan.faces).closest(head.true_landmarks)
-    names = landmark_definitions().ibug_names
-    return LandmarkSet(names=names, num_faces=len(head.scan.faces), face_idx=hits.face,
-                       bary=hits.bary / hits.bary.sum(1, keepdims=True),
-                       confidence=np.ones(len(names)))
 
 
 def _frames_until(studio, cond, timeout: float = 90.0) -> None:
@@ -91,7 +80,7 @@ def test_open_detect_fit_pause_edit_step_export(polyscope_mock, tmp_path, flame_
 
     # Move a landmark by "clicking" the scan, while paused.
     if app.editor.landmarks is None:  # ground-truth landmarks of the synthetic head instead
-        app.editor.set_landmarks(_true_landmarks(head))
+        app.editor.set_landmarks(head.true_landmark_set())
     app.editor.select(30, place=True)
     pick = {"element_type": "face", "index": 7, "bary_coords": np.array([0.2, 0.3, 0.5])}
     assert studio.app.editor.apply_pick(SCAN, pick, SCAN)

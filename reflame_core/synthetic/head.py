@@ -18,6 +18,8 @@ from reflame_core.geometry.similarity import Similarity
 from reflame_core.geometry.surface_query import MeshQuery
 from reflame_core.io.mesh import Scan
 from reflame_core.io.obj import write_obj
+from reflame_core.landmarks.definitions import landmark_definitions
+from reflame_core.landmarks.landmark_set import LandmarkSet
 from reflame_core.synthetic.remesh import UvMesh, decimate, jitter_in_surface, subdivide
 
 # Vertex count of the small variant for CI tests: below the template's 5023 vertices the
@@ -45,6 +47,15 @@ class SyntheticHead:
     to_canonical: Similarity
     texture_truth: np.ndarray
     deformed_vertices: np.ndarray
+
+    def true_landmark_set(self) -> LandmarkSet:
+        """The 68 true landmarks as a ``LandmarkSet`` on the scan's faces (as if an artist
+        had placed them exactly), for tests and benchmarks that skip detection."""
+        hits = MeshQuery(self.scan.vertices, self.scan.faces).closest(self.true_landmarks)
+        names = landmark_definitions().ibug_names
+        return LandmarkSet(names=names, num_faces=len(self.scan.faces), face_idx=hits.face,
+                           bary=hits.bary / hits.bary.sum(1, keepdims=True),
+                           confidence=np.ones(len(names)))
 
 
 def smooth_deformation(
