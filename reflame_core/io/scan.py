@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from reflame_core.errors import ScanError
+from reflame_core.io.image import to_rgb8
 from reflame_core.io.mesh import Scan
 from reflame_core.io.obj import read_mtl, read_obj
 
@@ -21,7 +22,7 @@ def read_texture(path: Path, scan_path: Path) -> np.ndarray:
         raise ScanError(scan_path, f"texture file not found: {path}")
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"), np.uint8).copy()
+            return to_rgb8(im)
     except (OSError, UnidentifiedImageError, ValueError) as e:
         raise ScanError(scan_path, f"texture file {path} is not a readable image ({e})") from None
 
@@ -92,7 +93,7 @@ def _visual_texture(geom, path: Path) -> tuple[np.ndarray | None, np.ndarray | N
     texture = None
     if image is not None:
         try:
-            texture = np.asarray(image.convert("RGB"), np.uint8).copy()
+            texture = to_rgb8(image)
         except (OSError, ValueError) as e:
             raise ScanError(path, f"embedded texture cannot be decoded ({e})") from None
     return np.asarray(visual.uv, np.float64), texture
