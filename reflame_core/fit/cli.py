@@ -43,8 +43,8 @@ def add_parser(subparsers) -> None:
         metavar="KEY=VALUE",
         help="override one setting, e.g. --set stages.coarse.steps=500",
     )
-    p.add_argument("--up", choices=AXES, help="scan's up axis")
-    p.add_argument("--front", choices=AXES, help="axis the scan's face looks along")
+    p.add_argument("--up", help=f"scan's up axis ({' '.join(AXES)})")
+    p.add_argument("--front", help="axis the scan's face looks along")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(handler=run_fit)
 

@@ -23,9 +23,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--flame-dir", type=Path, default=None,
                    help="FLAME folder (not needed for detection; accepted for symmetry)")
     p.add_argument("--detector", choices=DETECTOR_NAMES, default="auto")
-    p.add_argument("--up", default="+y", choices=AXES, help="scan axis pointing up")
-    p.add_argument("--front", default="+z", choices=AXES,
-                   help="scan axis the face looks along")
+    p.add_argument("--up", default="+y", help=f"scan axis pointing up ({' '.join(AXES)})")
+    p.add_argument("--front", default="+z", help="scan axis the face looks along")
     p.add_argument("--mediapipe-model", type=Path, default=None, help="face_landmarker .task")
     p.add_argument("--dwpose-dir", type=Path, default=None, help="folder with DWPose ONNX files")
     p.add_argument("--device", default="cpu")
@@ -43,6 +42,9 @@ def run(args: argparse.Namespace) -> int:
     def log(message: str) -> None:
         print(message, file=sys.stderr)
 
+    for option, value in (("--up", args.up), ("--front", args.front)):
+        if value not in AXES:
+            raise ReflameError(f"{option} {value!r}: must be one of {' '.join(AXES)}")
     if args.up[1] == args.front[1]:
         raise ReflameError(f"--up {args.up} and --front {args.front} must be different axes")
     check_output_file(args.out)
