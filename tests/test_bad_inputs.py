@@ -678,3 +678,51 @@ def test_signal_mid_fit_writes_the_fit_and_records_it(sphere, tmp_path, sig, cod
     assert 0 < report["stages"]["coarse"]["iterations"] < 100000
     assert load_scan(out / "fit.obj").vertices.shape == (5023, 3)
     assert not list(out.glob(f".*{TEMP_SUFFIX}"))
+
+
+# --------------------------------------------------------------------------- corrections kept
+
+
+def test_corrected_landmarks_survive_detect_and_fit(small_synthetic_head, tmp_path, capsys):
+    """The lost-corrections story: detect into a folder that does not exist yet, correct the
+    file by hand, fit into the same folder (which detects again): the correction is kept as a
+    backup. Then the corrected file, given with a wrong --up, draws a loud warning."""
+    from reflame_core.synthetic.head import write_synthetic_head
+
+    scan = write_synthetic_head(small_synthetic_head, tmp_path / "scan")
+    folder = tmp_path / "new" / "sub"
+    lm = folder / "detected_landmarks.json"
+    code, out, err = run(capsys, "landmarks", scan, "--out", lm)
+    assert code == 0, err
+    assert "of 68 iBUG landmarks placed" in out
+    doc = json.loads(lm.read_text())
+    doc["landmarks"][30]["provenance"] = "edited"  # the user's correction
+    lm.write_text(json.dumps(doc))
+    corrected = lm.read_text()
+
+    code, _, err = run(capsys, "fit", scan, "--out", folder, *TINY)
+    assert code == 0, err
+    backups = list(folder.glob("detected_landmarks.*.bak.json"))
+    assert [b.read_text() for b in backups] == [corrected]
+    assert f"kept the existing {lm}" in err
+
+    code, _, err = run(capsys, "fit", scan, "--out", tmp_path / "flipped", "--landmarks",
+                       backups[0], "--up", "-y", "--front", "-z", *TINY)
+    assert code == 0, err
+    assert "WARNING: the chin is above the eyes along up=-y" in err
+
+
+def test_landmarks_no_face_found_writes_nothing(sphere, tmp_path, capsys, monkeypatch):
+    from reflame_core.landmarks import detect
+
+    def nothing_found(scan, **_kw) -> LandmarkSet:
+        return LandmarkSet(names=landmark_definitions().ibug_names, num_faces=len(scan.faces),
+                           face_idx=np.full(68, -1), bary=np.full((68, 3), 1 / 3),
+                           confidence=np.zeros(68))
+
+    monkeypatch.setattr(detect, "detect_landmarks", nothing_found)
+    out = tmp_path / "lm.json"
+    out.write_text("mine")
+    code, _, err = run(capsys, "landmarks", sphere, "--out", out)
+    assert_clear_error(code, err, "landmarks", "head.obj", "no face found", "nothing written")
+    assert out.read_text() == "mine" and list(tmp_path.glob("lm.*")) == [out]
