@@ -726,3 +726,13 @@ def test_landmarks_no_face_found_writes_nothing(sphere, tmp_path, capsys, monkey
     code, _, err = run(capsys, "landmarks", sphere, "--out", out)
     assert_clear_error(code, err, "landmarks", "head.obj", "no face found", "nothing written")
     assert out.read_text() == "mine" and list(tmp_path.glob("lm.*")) == [out]
+
+
+def test_gui_session_file_is_strict_json_and_atomic(tmp_path):
+    from reflame_app.session_file import SessionData, save_session
+
+    path = save_session(tmp_path / "s.json",
+                        SessionData(overrides={"stages.coarse.lr": float("nan")}))
+    assert json.loads(path.read_text(), parse_constant=_no_constants)["overrides"] == {
+        "stages.coarse.lr": None}
+    assert [p.name for p in tmp_path.iterdir()] == ["s.json"]

@@ -33,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
-    from reflame_core.io.output_folder import back_up_existing, check_output_file
+    from reflame_core.io.output_folder import check_output_file, prepare_output_dir
     from reflame_core.io.scan import load_scan
     from reflame_core.landmarks.detect import detect_landmarks
     from reflame_core.landmarks.landmark_json import save_landmarks
@@ -62,8 +62,7 @@ def run(args: argparse.Namespace) -> int:
     warning = orientation_warning(lms, scan.vertices, scan.faces, args.up)
     if warning:
         log(f"landmarks: WARNING: {warning}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    back_up_existing(args.out.parent, [args.out.name], log)
+    prepare_output_dir(args.out.parent, [args.out.name], log)
     save_landmarks(args.out, lms, scan.vertices, scan.faces)
     print(f"{args.out}: {placed} of 68 iBUG landmarks placed ({detector.name})")
     return 0
