@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -62,7 +61,7 @@ def pick_device(name: str) -> str:
 
 
 def run_fit(args: argparse.Namespace) -> int:
-    from reflame_core.interrupts import signal_name_of, signals_as_interrupts
+    from reflame_core.interrupts import exit_code_of, signal_name_of, signals_as_interrupts
     from reflame_core.io.output_folder import check_output_dir
 
     def log(message: str) -> None:
@@ -78,11 +77,13 @@ def run_fit(args: argparse.Namespace) -> int:
     device = pick_device(args.device)
     with signals_as_interrupts():
         session = _prepare(args, config, device, log)
-        interrupted_by = None
+        interrupt: KeyboardInterrupt | None = None
         try:
             _run_session(session, quiet=args.quiet)
         except KeyboardInterrupt as exc:
-            interrupted_by = signal_name_of(exc)
+            interrupt = exc
+        interrupted_by = signal_name_of(interrupt) if interrupt else None
+        if interrupted_by:
             log(f"interrupted ({interrupted_by}): writing the fit as it is now")
             session.note(f"interrupted by {interrupted_by}")
         from reflame_core.fit.outputs import write_fit_outputs
@@ -95,9 +96,7 @@ def run_fit(args: argparse.Namespace) -> int:
         f"{100 * rel['scan_to_fit_mean']:.2f}%)"
         + (f"; interrupted by {interrupted_by}" if interrupted_by else "")
     )
-    if interrupted_by is None:
-        return 0
-    return 128 + int(getattr(signal, interrupted_by))
+    return exit_code_of(interrupt) if interrupt else 0
 
 
 def _prepare(args: argparse.Namespace, config: FitConfig, device: str, log) -> FitSession:
