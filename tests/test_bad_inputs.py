@@ -736,3 +736,55 @@ def test_gui_session_file_is_strict_json_and_atomic(tmp_path):
     assert json.loads(path.read_text(), parse_constant=_no_constants)["overrides"] == {
         "stages.coarse.lr": None}
     assert [p.name for p in tmp_path.iterdir()] == ["s.json"]
+
+
+# --------------------------------------------------------------------------- FLAME folder files
+
+
+@pytest.mark.parametrize("broken,how", [
+    ("flame_template.npz", "truncated"), ("flame_template.npz", "junk"),
+    ("flame_template.npz", "empty"), ("landmark_embedding.npy", "truncated"),
+    ("landmark_embedding.npy", "junk"),
+])
+def test_corrupt_flame_files_are_named(sphere, tmp_path, capsys, flame_dir, broken, how):
+    folder = tmp_path / "flame"
+    folder.mkdir()
+    for name in ("flame_template.npz", "landmark_embedding.npy"):
+        data = (flame_dir / name).read_bytes()
+        if name == broken:
+            data = {"truncated": data[: len(data) // 3], "junk": b"\x00junk" * 100,
+                    "empty": b""}[how]
+        (folder / name).write_bytes(data)
+    code, _, err = run(capsys, "fit", sphere, "--out", tmp_path / "o", "--flame-dir", folder,
+                       *TINY)
+    assert_clear_error(code, err, "fit", broken, "cannot read")
+
+
+# --------------------------------------------------------------------------- texture inputs
+
+
+@pytest.mark.parametrize("case,needle", [
+    ("no_fit_dir", "fit.obj: not found"),
+    ("fit_not_flame", "not FLAME's 5023"),
+    ("untextured_scan", "no texture coordinates"),
+    ("out_is_file", "is an existing file"),
+    ("negative_refine", "--refine-steps -1"),
+])
+def test_bad_texture_inputs(tmp_path, capsys, flame_template, sphere, case, needle):
+    fit_dir = _template_fit_dir(tmp_path / "fit", flame_template)
+    scan = _template_scan(tmp_path, flame_template, np.full((8, 8, 3), 200, np.uint8))
+    extra: list = []
+    if case == "no_fit_dir":
+        fit_dir = tmp_path / "nowhere"
+    elif case == "fit_not_flame":
+        (fit_dir / "fit.obj").write_text(sphere.read_text())
+    elif case == "untextured_scan":
+        scan = sphere
+    elif case == "out_is_file":
+        (tmp_path / "file").write_text("mine")
+        extra = ["--out", tmp_path / "file"]
+    elif case == "negative_refine":
+        extra = ["--refine-steps", "-1"]
+    code, _, err = run(capsys, "texture", fit_dir, scan, "--resolution", "32", *extra)
+    assert_clear_error(code, err, "texture", needle)
+    assert not list(tmp_path.rglob("fit_textured*"))
