@@ -788,3 +788,27 @@ def test_bad_texture_inputs(tmp_path, capsys, flame_template, sphere, case, need
     code, _, err = run(capsys, "texture", fit_dir, scan, "--resolution", "32", *extra)
     assert_clear_error(code, err, "texture", needle)
     assert not list(tmp_path.rglob("fit_textured*"))
+
+
+def test_eyes_a_speck_apart_are_implausible():
+    """Landmarks on distinct faces of a fine sphere, but the outer eye corners on two
+    neighbouring faces: not a face at this scan's size."""
+    import trimesh
+
+    from reflame_core.landmarks.plausibility import landmark_problems
+
+    mesh = trimesh.creation.icosphere(subdivisions=5)  # faces ~1% of its size apart
+    faces = np.asarray(mesh.faces)
+    neighbour = int(mesh.face_adjacency[0][1])
+    face_idx = np.arange(100, 168)
+
+    def problems_with_eyes_on(right: int, left: int) -> list[str]:
+        f = face_idx.copy()
+        f[36], f[45] = right, left
+        lms = LandmarkSet(names=landmark_definitions().ibug_names, num_faces=len(faces),
+                          face_idx=f, bary=np.full((68, 3), 1 / 3), confidence=np.ones(68))
+        return landmark_problems(lms, np.asarray(mesh.vertices), faces)
+
+    near = problems_with_eyes_on(int(mesh.face_adjacency[0][0]), neighbour)
+    assert len(near) == 1 and "outer eye corners" in near[0]
+    assert problems_with_eyes_on(0, 20000) == []  # far across the sphere: plausible
