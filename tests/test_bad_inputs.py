@@ -812,3 +812,16 @@ def test_eyes_a_speck_apart_are_implausible():
     near = problems_with_eyes_on(int(mesh.face_adjacency[0][0]), neighbour)
     assert len(near) == 1 and "outer eye corners" in near[0]
     assert problems_with_eyes_on(0, 20000) == []  # far across the sphere: plausible
+
+
+def test_landmarks_command_backs_up_an_existing_file(sphere, tmp_path, capsys, monkeypatch):
+    from reflame_core.landmarks import detect
+
+    monkeypatch.setattr(detect, "detect_landmarks", lambda scan, **_kw: spread_landmarks(sphere))
+    out = tmp_path / "lm.json"
+    out.write_text("my corrected landmarks")
+    code, stdout, err = run(capsys, "landmarks", sphere, "--out", out)
+    assert code == 0, err
+    assert "68 of 68" in stdout and "kept the existing" in err
+    assert [p.read_text() for p in tmp_path.glob("lm.*.bak.json")] == ["my corrected landmarks"]
+    assert json.loads(out.read_text())["format"] == "reflame-landmarks"
