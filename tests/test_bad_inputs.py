@@ -825,3 +825,13 @@ def test_landmarks_command_backs_up_an_existing_file(sphere, tmp_path, capsys, m
     assert "68 of 68" in stdout and "kept the existing" in err
     assert [p.read_text() for p in tmp_path.glob("lm.*.bak.json")] == ["my corrected landmarks"]
     assert json.loads(out.read_text())["format"] == "reflame-landmarks"
+
+
+def test_folder_in_place_of_an_output_file_fails_before_fitting(sphere, tmp_path, capsys):
+    lm = tmp_path / "lm.json"
+    save_landmarks(lm, spread_landmarks(sphere))
+    (tmp_path / "out" / "report.json").mkdir(parents=True)
+    code, _, err = run(capsys, "fit", sphere, "--out", tmp_path / "out", "--landmarks", lm,
+                       *TINY)
+    assert_clear_error(code, err, "fit", "report.json", "is a folder where an output file goes")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["report.json"]

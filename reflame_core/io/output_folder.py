@@ -88,6 +88,10 @@ def prepare_output_dir(
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputPathError(folder, f"cannot create the output folder ({exc.strerror})") from None
+    names = list(names)
+    for name in names:
+        if (folder / name).is_dir():
+            raise OutputPathError(folder / name, "is a folder where an output file goes")
     for stale in remove_stale_temps(folder):
         log(f"removed {stale.name}, left by an interrupted run")
     back_up_existing(folder, names, log)
