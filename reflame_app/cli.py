@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 
+from reflame_core.errors import ReflameError
 from reflame_core.fit.cli import pick_device
 from reflame_core.fit.config import PRESETS
 
@@ -21,8 +22,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_run)
 
 
+GUI_EXTRA_HINT = ('the studio needs the GUI extra, which is not installed ({why}); install it '
+                  'with: pip install "reflame-studio[gui]" (or use `reflame fit SCAN --out DIR`)')
+
+
+def _load_studio():
+    """``run_app``, or ReflameError saying how to install the GUI extra when Polyscope or its
+    ImGui bindings are missing."""
+    try:
+        from reflame_app.main import imgui_ok, run_app
+    except ImportError as exc:
+        raise ReflameError(GUI_EXTRA_HINT.format(why=f"{exc.name or exc} missing")) from None
+    if not imgui_ok():
+        raise ReflameError(GUI_EXTRA_HINT.format(why="polyscope has no ImGui bindings"))
+    return run_app
+
+
 def _run(args: argparse.Namespace) -> int:
-    from reflame_app.main import run_app
+    run_app = _load_studio()
 
     device = pick_device(args.device)
     preset = args.preset or ("default" if device == "cuda" else "fast")

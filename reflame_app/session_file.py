@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from reflame_core.errors import InputFileError
+from reflame_core.io.atomic import write_json_atomic
 
 FORMAT = "reflame-session"
 VERSION = 1
@@ -55,10 +56,7 @@ class SessionData:
 def save_session(path: str | Path, data: SessionData) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data.to_json(), indent=1))
-    os.replace(tmp, path)
-    return path
+    return write_json_atomic(path, data.to_json())
 
 
 def load_session(path: str | Path) -> SessionData:

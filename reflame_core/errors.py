@@ -25,3 +25,19 @@ class ScanError(InputFileError):
 
 class AssetError(ReflameError):
     """FLAME assets are missing or malformed; the message says what to get and where."""
+
+
+class OutputPathError(InputFileError):
+    """An output path cannot be written (it is a file where a folder is needed, its parent is
+    a file, it is not writable, ...); raised before any long computation starts."""
+
+
+class ConfigError(ReflameError, ValueError):
+    """A setting is unknown, of the wrong type or out of range; names the key and value."""
+
+    def __str__(self) -> str:  # KeyError-style quoting would garble the one-line message
+        return str(self.args[0]) if self.args else ""
+
+
+class UnknownSettingError(ConfigError, KeyError):
+    """A setting name that ``resources/default.toml`` does not have."""

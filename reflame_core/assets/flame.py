@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -169,8 +170,8 @@ def load_flame_template(path_or_dir: str | Path) -> FlameTemplate:
                 if missing:
                     raise AssetError(f"{p}: missing {', '.join(missing)} (need {', '.join(keys)})")
                 arrays = [np.asarray(d[k]) for k in keys]
-        except (OSError, ValueError) as e:
-            raise AssetError(f"{p}: cannot read ({e})") from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:  # truncated download
+            raise AssetError(f"{p}: cannot read ({type(e).__name__}: {e})") from None
         return _check_template(p, *arrays)
     if suffix == ".obj":
         d = _read_template_obj(p)

@@ -9,11 +9,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from reflame_core.assets.flame import EMBEDDING_NPY, MODEL_PKLS, TEMPLATE_NPZ, TEMPLATE_OBJ
 from reflame_core.errors import AssetError
+from reflame_core.io.atomic import write_text_atomic
 
 ENV_VAR = "REFLAME_FLAME_DIR"
 CONFIG_KEY = "flame_dir"
@@ -53,26 +55,41 @@ def config_path() -> Path:
 _KEY_LINE = re.compile(rf"^\s*{CONFIG_KEY}\s*=")
 
 
-def _read_config_dir(cfg: Path) -> str | None:
+def _read_config_dir(cfg: Path) -> tuple[str | None, str | None]:
+    """(``flame_dir`` from the user config file or None, the problem with the file or None).
+
+    A broken file (not UTF-8, not TOML) is a problem to report, never a reason to fail: the
+    FLAME folder may well come from elsewhere, and other commands do not need it at all.
+    """
     if not cfg.is_file():
-        return None
+        return None, None
+    try:
+        text = cfg.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return None, f"{cfg}: not UTF-8 text, ignored"
+    except OSError as e:
+        return None, f"{cfg}: cannot be read ({e.strerror or e}), ignored"
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
         tomllib = None
-    text = cfg.read_text(encoding="utf-8")
     if tomllib is not None:
         try:
             value = tomllib.loads(text).get(CONFIG_KEY)
         except tomllib.TOMLDecodeError as e:
-            raise AssetError(f"{cfg}: not valid TOML ({e})") from None
-        return str(value) if value else None
+            return None, f"{cfg}: not valid TOML ({e}), ignored"
+        if value is not None and not isinstance(value, str):
+            return None, f"{cfg}: '{CONFIG_KEY}' must be a string, ignored"
+        return (value or None), None
     for line in text.splitlines():
         if line.lstrip().startswith("["):
             break
         if _KEY_LINE.match(line):
-            return json.loads(line.split("=", 1)[1].strip())
-    return None
+            try:
+                return json.loads(line.split("=", 1)[1].strip()), None
+            except ValueError:
+                return None, f"{cfg}: '{CONFIG_KEY}' is not a quoted string, ignored"
+    return None, None
 
 
 def save_flame_dir(path: str | Path) -> Path:
@@ -82,14 +99,13 @@ def save_flame_dir(path: str | Path) -> Path:
     """
     cfg = config_path()
     cfg.parent.mkdir(parents=True, exist_ok=True)
-    lines = cfg.read_text(encoding="utf-8").splitlines() if cfg.is_file() else []
+    # A broken file is rewritten with its undecodable bytes replaced rather than refused.
+    lines = cfg.read_text(encoding="utf-8", errors="replace").splitlines() if cfg.is_file() else []
     top_end = next((i for i, ln in enumerate(lines) if ln.lstrip().startswith("[")), len(lines))
     kept = [ln for i, ln in enumerate(lines) if i >= top_end or not _KEY_LINE.match(ln)]
     # A JSON string of a path is a valid TOML basic string.
     new = [f"{CONFIG_KEY} = {json.dumps(str(Path(path).expanduser().resolve()))}", *kept]
-    tmp = cfg.with_name(cfg.name + ".tmp")
-    tmp.write_text("\n".join(new) + "\n", encoding="utf-8")
-    os.replace(tmp, cfg)
+    write_text_atomic(cfg, "\n".join(new) + "\n")
     return cfg
 
 
@@ -130,29 +146,33 @@ def find_flame_dir(cli_value: str | Path | None = None) -> Path:
     and how to fix it (a set but wrong value is never silently skipped).
     """
     cfg = config_path()
-    sources = [
-        ("--flame-dir", cli_value),
-        (ENV_VAR, os.environ.get(ENV_VAR) or None),
-        (str(cfg), _read_config_dir(cfg)),
-    ]
-    for source, value in sources:
-        if not value:
-            continue
-        d = Path(value).expanduser()
-        if not d.is_dir():
-            raise AssetError(f"FLAME folder {d} (from {source}) does not exist.\n\n" + _help(cfg))
-        missing = missing_flame_files(d)
-        if missing:
-            raise AssetError(
-                f"FLAME folder {d} (from {source}) lacks: {', '.join(missing)}.\n\n" + _help(cfg)
-            )
-        return d
-    return _raise_not_configured(cfg)
+    for source, value in (("--flame-dir", cli_value), (ENV_VAR, os.environ.get(ENV_VAR))):
+        if value:
+            return _checked_dir(Path(value).expanduser(), source, cfg)
+    # Read only now: a broken config file matters only when it is the one source left.
+    value, problem = _read_config_dir(cfg)
+    if problem:
+        print(f"reflame: warning: {problem}", file=sys.stderr)
+    if value:
+        return _checked_dir(Path(value).expanduser(), str(cfg), cfg)
+    return _raise_not_configured(cfg, problem)
+
+
+def _checked_dir(d: Path, source: str, cfg: Path) -> Path:
+    if not d.is_dir():
+        raise AssetError(f"FLAME folder {d} (from {source}) does not exist.\n\n" + _help(cfg))
+    missing = missing_flame_files(d)
+    if missing:
+        raise AssetError(
+            f"FLAME folder {d} (from {source}) lacks: {', '.join(missing)}.\n\n" + _help(cfg)
+        )
+    return d
 
 
 def _help(cfg: Path) -> str:
     return FLAME_HELP.replace("<config>", str(cfg))
 
 
-def _raise_not_configured(cfg: Path) -> Path:
-    raise AssetError("No FLAME folder configured.\n\n" + _help(cfg))
+def _raise_not_configured(cfg: Path, problem: str | None = None) -> Path:
+    why = f" ({problem})" if problem else ""
+    raise AssetError(f"No FLAME folder configured{why}.\n\n" + _help(cfg))

@@ -14,41 +14,55 @@ from typing import Any
 
 import tomli_w
 
-from reflame_core.errors import InputFileError
+from reflame_core.errors import ConfigError, InputFileError, UnknownSettingError
+from reflame_core.fit.config_rules import range_problem
+from reflame_core.io.atomic import write_text_atomic
 from reflame_core.resources import resources_dir
 
 PRESETS = ("default", "seed", "fast")
 
 
 def _merge(base: dict, over: dict, source: str, prefix: str = "") -> None:
-    """Deep-merge ``over`` into ``base`` in place, refusing keys ``base`` lacks."""
+    """Deep-merge ``over`` into ``base`` in place, refusing keys ``base`` lacks and values
+    of the wrong type or out of range (ConfigError naming ``source``, the key and value)."""
     for key, value in over.items():
         name = f"{prefix}{key}"
         if key not in base:
-            raise KeyError(f"{source}: unknown setting '{name}'")
+            raise UnknownSettingError(f"{source}: unknown setting '{name}'")
         if isinstance(base[key], dict):
             if not isinstance(value, dict):
-                raise TypeError(f"{source}: '{name}' must be a table")
+                raise ConfigError(f"{source}: '{name}' must be a table, got {value!r}")
             _merge(base[key], value, source, name + ".")
-        else:
-            base[key] = _coerce(base[key], value, f"{source}: '{name}'")
+            continue
+        coerced = _coerce(base[key], value, f"{source}: '{name}'")
+        problem = range_problem(name, coerced)
+        if problem:
+            raise ConfigError(f"{source}: '{name}' {problem}, got {value!r}")
+        base[key] = coerced
 
 
 def _coerce(old: Any, new: Any, where: str) -> Any:
+    """``new`` as the type of the default ``old`` (bool, int, float, list, str)."""
     if isinstance(old, bool):
         if not isinstance(new, bool):
-            raise TypeError(f"{where} must be true or false, got {new!r}")
+            raise ConfigError(f"{where} must be true or false, got {new!r}")
         return new
-    if isinstance(old, (int, float)):
+    if isinstance(old, int):
+        if isinstance(new, float) and new.is_integer():
+            return int(new)
+        if isinstance(new, bool) or not isinstance(new, int):
+            raise ConfigError(f"{where} must be a whole number, got {new!r}")
+        return new
+    if isinstance(old, float):
         if isinstance(new, bool) or not isinstance(new, (int, float)):
-            raise TypeError(f"{where} must be a number, got {new!r}")
-        return type(old)(new) if isinstance(old, float) or float(new).is_integer() else new
+            raise ConfigError(f"{where} must be a number, got {new!r}")
+        return float(new)
     if isinstance(old, list):
         if not isinstance(new, list):
-            raise TypeError(f"{where} must be a list, got {new!r}")
+            raise ConfigError(f"{where} must be a list, got {new!r}")
         return list(new)
     if isinstance(old, str) and not isinstance(new, str):
-        raise TypeError(f"{where} must be a string, got {new!r}")
+        raise ConfigError(f"{where} must be a string, got {new!r}")
     return new
 
 
@@ -60,13 +74,17 @@ def _read_toml(path: Path) -> dict:
         raise InputFileError(path, "config file not found") from None
     except tomllib.TOMLDecodeError as exc:
         raise InputFileError(path, f"not valid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise InputFileError(path, "not valid TOML: the file is not UTF-8 text") from None
+    except OSError as exc:
+        raise InputFileError(path, f"cannot read config file ({exc.strerror or exc})") from None
 
 
 def parse_override(text: str) -> tuple[str, Any]:
     """``"stages.coarse.lr=0.01"`` -> ``("stages.coarse.lr", 0.01)`` (value parsed as TOML)."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
-        raise ValueError(f"override '{text}' must look like section.key=value")
+        raise ConfigError(f"--set '{text}' must look like section.key=value")
     try:
         value = tomllib.loads(f"v = {raw.strip()}")["v"]
     except tomllib.TOMLDecodeError:
@@ -91,7 +109,7 @@ class FitConfig:
     ) -> FitConfig:
         """Defaults, then the preset, then the user's file, then ``overrides``."""
         if preset not in PRESETS:
-            raise ValueError(f"unknown preset '{preset}' (choose from {', '.join(PRESETS)})")
+            raise ConfigError(f"unknown preset '{preset}' (choose from {', '.join(PRESETS)})")
         res = resources_dir()
         cfg = cls(_read_toml(res / "default.toml"), ["default"])
         if preset != "default":
@@ -100,7 +118,7 @@ class FitConfig:
             path = Path(path)
             try:
                 cfg.update(_read_toml(path), str(path))
-            except (KeyError, TypeError) as exc:
+            except ConfigError as exc:
                 raise InputFileError(path, str(exc).split(": ", 1)[-1]) from None
         items = (
             overrides.items()
@@ -108,20 +126,23 @@ class FitConfig:
             else map(parse_override, overrides or [])
         )
         for key, value in items:
-            cfg.set(key, value)
+            cfg.set(key, value, "--set")
+        up, front = cfg.get("frame.up"), cfg.get("frame.front")
+        if up[1] == front[1]:
+            raise ConfigError(f"frame: up {up} and front {front} must be different axes")
         return cfg
 
     def update(self, table: dict, source: str) -> None:
         _merge(self.data, table, source)
         self.sources.append(source)
 
-    def set(self, dotted: str, value: Any) -> None:
-        """Set one value by dotted name (``"stages.refine.lr"``), type-checked."""
+    def set(self, dotted: str, value: Any, source: str = "setting") -> None:
+        """Set one value by dotted name (``"stages.refine.lr"``), type- and range-checked."""
         *parents, leaf = dotted.split(".")
         table: dict = {leaf: value}
         for name in reversed(parents):
             table = {name: table}
-        _merge(self.data, table, f"setting '{dotted}'")
+        _merge(self.data, table, source)
 
     def get(self, dotted: str) -> Any:
         node: Any = self.data
@@ -140,4 +161,4 @@ class FitConfig:
         return tomli_w.dumps(self.data)
 
     def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_toml())
+        write_text_atomic(path, self.to_toml())

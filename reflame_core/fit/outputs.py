@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +10,15 @@ from scipy.spatial import cKDTree
 
 from reflame_core.fit.session import FitSession
 from reflame_core.fit.targets import sample_surface
+from reflame_core.io.atomic import atomic_write, write_json_atomic
 from reflame_core.io.obj import write_obj
+
+# Every file write_fit_outputs may write (the MTL and PNG only with a texture); the CLI backs
+# up the ones already in the folder before a run.
+FIT_OUTPUT_NAMES = (
+    "fit.obj", "fit.mtl", "fit.png", "fit_canonical.obj", "landmarks.json", "losses.csv",
+    "config.toml", "transform.json", "report.json",
+)
 
 
 def surface_distances(
@@ -36,8 +43,12 @@ def surface_distances(
 
 
 def write_loss_history(path: Path, session: FitSession) -> None:
+    atomic_write(path, lambda p: _write_loss_csv(p, session))
+
+
+def _write_loss_csv(path: Path, session: FitSession) -> None:
     keys = sorted({k for r in session.history for k in r.losses})
-    with open(path, "w", newline="") as fh:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["stage", "iteration", "seconds", *keys, "event"])
         for r in session.history:
@@ -66,12 +77,17 @@ def stage_summary(session: FitSession) -> dict[str, dict]:
     return out
 
 
-def write_fit_outputs(session: FitSession, out_dir: str | Path) -> dict:
+def write_fit_outputs(
+    session: FitSession, out_dir: str | Path, *, interrupted_by: str | None = None
+) -> dict:
     """Write the fit into ``out_dir``; returns the report dict (also saved as report.json).
 
     Files: ``fit.obj`` (scan frame and units, FLAME topology and UVs, textured when the
     texture stage ran), ``fit_canonical.obj``, ``landmarks.json``, ``losses.csv``,
     ``config.toml``, ``transform.json`` (scan -> canonical similarity), ``report.json``.
+    Each is written atomically; JSON has null where a number is not finite (e.g. landmark
+    losses of a fit without landmarks). ``interrupted_by`` (e.g. "SIGINT") marks a fit
+    that was stopped before its last stage ended: report.json's ``interrupted`` is true.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -97,23 +113,23 @@ def write_fit_outputs(session: FitSession, out_dir: str | Path) -> dict:
             "weights": lt.weights.tolist(),
             "points": session.to_canonical.inverse().apply(lt.points.astype(np.float64)).tolist(),
         }
-    (out / "landmarks.json").write_text(json.dumps(lm_doc, indent=1))
+    write_json_atomic(out / "landmarks.json", lm_doc)
     write_loss_history(out / "losses.csv", session)
     session.config.save(out / "config.toml")
-    (out / "transform.json").write_text(
-        json.dumps({"scan_to_canonical": session.to_canonical.to_dict()}, indent=1)
-    )
+    write_json_atomic(out / "transform.json", {"scan_to_canonical": session.to_canonical.to_dict()})
 
     height = float(session.scan.extent.max())
     dist = surface_distances(scan_frame, tmpl.faces, session.scan.vertices, session.scan.faces)
     report = {
         "scan": str(session.scan.path) if session.scan.path else None,
         "device": session.device,
+        "interrupted": interrupted_by is not None,
+        "interrupted_by": interrupted_by,
         "stages": stage_summary(session),
         "total_seconds": float(sum(r.seconds for r in session.history)),
         "distances_scan_units": dist,
         "distances_relative_to_scan_size": {k: v / height for k, v in dist.items()},
         "events": session.events,
     }
-    (out / "report.json").write_text(json.dumps(report, indent=1))
+    write_json_atomic(out / "report.json", report)
     return report

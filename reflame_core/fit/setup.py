@@ -13,13 +13,14 @@ from reflame_core.assets.flame import (
     load_landmark_embedding,
 )
 from reflame_core.assets.locate import find_flame_dir
-from reflame_core.errors import ReflameError
+from reflame_core.errors import InputFileError, ReflameError
 from reflame_core.fit.config import FitConfig
 from reflame_core.fit.session import FitSession
 from reflame_core.fit.targets import LandmarkTargets
 from reflame_core.io.mesh import Scan
 from reflame_core.io.scan import load_scan
 from reflame_core.landmarks.landmark_set import LandmarkSet
+from reflame_core.landmarks.plausibility import landmark_problems, orientation_warning
 
 
 @dataclass
@@ -55,15 +56,31 @@ def load_inputs(
     if landmarks is not None:
         from reflame_core.landmarks.landmark_json import load_landmarks
 
-        lms = load_landmarks(landmarks, num_faces=len(scan.faces))
+        lms = load_landmarks(landmarks, num_faces=len(scan.faces), scan_vertices=scan.vertices,
+                             scan_faces=scan.faces)
+        problems = landmark_problems(lms, scan.vertices, scan.faces)
+        if problems:
+            raise InputFileError(landmarks, "these landmarks cannot be a face on "
+                                 f"{Path(scan_path).name}: " + "; ".join(problems))
+        _warn_orientation(lms, scan, config, log)
     else:
         lms = detect_or_none(scan, config, device, log)
     return FitInputs(scan, template, embedding, lms)
 
 
+def _warn_orientation(lms: LandmarkSet, scan: Scan, config: FitConfig,
+                      log: Callable[[str], None]) -> None:
+    warning = orientation_warning(lms, scan.vertices, scan.faces, config.get("frame.up"))
+    if warning:
+        log(f"landmarks: WARNING: {warning}")
+
+
 def detect_or_none(
     scan: Scan, config: FitConfig, device: str, log: Callable[[str], None]
 ) -> LandmarkSet | None:
+    """Detected landmarks, or None (logged in one line) when detection cannot give a face:
+    no detector installed, no face found, points that cannot be a face, or the detector
+    failing in a way nobody foresaw; the fit then goes on without landmarks."""
     from reflame_core.landmarks.detect import detect_landmarks
 
     frame = config.data["frame"]
@@ -72,9 +89,24 @@ def detect_or_none(
     except ReflameError as exc:
         log(f"landmarks: detection unavailable ({exc}); fitting without landmarks")
         return None
+    except Exception as exc:  # a detector's own bug must not end the fit
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        log(f"landmarks: detection failed ({type(exc).__name__}: {first}); "
+            "fitting without landmarks")
+        return None
     found = int(lms.enabled_mask.sum())
+    if not found:
+        log("landmarks: no face found on the renders of the scan (check --up/--front); "
+            "fitting without landmarks")
+        return None
     log(f"landmarks: detected {found} of {len(lms)}")
-    return lms if found else None
+    problems = landmark_problems(lms, scan.vertices, scan.faces)
+    if problems:
+        log("landmarks: WARNING: the detected points cannot be a face (" + "; ".join(problems)
+            + "); fitting without landmarks")
+        return None
+    _warn_orientation(lms, scan, config, log)
+    return lms
 
 
 def make_session(

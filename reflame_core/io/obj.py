@@ -9,17 +9,15 @@ Polygons are fan-triangulated; negative (relative) indices and the ``v``, ``v/vt
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from reflame_core.errors import ScanError
+from reflame_core.io.atomic import atomic_write
 
 
 @dataclass
@@ -42,6 +40,39 @@ class ObjData:
     face_material: np.ndarray
     materials: list[str] = field(default_factory=list)
     mtllibs: list[str] = field(default_factory=list)
+
+
+def read_text(path: Path, what: str) -> str:
+    """The file as text: UTF-8, with bytes that are not UTF-8 (a latin-1 texture name, say)
+    kept as surrogate escapes, so a file name read from it maps back to the same bytes on
+    disk and is found."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ScanError(path, f"cannot read {what} ({e.strerror or e})") from None
+    return data.decode("utf-8", errors="surrogateescape")
+
+
+def _check_not_cut(path: Path, text: str, lines: list[str]) -> None:
+    """ScanError when the file ends in the middle of a record (a truncated download or copy).
+
+    Only a last line without a newline is suspect; it is cut when it has fewer fields than
+    the previous record of its kind, or ends inside a face corner (``f 1/2/``).
+    """
+    if not lines or text.endswith(("\n", "\r")):
+        return
+    last = lines[-1].strip()
+    kind = last.split(" ", 1)[0]
+    if kind not in ("v", "vt", "vn", "f"):
+        return
+    prev = next((ln.strip() for ln in reversed(lines[:-1]) if ln.startswith(kind + " ")), None)
+    cut = last.endswith("/") or (
+        prev is not None and len(last.split()) < len(prev.split())
+    ) or (kind == "f" and prev is not None and last.split()[-1].count("/")
+          != prev.split()[-1].count("/"))
+    if cut:
+        raise ScanError(path, f"line {len(lines)}: the file ends in the middle of a "
+                              f"'{kind}' record (truncated?)")
 
 
 def _parse_numbers(text: str, dtype: type) -> np.ndarray:
@@ -149,14 +180,13 @@ def read_obj(path: str | Path) -> ObjData:
     Index range is checked here; NaN/empty checks belong to the caller (``load_scan``).
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as e:
-        raise ScanError(path, f"cannot read file ({e.strerror or e})") from None
+    text = read_text(path, "file")
     text = text.replace("\t", " ")
     lines = text.splitlines()
     if "\n " in text or text.startswith(" "):
         lines = [line.lstrip() for line in lines]
+
+    _check_not_cut(path, text, lines)
 
     v_pos, v_body, vt_pos, vt_body, f_pos, f_body = [], [], [], [], [], []
     mtl_pos, mtl_names, mtllibs = [], [], []
@@ -246,10 +276,7 @@ def _is_number(s: str) -> bool:
 def read_mtl(path: str | Path) -> dict[str, str | None]:
     """Material name -> diffuse texture file name as written (``map_Kd``), or None."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as e:
-        raise ScanError(path, f"cannot read material file ({e.strerror or e})") from None
+    text = read_text(path, "material file")
     out: dict[str, str | None] = {}
     current: str | None = None
     for raw in text.replace("\t", " ").splitlines():
@@ -260,18 +287,6 @@ def read_mtl(path: str | Path) -> dict[str, str | None]:
         elif line.startswith("map_Kd") and current is not None:
             out[current] = _map_filename(line[6:].strip()).replace("\\", "/")
     return out
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same folder, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _rows(prefix: str, arr: np.ndarray, fmt: str) -> str:
@@ -328,12 +343,12 @@ def write_obj(
     if texture is not None:
         tex = np.ascontiguousarray(np.asarray(texture, np.uint8)[..., :3])
         png_name, mtl_name = f"{path.stem}.png", f"{path.stem}.mtl"
-        _atomic_write(path.parent / png_name, lambda p: Image.fromarray(tex).save(p, format="PNG"))
+        atomic_write(path.parent / png_name, lambda p: Image.fromarray(tex).save(p, format="PNG"))
         mtl = (
             f"newmtl {path.stem}\nKa 1 1 1\nKd 1 1 1\nKs 0 0 0\nd 1\nillum 1\n"
             f"map_Kd {png_name}\n"
         )
-        _atomic_write(path.parent / mtl_name, lambda p: p.write_text(mtl, encoding="utf-8"))
+        atomic_write(path.parent / mtl_name, lambda p: p.write_text(mtl, encoding="utf-8"))
         header += f"mtllib {mtl_name}\n"
 
     parts = [header, _rows("v", v, "%.8g")]
@@ -354,5 +369,5 @@ def write_obj(
     else:
         parts.append(_faces_text(one[:, :, None], "%d"))
     text = "".join(parts)
-    _atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
+    atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
     return path

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from reflame_core.errors import ScanError
+from reflame_core.io.image import to_rgb8
 from reflame_core.io.mesh import Scan
 from reflame_core.io.obj import read_mtl, read_obj
 
@@ -21,7 +22,7 @@ def read_texture(path: Path, scan_path: Path) -> np.ndarray:
         raise ScanError(scan_path, f"texture file not found: {path}")
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"), np.uint8).copy()
+            return to_rgb8(im)
     except (OSError, UnidentifiedImageError, ValueError) as e:
         raise ScanError(scan_path, f"texture file {path} is not a readable image ({e})") from None
 
@@ -62,6 +63,9 @@ def _obj_texture(path: Path, mtllibs: list[str], used: list[str]) -> np.ndarray 
 
 def _load_obj(path: Path) -> Scan:
     d = read_obj(path)
+    finite = d.vertices[np.isfinite(d.vertices)]
+    if finite.size and np.abs(finite).max() > np.finfo(np.float32).max:
+        raise ScanError(path, "vertex coordinates too large (beyond ±3.4e38); rescale the scan")
     used = [d.materials[i] for i in np.unique(d.face_material) if i >= 0]
     texture = _obj_texture(path, d.mtllibs, used) if used else None
     return Scan(
@@ -92,7 +96,7 @@ def _visual_texture(geom, path: Path) -> tuple[np.ndarray | None, np.ndarray | N
     texture = None
     if image is not None:
         try:
-            texture = np.asarray(image.convert("RGB"), np.uint8).copy()
+            texture = to_rgb8(image)
         except (OSError, ValueError) as e:
             raise ScanError(path, f"embedded texture cannot be decoded ({e})") from None
     return np.asarray(visual.uv, np.float64), texture
@@ -196,6 +200,10 @@ def validate_scan(scan: Scan, path: Path, require_texture: bool = False) -> Scan
         raise ScanError(path, f"a textured scan is needed but the file has {what}")
     if float(np.max(v.max(0) - v.min(0))) <= 0:
         raise ScanError(path, "degenerate mesh (all vertices at one point)")
+    tri = v[f].astype(np.float64)
+    area2 = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    if not (area2 > 0).any():
+        raise ScanError(path, f"degenerate mesh (all {len(f)} faces have zero area)")
     return scan
 
 

@@ -3,20 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from reflame_core.errors import ReflameError
+from reflame_core.fit.config_rules import AXES
 from reflame_core.landmarks.detector import DETECTOR_NAMES, get_detector
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register the ``landmarks`` subcommand; its handler is ``args.handler(args) -> int``."""
-    p = subparsers.add_parser("landmarks", help="detect 3D face landmarks on a scan")
+    p = subparsers.add_parser(
+        "landmarks", help="detect 3D face landmarks on a scan",
+        description="Detect the 68 iBUG face landmarks on SCAN and write them as an editable "
+        "landmark JSON. An existing --out file is never overwritten: it is renamed to "
+        "NAME.YYYYmmdd-HHMMSS.bak.json first. No face found, or a bad input, exits 2.")
     p.add_argument("scan", type=Path, help="scan file (OBJ+MTL+texture, PLY, GLB/GLTF)")
     p.add_argument("--out", type=Path, required=True, help="landmark JSON to write")
     p.add_argument("--flame-dir", type=Path, default=None,
                    help="FLAME folder (not needed for detection; accepted for symmetry)")
     p.add_argument("--detector", choices=DETECTOR_NAMES, default="auto")
-    p.add_argument("--up", default="+y", help="scan axis pointing up (+x,-x,+y,-y,+z,-z)")
+    p.add_argument("--up", default="+y", help=f"scan axis pointing up ({' '.join(AXES)})")
     p.add_argument("--front", default="+z", help="scan axis the face looks along")
     p.add_argument("--mediapipe-model", type=Path, default=None, help="face_landmarker .task")
     p.add_argument("--dwpose-dir", type=Path, default=None, help="folder with DWPose ONNX files")
@@ -26,16 +33,36 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 
 
 def run(args: argparse.Namespace) -> int:
+    from reflame_core.io.output_folder import check_output_file, prepare_output_dir
     from reflame_core.io.scan import load_scan
     from reflame_core.landmarks.detect import detect_landmarks
     from reflame_core.landmarks.landmark_json import save_landmarks
+    from reflame_core.landmarks.plausibility import landmark_problems, orientation_warning
 
+    def log(message: str) -> None:
+        print(message, file=sys.stderr)
+
+    for option, value in (("--up", args.up), ("--front", args.front)):
+        if value not in AXES:
+            raise ReflameError(f"{option} {value!r}: must be one of {' '.join(AXES)}")
+    if args.up[1] == args.front[1]:
+        raise ReflameError(f"--up {args.up} and --front {args.front} must be different axes")
+    check_output_file(args.out)
     scan = load_scan(args.scan)
     detector = get_detector(args.detector, mediapipe_model=args.mediapipe_model,
                             dwpose_dir=args.dwpose_dir)
     lms = detect_landmarks(scan, backend=detector, device=args.device, up=args.up,
                            front=args.front)
-    save_landmarks(args.out, lms, scan.vertices, scan.faces)
     placed = int(lms.placed_mask[:68].sum())
+    if placed == 0:
+        raise ReflameError(f"{args.scan}: no face found on the renders of the scan (check "
+                           f"--up/--front); nothing written")
+    for problem in landmark_problems(lms, scan.vertices, scan.faces):
+        log(f"landmarks: WARNING: {problem}")
+    warning = orientation_warning(lms, scan.vertices, scan.faces, args.up)
+    if warning:
+        log(f"landmarks: WARNING: {warning}")
+    prepare_output_dir(args.out.parent, [args.out.name], log)
+    save_landmarks(args.out, lms, scan.vertices, scan.faces)
     print(f"{args.out}: {placed} of 68 iBUG landmarks placed ({detector.name})")
     return 0

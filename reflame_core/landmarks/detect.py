@@ -66,7 +66,8 @@ def render_for_detection(scan: Scan, cameras: OrbitCameras, device: str = "cpu",
         dirs = dirs / dirs.norm(dim=1, keepdim=True)
         n = torch.nn.functional.normalize(out.attrs["normal"], dim=-1)
         shade = (0.25 + 0.75 * (n * dirs[:, None, None]).sum(-1, keepdim=True).clamp(min=0))
-        albedo = out.attrs.get("albedo", torch.full_like(shade, 0.7))
+        # Grey needs 3 channels too: detectors take RGB images only.
+        albedo = out.attrs.get("albedo", torch.full((3,), 0.7, device=shade.device))
         color = albedo * shade * out.mask
     images = (color.detach().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
     return images, out

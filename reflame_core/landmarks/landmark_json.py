@@ -17,12 +17,12 @@ other tools to read; loading ignores it (the surface point is the truth).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from reflame_core.errors import InputFileError
+from reflame_core.io.atomic import write_json_atomic
 from reflame_core.landmarks.landmark_set import LandmarkSet
 
 FORMAT = "reflame-landmarks"
@@ -63,11 +63,7 @@ def landmarks_to_dict(lms: LandmarkSet, vertices: np.ndarray | None = None,
 def save_landmarks(path: str | Path, lms: LandmarkSet, vertices: np.ndarray | None = None,
                    faces: np.ndarray | None = None) -> None:
     """Write atomically (temp file + rename) so a crash never leaves a half-written file."""
-    path = Path(path)
-    text = json.dumps(landmarks_to_dict(lms, vertices, faces), indent=1)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text + "\n")
-    os.replace(tmp, path)
+    write_json_atomic(path, landmarks_to_dict(lms, vertices, faces))
 
 
 def _need(cond: bool, path: Path | None, problem: str) -> None:
@@ -147,17 +143,50 @@ def landmarks_from_dict(doc: object, path: Path | None = None,
         raise InputFileError(path, f"invalid landmarks: {exc}") from exc
 
 
-def load_landmarks(path: str | Path, *, num_faces: int | None = None) -> LandmarkSet:
-    """Read a landmark JSON file; ``num_faces`` (the scan's) guards against the wrong scan."""
+# A written ``position`` farther than this (fraction of the scan's size) from the point its
+# face + bary give on this scan means the file was made for another scan with as many faces.
+POSITION_TOLERANCE = 0.01
+
+
+def check_positions(doc: dict, lms: LandmarkSet, vertices: np.ndarray, faces: np.ndarray,
+                    path: Path | None = None) -> None:
+    """InputFileError when the file's ``position`` entries are not where its face + bary put
+    the landmarks on this scan (vertices (V,3), faces (F,3)); entries without one are skipped."""
+    pos = lms.positions(vertices, faces)
+    size = float(np.ptp(np.asarray(vertices, np.float64), axis=0).max())
+    for i, e in enumerate(doc["landmarks"]):
+        written = e.get("position")
+        if written is None or not lms.placed_mask[i]:
+            continue
+        ok = isinstance(written, list) and len(written) == 3 and all(
+            isinstance(x, (int, float)) for x in written)
+        _need(ok, path, f"landmark {i} ({lms.names[i]}): 'position' must be 3 numbers")
+        off = float(np.linalg.norm(np.asarray(written, np.float64) - pos[i]))
+        _need(off <= POSITION_TOLERANCE * size, path,
+              f"landmark {i} ({lms.names[i]}) lies {100 * off / size:.2g}% of the scan size "
+              "away from where its face and bary put it on this scan: the file was made for "
+              "another scan")
+
+
+def load_landmarks(path: str | Path, *, num_faces: int | None = None,
+                   scan_vertices: np.ndarray | None = None,
+                   scan_faces: np.ndarray | None = None) -> LandmarkSet:
+    """Read a landmark JSON file; ``num_faces`` (the scan's) guards against the wrong scan, and
+    with the scan's vertices (V,3) and faces (F,3) so do the written positions."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise InputFileError(path, f"cannot read landmark file: {exc.strerror or exc}") from exc
+    except UnicodeDecodeError:
+        raise InputFileError(path, "not a landmark file (not UTF-8 JSON text)") from None
     try:
         doc = json.loads(text)
     except json.JSONDecodeError as exc:
         raise InputFileError(
             path, f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"
         ) from exc
-    return landmarks_from_dict(doc, path, num_faces)
+    lms = landmarks_from_dict(doc, path, num_faces)
+    if scan_vertices is not None and scan_faces is not None:
+        check_positions(doc, lms, scan_vertices, scan_faces, path)
+    return lms

@@ -8,7 +8,15 @@ import sys
 import time
 from pathlib import Path
 
-from reflame_core.errors import InputFileError
+import numpy as np
+
+from reflame_core.errors import InputFileError, ReflameError
+
+MIN_RESOLUTION, MAX_RESOLUTION = 16, 8192
+# Below this fraction of FLAME's UV charts coloured from the scan, the scan is not the one
+# that was fitted (or the fit is far off it): the texture would be a flat fill, so fail.
+MIN_SOURCED_FRACTION = 0.2
+TEXTURE_NAME = "fit_textured"
 
 
 def add_parser(subparsers) -> None:
@@ -16,11 +24,15 @@ def add_parser(subparsers) -> None:
         "texture",
         help="bake the scan's texture into FLAME UV space for a finished fit",
         description="Read FIT_DIR/fit.obj (what `reflame fit` writes, scan frame), bake SCAN's "
-        "texture onto it and write an OBJ + MTL + PNG in FLAME topology with FLAME UVs.",
+        "texture onto it and write an OBJ + MTL + PNG in FLAME topology with FLAME UVs. "
+        "Existing output files are never overwritten: each is renamed to "
+        "NAME.YYYYmmdd-HHMMSS.bak.EXT first. A scan that does not match the fit (too few "
+        "texels found on it) is an error and writes nothing; errors exit 2.",
     )
     p.add_argument("fit_dir", type=Path, help="folder written by `reflame fit`")
     p.add_argument("scan", type=Path, help="the textured scan that was fitted")
-    p.add_argument("--resolution", type=int, default=1024, help="texture size (512-4096)")
+    p.add_argument("--resolution", type=int, default=1024,
+                   help=f"texture size ({MIN_RESOLUTION}-{MAX_RESOLUTION}, 512-4096 typical)")
     p.add_argument("--method", choices=("normal_ray", "closest"), default="normal_ray")
     p.add_argument("--refine-steps", type=int, default=0, help="differentiable refinement steps")
     p.add_argument("--out", type=Path, help="output folder (default: FIT_DIR)")
@@ -32,15 +44,20 @@ def run_texture(args: argparse.Namespace) -> int:
     from reflame_core.assets.flame import load_flame_template
     from reflame_core.assets.locate import find_flame_dir
     from reflame_core.geometry.similarity import Similarity
+    from reflame_core.io.output_folder import check_output_dir, prepare_output_dir
     from reflame_core.io.scan import load_scan
     from reflame_core.texture.bake import bake_texture
     from reflame_core.texture.export import export_textured_fit
 
-    if not 16 <= args.resolution <= 8192:
-        raise InputFileError(None, f"--resolution {args.resolution}: use 512-4096")
+    if not MIN_RESOLUTION <= args.resolution <= MAX_RESOLUTION:
+        raise ReflameError(
+            f"--resolution {args.resolution}: use {MIN_RESOLUTION}-{MAX_RESOLUTION}")
+    if args.refine_steps < 0:
+        raise ReflameError(f"--refine-steps {args.refine_steps}: must be >= 0")
     fit_path = args.fit_dir / "fit.obj"
     if not fit_path.is_file():
         raise InputFileError(fit_path, "not found: FIT_DIR must be a folder written by reflame fit")
+    out_dir = check_output_dir(args.out or args.fit_dir)
     template = load_flame_template(find_flame_dir(args.flame_dir))
     fit = load_scan(fit_path)
     if fit.vertices.shape != template.vertices.shape:
@@ -69,10 +86,28 @@ def run_texture(args: argparse.Namespace) -> int:
             bake, fit.vertices, template, scan, renderer,
             steps=args.refine_steps, to_canonical=sim,
         )
-    out = export_textured_fit(args.out or args.fit_dir, fit.vertices, template, texture)
-    print(
-        f"wrote {out} ({args.resolution}², {100 * bake.valid.mean():.1f}% of texels from the "
-        f"scan, {time.perf_counter() - t0:.1f} s)",
-        file=sys.stderr,
+    sourced = sourced_fraction(bake)
+    if sourced < MIN_SOURCED_FRACTION:
+        raise ReflameError(
+            f"{args.scan}: only {100 * sourced:.1f}% of the texture could be taken from this "
+            f"scan (at least {100 * MIN_SOURCED_FRACTION:g}% expected): is it the scan that "
+            f"{fit_path} was fitted to? Nothing written")
+
+    def log(message: str) -> None:
+        print(message, file=sys.stderr)
+
+    names = [f"{TEXTURE_NAME}{ext}" for ext in (".obj", ".mtl", ".png")]
+    prepare_output_dir(out_dir, names, log)
+    out = export_textured_fit(out_dir, fit.vertices, template, texture, name=TEXTURE_NAME)
+    log(
+        f"wrote {out} ({args.resolution}², {100 * sourced:.1f}% of the face texture from the "
+        f"scan, {time.perf_counter() - t0:.1f} s)"
     )
     return 0
+
+
+def sourced_fraction(bake) -> float:
+    """Fraction of the texels inside FLAME's UV charts whose colour came from the scan
+    (``BakeResult.source_distance`` is finite exactly inside the charts)."""
+    inside = np.isfinite(bake.source_distance)
+    return float(bake.valid[inside].mean()) if inside.any() else 0.0

@@ -1,0 +1,57 @@
+"""Is a landmark set a face on this scan? Cheap geometric checks run before a fit, so a
+landmark file for another scan, or a detection on something that is not a head, is reported
+instead of silently dragging the fit to nonsense.
+
+Thresholds are fractions of the scan's largest bounding-box extent: a scan is a head, maybe
+with shoulders, so the outer eye corners are about 20-60% of it apart.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from reflame_core.geometry.frame import axis_vector
+from reflame_core.landmarks.definitions import NUM_IBUG
+from reflame_core.landmarks.landmark_set import LandmarkSet
+
+RIGHT_EYE_OUTER, LEFT_EYE_OUTER, CHIN = 36, 45, 8  # iBUG indices
+MIN_EYE_DISTANCE = 0.02  # of the scan's size: below this the "face" is a speck
+MIN_DISTINCT_FACES = 0.25  # of the placed landmarks: fewer faces means they collapsed
+
+
+def landmark_problems(lms: LandmarkSet, vertices: np.ndarray, faces: np.ndarray) -> list[str]:
+    """Reasons the 68 iBUG landmarks of ``lms`` cannot be a face on the mesh (vertices (V,3),
+    faces (F,3)); empty when they can. Any of these makes the landmarks useless for a fit."""
+    placed = lms.enabled_mask[:NUM_IBUG]
+    n = int(placed.sum())
+    if n == 0:
+        return ["no iBUG landmark is placed and enabled"]
+    problems = []
+    distinct = len(np.unique(lms.face_idx[:NUM_IBUG][placed]))
+    if n >= 8 and distinct < MIN_DISTINCT_FACES * n:
+        problems.append(f"the {n} placed landmarks sit on only {distinct} scan faces "
+                        "(collapsed onto one spot)")
+    size = float(np.ptp(np.asarray(vertices, np.float64), axis=0).max())
+    pos = lms.positions(vertices, faces)
+    if placed[RIGHT_EYE_OUTER] and placed[LEFT_EYE_OUTER]:
+        eyes = float(np.linalg.norm(pos[RIGHT_EYE_OUTER] - pos[LEFT_EYE_OUTER]))
+        if eyes < MIN_EYE_DISTANCE * size:
+            problems.append(f"the outer eye corners are {100 * eyes / size:.2g}% of the scan "
+                            f"size apart (a face needs at least {100 * MIN_EYE_DISTANCE:g}%)")
+    return problems
+
+
+def orientation_warning(lms: LandmarkSet, vertices: np.ndarray, faces: np.ndarray,
+                        up: str) -> str | None:
+    """A warning when the chin lies above the eyes along the ``up`` axis (upside-down scan,
+    wrong ``--up``, or landmarks on the wrong faces); None otherwise."""
+    m = lms.enabled_mask
+    if not (m[CHIN] and m[RIGHT_EYE_OUTER] and m[LEFT_EYE_OUTER]):
+        return None
+    pos = lms.positions(vertices, faces)
+    u = axis_vector(up)
+    eyes = 0.5 * (pos[RIGHT_EYE_OUTER] + pos[LEFT_EYE_OUTER])
+    if float((pos[CHIN] - eyes) @ u) > 0:
+        return (f"the chin is above the eyes along up={up}: is the scan upside down or --up "
+                "wrong? The fit will likely be wrong")
+    return None
