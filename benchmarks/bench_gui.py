@@ -60,7 +60,8 @@ def headless(head, template, embedding, device: str, preset: str, steps: int,
 
 
 def studio_run(head, scan_path: Path, flame_dir: Path, device: str, preset: str,
-               seconds: float, detect: bool, backend: str | None) -> dict:
+               seconds: float, detect: bool, backend: str | None,
+               working_fps: float | None) -> dict:
     import polyscope as ps
 
     from reflame_app.main import init_polyscope, make_studio
@@ -68,6 +69,8 @@ def studio_run(head, scan_path: Path, flame_dir: Path, device: str, preset: str,
 
     init_polyscope(backend)
     studio = make_studio(scan_path, flame_dir, device=device, preset=preset)
+    if working_fps:
+        studio.pacer.working_fps = working_fps
     app = studio.app
     for key, value in LONG_COARSE.items():
         app.config.set(key, value)
@@ -123,6 +126,8 @@ def studio_run(head, scan_path: Path, flame_dir: Path, device: str, preset: str,
 
     WindowDriver(studio, script, x_input=backend is None or "egl" not in backend).run()
     out["errors"] = [m.text for m in app.messages.errors]
+    out["pacer"] = {k: getattr(studio.pacer, k)
+                    for k in ("interactive_fps", "working_fps", "idle_fps")}
     app.shutdown()
     ps.shutdown()  # before the display goes
     return out
@@ -139,6 +144,8 @@ def main() -> None:
                    help="true: the head's own (no detection timed)")
     p.add_argument("--backend", default=None,
                    help="Polyscope backend, e.g. openGL3_egl on a GPU server without X")
+    p.add_argument("--working-fps", type=float, default=None,
+                   help="the studio's frame rate while the fit runs (FramePacer default)")
     args = p.parse_args()
     import torch
 
@@ -155,7 +162,7 @@ def main() -> None:
         ref = headless(head, template, embedding, args.device, args.preset,
                        args.headless_steps, detect)
         run = (head, scan_path, data / "flame", args.device, args.preset, args.seconds, detect,
-               args.backend)
+               args.backend, args.working_fps)
         if os.environ.get("DISPLAY") or (args.backend and "egl" in args.backend):
             gui = studio_run(*run)
         else:
@@ -170,6 +177,8 @@ def main() -> None:
         "gpu": torch.cuda.get_device_name() if args.device == "cuda" else None,
         "cpu_cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "display": os.environ.get("DISPLAY"), "backend": args.backend,
+        "studio_fps": {"working": gui["pacer"]["working_fps"], "idle": gui["pacer"]["idle_fps"],
+                       "interactive": gui["pacer"]["interactive_fps"]},
         "headless": ref, "studio": gui,
         "studio_vs_headless_it_per_s": ratio,
         "detect_studio_vs_cli": gui["detect_s"] / ref["detect_s"] if detect else None,

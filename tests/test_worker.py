@@ -95,10 +95,11 @@ def test_runner_steps_reports_errors_and_finishes(runner: FitRunner) -> None:
     assert runner.state == "paused"  # no longer finished: the last stage runs again
 
 
-def _wait(cond, timeout: float = 120.0) -> None:
+def _wait(worker: FitWorker, cond, timeout: float = 120.0) -> None:
     end = time.monotonic() + timeout
     while not cond():
-        assert time.monotonic() < end, "timed out"
+        assert worker.state not in ("error", "crashed"), (worker.state, worker.error_trace)
+        assert time.monotonic() < end, ("timed out", worker.state, worker.last_error)
         time.sleep(0.01)
 
 
@@ -117,9 +118,9 @@ def test_worker_process_fits_survives_a_crash_and_closes(small_synthetic_head, f
         assert snap.stage == "coarse" and snap.iteration == 2
 
         worker.start()
-        _wait(lambda: worker.latest_snapshot().iteration >= 6)
+        _wait(worker, lambda: worker.latest_snapshot().iteration >= 6)
         os.kill(worker.pid, signal.SIGKILL)  # as a segfault or the OOM killer would
-        _wait(lambda: worker.poll() and worker.restarts == 1)
+        _wait(worker, lambda: worker.poll() and worker.restarts == 1)
         notices = worker.take_notices()
         assert len(notices) == 1 and "SIGKILL" in notices[0] and "restarted" in notices[0]
         assert worker.wait_idle(120)
@@ -128,7 +129,8 @@ def test_worker_process_fits_survives_a_crash_and_closes(small_synthetic_head, f
         assert restored.iteration >= 6 and len(restored.history) >= 7  # nothing forgotten
         worker.set_param("coarse", "steps", restored.iteration + 2)
         worker.resume()
-        _wait(lambda: worker.latest_snapshot() is not None and worker.state == "finished")
+        _wait(worker, lambda: worker.latest_snapshot() is not None
+              and worker.state == "finished")
         assert worker.latest_snapshot().stage is None
         assert np.isfinite(worker.latest_snapshot().vertices).all()
     finally:
@@ -158,7 +160,10 @@ def test_worker_ends_with_the_studio_process(tmp_path) -> None:
         assert _running(pid)
         studio.kill()
         studio.wait(10)
-        _wait(lambda: not _running(pid), timeout=5.0)
+        end = time.monotonic() + 5.0
+        while _running(pid):
+            assert time.monotonic() < end, "the worker outlived its studio"
+            time.sleep(0.05)
     finally:
         studio.kill()
 

@@ -142,6 +142,7 @@ class AppState:
         user looks at the scan) and restarted by itself if it dies."""
         if self.worker is None:
             self.worker = FitWorker(self.device)
+            self.worker.warm_up()
             if self.assets_ready:
                 self.worker.set_assets(self.template, self.embedding)
         return self.worker

@@ -142,6 +142,10 @@ class FitWorker:
         self._scan = self._send("open_scan", scan=scan)
         self._session_log = []
 
+    def warm_up(self) -> None:
+        """Load the landmark detector in the worker ahead of the first detection."""
+        self._send("warm_up")
+
     def new_session(self, config: FitConfig, landmarks: LandmarkTargets | None) -> None:
         """A new fit of the open scan (not started: ``start()`` runs it)."""
         self._session_log = [self._send("new_session", config=config.copy(),

@@ -6,6 +6,7 @@ that tests drive it directly. One ``tick()`` is one iteration of the current sta
 
 from __future__ import annotations
 
+import contextlib
 import traceback
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from reflame_core.fit.session import FitSession, StageInfo
 from reflame_core.fit.targets import LandmarkTargets
 from reflame_core.geometry.similarity import Similarity
 from reflame_core.io.mesh import Scan
+from reflame_core.landmarks.detector import LandmarkDetector
 from reflame_core.landmarks.landmark_set import LandmarkSet
 from reflame_core.render.cameras import OrbitCameras
 from reflame_core.worker.protocol import RESULT_COMMANDS, Command, Result, SessionDelta, Update
@@ -56,6 +58,7 @@ class FitRunner:
         self._history_sent = 0
         self._texture_sent: int | None = None
         self._texture_version = 0
+        self._detectors: dict[str, LandmarkDetector] = {}  # built once: model loads take s
 
     # ---- dispatch ------------------------------------------------------------------------
     def handle(self, command: Command) -> None:
@@ -194,13 +197,27 @@ class FitRunner:
         self.state = "paused" if self.state == "running" else self.state
 
     # ---- result commands ------------------------------------------------------------------
+    def cmd_warm_up(self, backend: str = "auto") -> None:
+        """Load the landmark detector now, while the user looks at the scan, so that the
+        first detection does not wait for it. A detector that cannot load is not an error
+        here: detection reports it when asked for."""
+        with contextlib.suppress(Exception):  # cmd_detect says why, when the user asks
+            self._detector(backend)
+
+    def _detector(self, backend: str) -> LandmarkDetector:
+        from reflame_core.landmarks.detector import get_detector
+
+        if backend not in self._detectors:
+            self._detectors[backend] = get_detector(backend)
+        return self._detectors[backend]
+
     def cmd_detect(self, to_canonical: Similarity | None = None,
                    backend: str = "auto") -> LandmarkSet:
         from reflame_core.landmarks.detect import detect_landmarks
 
         self.activity = "detecting landmarks"
-        return detect_landmarks(self._need_scan(), device=self.device, backend=backend,
-                                to_canonical=to_canonical)
+        return detect_landmarks(self._need_scan(), device=self.device,
+                                backend=self._detector(backend), to_canonical=to_canonical)
 
     def cmd_residuals(self, views: list[int]) -> dict[str, np.ndarray]:
         return self._need_session().residual_images(list(views))

@@ -14,10 +14,11 @@ from reflame_core.fit.targets import LandmarkTargets
 from reflame_core.worker import FitWorker
 
 
-def _wait(cond, timeout: float = 300.0) -> None:
+def _wait(worker: FitWorker, cond, timeout: float = 300.0) -> None:
     end = time.monotonic() + timeout
     while not cond():
-        assert time.monotonic() < end, "timed out"
+        assert worker.state not in ("error", "crashed"), (worker.state, worker.error_trace)
+        assert time.monotonic() < end, ("timed out", worker.state, worker.last_error)
         time.sleep(0.01)
 
 
@@ -33,14 +34,14 @@ def test_worker_fits_on_cuda_and_survives_a_kill(small_synthetic_head, flame_tem
         worker.open_scan(head.scan)
         worker.new_session(config, LandmarkTargets.from_points(head.true_landmarks))
         worker.start()
-        _wait(lambda: (worker.latest_snapshot() is not None
+        _wait(worker, lambda: (worker.latest_snapshot() is not None
                        and worker.latest_snapshot().stage == "coarse"
                        and worker.latest_snapshot().iteration >= 100))
         os.kill(worker.pid, signal.SIGKILL)
-        _wait(lambda: worker.poll() and worker.restarts == 1)
+        _wait(worker, lambda: worker.poll() and worker.restarts == 1)
         assert worker.wait_idle(300) and worker.state == "paused"
         worker.resume()
-        _wait(lambda: worker.state == "finished")
+        _wait(worker, lambda: worker.state == "finished")
         snap = worker.latest_snapshot()
     finally:
         worker.close()
