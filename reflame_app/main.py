@@ -17,8 +17,10 @@ from reflame_app.panels.landmarks_panel import draw_landmarks
 from reflame_app.panels.losses_panel import draw_losses
 from reflame_app.panels.messages import draw_banner
 from reflame_app.panels.views_panel import ViewsPanel
-from reflame_app.scene import SCAN, SceneSync
+from reflame_app.scene import SceneSync
 from reflame_app.state.app_state import AppState
+from reflame_app.state.manual_landmarks import complete_key_points
+from reflame_app.state.picking import ClickGesture, pick_scan
 from reflame_core.errors import ReflameError
 
 DISTANCE_EVERY_S = 0.5  # per-vertex distances cost ~10-50 ms: refresh at most this often
@@ -32,8 +34,9 @@ class Studio:
         self.scene = SceneSync()
         self.files = FilePanel()
         self.views_panel = ViewsPanel()
+        self.clicks = ClickGesture()
         self._scan_version = -1
-        self._lmk_version = -1
+        self._lmk_version: object = None
         self._fit_version: object = None
         self._distances: np.ndarray | None = None
         self._distance_time = 0.0
@@ -65,9 +68,9 @@ class Studio:
             self._scan_version = app.scan_version
             scene.set_scan(app.scan_canonical)
             self._fit_version = None
-            self._lmk_version = -1
-        if app.editor.version != self._lmk_version and app.scan_canonical is not None:
-            self._lmk_version = app.editor.version
+            self._lmk_version = None
+        if app.editor.scene_key() != self._lmk_version and app.scan_canonical is not None:
+            self._lmk_version = app.editor.scene_key()
             arrays = app.editor.scene_arrays(app.scan_canonical.vertices, app.scan_canonical.faces)
             if arrays is None:
                 scene.set_landmarks(None)
@@ -90,13 +93,24 @@ class Studio:
         scene.apply_style()
 
     def handle_pick(self) -> None:
-        """A click on the scan while a landmark is being placed moves it there."""
-        ed = self.app.editor
-        if not ed.placing or not ps.have_selection():
-            return
-        sel = ps.get_selection()
-        ps.reset_selection()
-        ed.apply_pick(sel.structure_name, sel.structure_data, SCAN)
+        """A click on the scan while a landmark is being placed moves it there. The pick is
+        the studio's own ray cast against the scan, whatever else is drawn in front."""
+        app = self.app
+        ed = app.editor
+        click = self.clicks.update(psim.IsMouseClicked(0), psim.IsMouseReleased(0),
+                                   tuple(psim.GetMousePos()), psim.GetIO().WantCaptureMouse)
+        if click is not None and ed.placing and app.scan_canonical is not None:
+            origin = ps.get_view_camera_parameters().get_position()
+            hit = pick_scan(app.scan_canonical.vertices, app.scan_canonical.faces, origin,
+                            ps.screen_coords_to_world_ray(click))
+            if hit is not None:
+                ed.pick_face(hit.face, hit.bary)
+                ps.reset_selection()
+        if ed.key_points_ready:
+            with app.messages.guard("Initialising the landmarks from the key points"):
+                if complete_key_points(ed, app.scan_canonical, app.template, app.embedding):
+                    app.messages.info("All 68 landmarks initialised from the 5 key points: "
+                                      "check them and move any that are off")
 
 
 def init_polyscope(backend: str | None = None) -> None:
