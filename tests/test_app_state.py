@@ -321,3 +321,56 @@ def test_export_button_state_and_no_false_error(tmp_path) -> None:
     assert calls == [tmp_path / "out"] and not app.messages.errors
     app.export_pending = tmp_path / "out"
     assert not export_ready(app)[0]
+
+
+def test_residual_limits_are_robust_and_symmetric() -> None:
+    from reflame_app.state.residuals import coolwarm, residual_grid, robust_limits
+
+    rng = np.random.default_rng(0)
+    img = np.zeros((40, 40))
+    img[10:30, 10:30] = rng.normal(0, 0.01, (20, 20))
+    img[0, 0] = 50.0  # one outlier pixel
+    lo, hi = robust_limits(img, signed=True)
+    assert lo == -hi and 0.01 < hi < 0.05  # not set by the outlier, not by the zero border
+    assert robust_limits(np.abs(img), signed=False)[0] == 0.0
+    assert robust_limits(np.zeros(5), signed=True) == (-1.0, 1.0)
+    assert np.allclose(coolwarm(np.array([0.0]), -1, 1), 1.0)  # zero residual is white
+    grid, captions = residual_grid({"mask difference": img, "depth residual": -img,
+                                    "landmarks": np.ones((40, 30, 3))})
+    assert grid.shape == (40, 40 + 40 + 30 + 2 * 4, 3) and len(captions) == 3
+    assert "±" in captions[0] and captions[2] == "landmarks"
+    # Most of the head area shows a colour, not white: the range fits the data.
+    tile = grid[10:30, 10:30]
+    assert (np.abs(tile - 1.0).max(-1) > 0.1).mean() > 0.3
+
+
+def test_scan_to_fit_distances() -> None:
+    from reflame_app.state.residuals import scan_to_fit_distances
+
+    verts, faces = _grid_mesh()
+    pts = np.array([[0.0, 0.0, 0.25], [0.5, 0.5, -0.1]])
+    assert np.allclose(scan_to_fit_distances(pts, verts, faces), [0.25, 0.1], atol=1e-5)
+
+
+def test_dock_layout_and_framing_the_head_in_the_free_area() -> None:
+    from reflame_app.state.views import DockLayout, frame_box
+
+    lay = DockLayout(1280, 720)
+    assert lay.dock_pos == (840, 0) and lay.dock_size == (440, 720)
+    left, right = lay.free_x
+    assert left == 310 and right == 840
+    sx, sy = lay.side_window_pos
+    assert sx + lay.side_window_size[0] <= lay.dock_pos[0]
+    low, high = np.array([-1.0, -1.5, -1.0]), np.array([1.0, 1.5, 1.0])
+    eye, target = frame_box(low, high, 45.0, 1280, 720, left, right)
+    # Project the box corners with a pinhole camera looking along -z from eye.
+    tan_v = np.tan(np.radians(22.5))
+    corners = np.array([[x, y, z] for x in (low[0], high[0]) for y in (low[1], high[1])
+                        for z in (low[2], high[2])])
+    rel = corners - eye
+    px = 640 + rel[:, 0] / -rel[:, 2] / (tan_v * 1280 / 720) * 640
+    py = 360 - rel[:, 1] / -rel[:, 2] / tan_v * 360
+    assert px.min() >= left and px.max() <= right and py.min() >= 0 and py.max() <= 720
+    centre = (640 + (0 - eye[0]) / eye[2] / (tan_v * 1280 / 720) * 640)
+    assert centre == pytest.approx((left + right) / 2, abs=1.0)
+    assert target[2] == pytest.approx(0.0)
