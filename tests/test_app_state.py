@@ -374,3 +374,34 @@ def test_dock_layout_and_framing_the_head_in_the_free_area() -> None:
     centre = (640 + (0 - eye[0]) / eye[2] / (tan_v * 1280 / 720) * 640)
     assert centre == pytest.approx((left + right) / 2, abs=1.0)
     assert target[2] == pytest.approx(0.0)
+
+
+def test_loss_terms_as_checkboxes_with_fixed_colours() -> None:
+    lp = LossPlotState()
+    lp.update([("coarse", 0, {"mask": 1.0, "depth": 2.0}), ("refine", 0, {"landmark": 3.0,
+                                                                          "mask": 0.5})])
+    assert lp.all_terms == ["mask", "depth", "landmark"]
+    assert lp.term_color("mask") != lp.term_color("depth")
+    lp.show_term["mask"] = False
+    assert [t for t, _, _ in lp.plot_data("coarse")] == ["depth"]
+    assert [t for t, _, _ in lp.plot_data("refine")] == ["landmark"]
+
+
+def test_first_run_lists_the_template_alternatives(tmp_path) -> None:
+    from reflame_app.state.first_run import FirstRunState
+
+    fr = FirstRunState()
+    fr.check(tmp_path)
+    needs = fr.needs()
+    assert [n.what for n in needs] == ["FLAME template", "landmark embedding"]
+    tmpl = needs[0]
+    assert [[r.file for r in opt] for opt in tmpl.options] == [
+        ["flame_template.npz"], ["flame2023.pkl", "head_template.obj"]]
+    assert not tmpl.satisfied
+    (tmp_path / "flame_template.npz").write_bytes(b"x")  # one alternative is enough
+    fr.check(tmp_path)
+    assert fr.needs()[0].satisfied and not fr.needs()[1].satisfied
+    (tmp_path / "flame_template.npz").unlink()
+    (tmp_path / "head_template.obj").write_bytes(b"x")  # half of the other one is not
+    fr.check(tmp_path)
+    assert not fr.needs()[0].satisfied
