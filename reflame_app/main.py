@@ -39,6 +39,7 @@ class Studio:
         self.files = FilePanel()
         self.views_panel = ViewsPanel()
         self.clicks = ClickGesture()
+        self._clear_selection_frames = 0
         self._scan_dist_key: object = None
         self._scan_dist_time = 0.0
         self._scan_version = -1
@@ -70,6 +71,8 @@ class Studio:
                 with app.messages.guard("Drawing a panel"):
                     draw()
         psim.End()
+        with app.messages.guard("Showing the residual images"):
+            self.views_panel.poll_images(app, self.scene)
         with app.messages.guard("Arranging the windows"):
             self.place_windows(layout)
         app.autosave()
@@ -158,9 +161,11 @@ class Studio:
             origin = ps.get_view_camera_parameters().get_position()
             hit = pick_scan(app.scan_canonical.vertices, app.scan_canonical.faces, origin,
                             ps.screen_coords_to_world_ray(click))
-            if hit is not None:
-                ed.pick_face(hit.face, hit.bary)
-                ps.reset_selection()
+            if hit is not None and ed.pick_face(hit.face, hit.bary):
+                self._clear_selection_frames = 3  # Polyscope's own pick of the same click
+        if self._clear_selection_frames > 0:
+            self._clear_selection_frames -= 1
+            ps.reset_selection()
         if ed.key_points_ready:
             with app.messages.guard("Initialising the landmarks from the key points"):
                 if complete_key_points(ed, app.scan_canonical, app.template, app.embedding):

@@ -63,6 +63,13 @@ class ViewsPanel:
                 with app.messages.guard("Rendering the view"):
                     app.request_view_images(sel)
                     self.waiting_images = True
+        if scene.residual_captions:
+            psim.TextWrapped("Residual images (window beside this panel): "
+                             + " | ".join(scene.residual_captions))
+
+    def poll_images(self, app: AppState, scene: SceneSync) -> None:
+        """Show requested residual images once the engine has them (every frame, also while
+        this panel is collapsed)."""
         if self.waiting_images:
             images = app.view_images()
             if images is not None:
