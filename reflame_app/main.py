@@ -89,6 +89,8 @@ class Studio:
         scene = self.scene
         if scene.frame_request and scene.scan_bounds is not None:
             scene.frame_request = False
+            self.app.views.selected = None  # no longer looking through an orbit view
+            scene.set_looked_through(None)
             left, right = layout.free_x
             eye, target = frame_box(*scene.scan_bounds, ps.get_vertical_fov_degrees(),
                                     layout.window_w, layout.window_h, left, right)
@@ -97,8 +99,9 @@ class Studio:
             scene.residual_place_frames -= 1
             h, w = scene.residual_shape or (1, 3)
             sw = layout.side_window_size[0]
-            psim.SetWindowPos(RESIDUAL_WINDOW, layout.side_window_pos)
-            psim.SetWindowSize(RESIDUAL_WINDOW, (sw, sw * h / w + 40))
+            size = (sw, sw * h / w + 40)
+            psim.SetWindowSize(RESIDUAL_WINDOW, size)
+            psim.SetWindowPos(RESIDUAL_WINDOW, layout.side_window_pos(size[1]))
 
     def sync_scene(self) -> None:
         app, scene = self.app, self.scene

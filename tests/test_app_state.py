@@ -359,8 +359,8 @@ def test_dock_layout_and_framing_the_head_in_the_free_area() -> None:
     assert lay.dock_pos == (840, 0) and lay.dock_size == (440, 720)
     left, right = lay.free_x
     assert left == 310 and right == 840
-    sx, sy = lay.side_window_pos
-    assert sx + lay.side_window_size[0] <= lay.dock_pos[0]
+    sx, sy = lay.side_window_pos(200)
+    assert sx + lay.side_window_size[0] <= lay.dock_pos[0] and sy + 200 <= 720
     low, high = np.array([-1.0, -1.5, -1.0]), np.array([1.0, 1.5, 1.0])
     eye, target = frame_box(low, high, 45.0, 1280, 720, left, right)
     # Project the box corners with a pinhole camera looking along -z from eye.

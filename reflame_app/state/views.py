@@ -121,10 +121,11 @@ class DockLayout:
         right = max(left + 1.0, self.window_w - self.dock_w)
         return left, right
 
-    @property
-    def side_window_pos(self) -> tuple[float, float]:
-        """Top-left of a window placed beside the dock (the residual images)."""
-        return max(0.0, self.window_w - self.dock_w - self.side_window_size[0] - 6), 6.0
+    def side_window_pos(self, height: float) -> tuple[float, float]:
+        """Top-left of a window of ``height`` placed beside the dock, at the bottom of the
+        window (the residual images: below the framed head rather than over it)."""
+        x = max(0.0, self.window_w - self.dock_w - self.side_window_size[0] - 6)
+        return x, max(0.0, self.window_h - height - 6)
 
     @property
     def side_window_size(self) -> tuple[float, float]:
