@@ -27,7 +27,6 @@ def draw_landmarks(app: AppState) -> None:
         psim.TextColored(GREY, "no landmarks yet: detect them, or place them by hand")
         return
     lms = ed.landmarks
-    psim.SameLine()
     if button("Undo", lms.can_undo):
         ed.undo()
     psim.SameLine()
@@ -60,8 +59,8 @@ def draw_landmarks(app: AppState) -> None:
     flags = (psim.ImGuiTableFlags_RowBg | psim.ImGuiTableFlags_ScrollY
              | psim.ImGuiTableFlags_Borders | psim.ImGuiTableFlags_SizingFixedFit)
     if psim.BeginTable("landmark table", 6, flags, (0, 220)):
-        for name, width in (("#  name", 150), ("group", 60), ("conf", 40), ("source", 60),
-                            ("on", 28), ("weight", 60)):
+        for name, width in (("#  name", 140), ("group", 52), ("conf", 34), ("source", 52),
+                            ("on", 24), ("weight", 48)):
             psim.TableSetupColumn(name, psim.ImGuiTableColumnFlags_WidthFixed, width)
         psim.TableHeadersRow()
         for row in ed.rows():
@@ -77,7 +76,11 @@ def draw_landmarks(app: AppState) -> None:
             psim.TableNextColumn()
             psim.Text(f"{row.confidence:.2f}" if row.placed else "-")
             psim.TableNextColumn()
-            psim.TextColored(EDITED if row.provenance == "edited" else DETECTED, row.provenance)
+            if row.placed:
+                psim.TextColored(EDITED if row.provenance == "edited" else DETECTED,
+                                 row.provenance)
+            else:
+                psim.TextColored(GREY, "-")
             psim.TableNextColumn()
             changed, on = psim.Checkbox("##on", row.enabled)
             if changed:
