@@ -59,6 +59,7 @@ class Studio:
         layout = self.layout()
         psim.SetNextWindowPos(layout.dock_pos, psim.ImGuiCond_Always)
         psim.SetNextWindowSize(layout.dock_size, psim.ImGuiCond_Always)
+        psim.SetNextWindowBgAlpha(1.0)  # opaque: nothing of the 3D scene shows through
         if psim.Begin(STUDIO_WINDOW, psim.ImGuiWindowFlags_NoMove
                       | psim.ImGuiWindowFlags_NoResize | psim.ImGuiWindowFlags_NoCollapse):
             draw_banner(app.messages)

@@ -22,7 +22,7 @@ LMK_EDITED = "landmarks (edited)"
 LMK_SELECTED = "landmark (selected)"
 CAMERA_GROUP = "orbit views"
 RESIDUAL_IMAGE = "residual images"
-CAMERA_WIDGET_SIZE = 0.03  # frustum size, relative to the scene (scan) size
+CAMERA_WIDGET_SIZE = 0.05  # frustum size, relative to the scene (scan) size
 
 DETECTED_COLOR = (0.10, 0.55, 1.00)
 EDITED_COLOR = (1.00, 0.55, 0.05)
