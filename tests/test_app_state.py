@@ -266,7 +266,9 @@ def test_five_key_points_initialise_the_rest(flame_template, landmark_embedding)
         assert ed.selected == i
         ed.pick_face(int(h.face[0]), h.bary[0] / h.bary[0].sum())
     assert ed.key_points_ready and ed.manual is None
+    assert ed.unedited_label == "detected"
     assert complete_key_points(ed, scan, t, landmark_embedding)
+    assert ed.unedited_label == "estimated"  # the table says where the others come from
     lms = ed.landmarks
     assert lms.placed_mask[:68].all() and not ed.key_points_ready
     err = np.linalg.norm(lms.positions(verts, t.faces)[:68] - truth, axis=1)

@@ -77,8 +77,9 @@ def draw_landmarks(app: AppState) -> None:
             psim.Text(f"{row.confidence:.2f}" if row.placed else "-")
             psim.TableNextColumn()
             if row.placed:
-                psim.TextColored(EDITED if row.provenance == "edited" else DETECTED,
-                                 row.provenance)
+                edited = row.provenance == "edited"
+                psim.TextColored(EDITED if edited else DETECTED,
+                                 row.provenance if edited else ed.unedited_label)
             else:
                 psim.TextColored(GREY, "-")
             psim.TableNextColumn()

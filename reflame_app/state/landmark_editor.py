@@ -46,6 +46,9 @@ class LandmarkEditorState:
         self._sent_version = 0
         self.manual: ManualPlacement | None = None
         self.key_points_ready = False  # the five key points are placed: initialise the rest
+        # What the table calls non-edited landmarks: "detected", or "estimated" when they
+        # were initialised from five clicked key points.
+        self.unedited_label = "detected"
 
     def set_landmarks(self, lms: LandmarkSet | None) -> None:
         self.landmarks = lms
@@ -53,6 +56,7 @@ class LandmarkEditorState:
         self.placing = False
         self.manual = None
         self.key_points_ready = False
+        self.unedited_label = "detected"
         self.version += 1
 
     @property

@@ -137,4 +137,5 @@ def complete_key_points(editor, scan, template, embedding) -> bool:
     editor.key_points_ready = False
     editor.set_landmarks(init_from_key_points(editor.landmarks, scan.vertices, scan.faces,
                                               template.vertices, template.faces, embedding))
+    editor.unedited_label = "estimated"
     return True
