@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import polyscope as ps
 
+from reflame_app.state.residuals import residual_grid, robust_limits
 from reflame_core.io.mesh import Scan
 
 SCAN = "scan"
@@ -20,6 +21,8 @@ LMK_DETECTED = "landmarks (detected)"
 LMK_EDITED = "landmarks (edited)"
 LMK_SELECTED = "landmark (selected)"
 CAMERA_GROUP = "orbit views"
+RESIDUAL_IMAGE = "residual images"
+CAMERA_WIDGET_SIZE = 0.05  # frustum size, relative to the scene (scan) size
 
 DETECTED_COLOR = (0.10, 0.55, 1.00)
 EDITED_COLOR = (1.00, 0.55, 0.05)
@@ -31,12 +34,15 @@ DISABLED_COLOR = (0.45, 0.45, 0.45)
 class OverlayStyle:
     """How the FLAME overlay is drawn (the Display panel edits this)."""
 
+    show_fit: bool = True
     wireframe: bool = True
     transparency: float = 0.6  # 1 = opaque
-    show_distances: bool = False
+    show_distances: bool = False  # fit-to-scan distance on the FLAME overlay
+    show_scan_distances: bool = False  # scan-to-fit distance on the scan
+    auto_range: bool = True  # colour-map top from the data (robust percentile)
     show_scan: bool = True
-    show_cameras: bool = True
-    max_distance: float = 0.1  # colour-map top, canonical units
+    show_cameras: bool = False  # the orbit-view frusta are clutter unless asked for
+    max_distance: float = 0.1  # colour-map top, canonical units (when not auto_range)
 
 
 def _scan_colors(scan: Scan) -> np.ndarray | None:
@@ -55,6 +61,13 @@ class SceneSync:
         self._views_version = -1
         self._style_applied: OverlayStyle | None = None
         self._group: ps.Group | None = None
+        self.scan_bounds: tuple[np.ndarray, np.ndarray] | None = None
+        self.looked_through: int | None = None
+        self.distance_ranges: dict[str, float] = {}
+        self.residual_shape: tuple[int, int] | None = None
+        self.residual_captions: list[str] = []
+        self.residual_place_frames = 0  # frames left to place the residual window
+        self.frame_request = False  # frame the scan in the free part of the window
 
     # --- scan ---------------------------------------------------------------------------
     def set_scan(self, scan: Scan | None) -> None:
@@ -67,6 +80,8 @@ class SceneSync:
         m = ps.register_surface_mesh(SCAN, scan.vertices, scan.faces, smooth_shade=True,
                                      material="flat" if scan.has_texture else "clay")
         m.set_selection_mode("faces_only")
+        self.scan_bounds = scene_bounds(scan.vertices)
+        set_scene_extents(*self.scan_bounds)
         if scan.has_texture:
             corner_uv = np.asarray(scan.uv, np.float32)[np.asarray(scan.uv_faces).reshape(-1)]
             m.add_parameterization_quantity("uv", corner_uv, defined_on="corners",
@@ -99,11 +114,29 @@ class SceneSync:
             self._fit_faces = faces
             self._style_applied = None
         if distances is not None and self.style.show_distances:
+            top = self.colour_top("fit", distances)
             m.add_scalar_quantity("scan distance", distances, enabled=True, cmap="reds",
-                                  vminmax=(0.0, self.style.max_distance))
-        elif distances is None and self.style.show_distances is False:
-            pass
+                                  vminmax=(0.0, top))
         self.apply_style()
+
+    def colour_top(self, key: str, distances: np.ndarray) -> float:
+        """Top of a distance colour map: robust (98th percentile) when ``auto_range``."""
+        top = (robust_limits(distances, signed=False)[1] if self.style.auto_range
+               else self.style.max_distance)
+        self.distance_ranges[key] = top
+        return top
+
+    def set_scan_distances(self, distances: np.ndarray | None) -> None:
+        """Scan-to-fit distance per scan vertex as a colour map on the scan (None: off)."""
+        if not ps.has_surface_mesh(SCAN):
+            return
+        m = ps.get_surface_mesh(SCAN)
+        if distances is None:
+            m.remove_quantity("fit distance", error_if_absent=False)
+            self._style_applied = None
+            return
+        m.add_scalar_quantity("fit distance", distances, enabled=True, cmap="reds",
+                              vminmax=(0.0, self.colour_top("scan", distances)))
 
     def apply_style(self) -> None:
         st = self.style
@@ -111,15 +144,20 @@ class SceneSync:
             return
         if ps.has_surface_mesh(FIT):
             m = ps.get_surface_mesh(FIT)
+            m.set_enabled(st.show_fit)
             m.set_edge_width(1.0 if st.wireframe else 0.0)
             m.set_edge_color((0.1, 0.1, 0.3))
             m.set_transparency(float(st.transparency))
             if not st.show_distances:
                 m.remove_quantity("scan distance", error_if_absent=False)
         if ps.has_surface_mesh(SCAN):
-            ps.get_surface_mesh(SCAN).set_enabled(st.show_scan)
+            scan = ps.get_surface_mesh(SCAN)
+            scan.set_enabled(st.show_scan)
+            if not st.show_scan_distances:
+                scan.remove_quantity("fit distance", error_if_absent=False)
         if self._group is not None:
             self._group.set_enabled(st.show_cameras)
+        self._hide_looked_through()
         self._style_applied = OverlayStyle(**st.__dict__)
 
     # --- landmarks ----------------------------------------------------------------------
@@ -169,24 +207,54 @@ class SceneSync:
             params = camera_parameters(eye, np.zeros(3), fov)
             cv = ps.register_camera_view(
                 view_name(i), params, widget_color=(0.2, 0.7, 0.3) if enabled[i]
-                else DISABLED_COLOR, widget_focal_length=0.15, widget_thickness=0.01)
+                else DISABLED_COLOR, widget_focal_length=CAMERA_WIDGET_SIZE,
+                widget_thickness=0.003)
             cv.add_to_group(group)
         self._group = group
         group.set_enabled(self.style.show_cameras)
+        self._hide_looked_through()
+        if self.scan_bounds is not None:  # frusta never change what "Reset View" frames
+            set_scene_extents(*self.scan_bounds)
+
+    def set_looked_through(self, view: int | None) -> None:
+        """The view the user looks through: its own frustum would sit in front of the
+        camera, so it is hidden (the others keep their display)."""
+        self.looked_through = view
+        self._hide_looked_through()
+
+    def _hide_looked_through(self) -> None:
+        i = 0
+        while ps.has_camera_view(view_name(i)):
+            ps.get_camera_view(view_name(i)).set_enabled(i != self.looked_through)
+            i += 1
 
     # --- per-view images ------------------------------------------------------------------
-    def show_images(self, images: dict[str, np.ndarray]) -> None:
-        """Floating image quantities, each in its own ImGui window. Values: (H,W,3) float
-        0..1 colour images, or (H,W) scalar images (signed residuals, coolwarm map)."""
-        for name, img in images.items():
-            if img.ndim == 3:
-                ps.add_color_image_quantity(name, img, enabled=True, show_in_imgui_window=True,
-                                            image_origin="upper_left")
-            else:
-                lim = float(np.abs(img).max()) or 1.0
-                ps.add_scalar_image_quantity(name, img, enabled=True, show_in_imgui_window=True,
-                                             image_origin="upper_left", cmap="coolwarm",
-                                             vminmax=(-lim, lim))
+    def show_images(self, images: dict[str, np.ndarray]) -> list[str]:
+        """The per-view residual images, side by side in one colour image shown in one ImGui
+        window (``RESIDUAL_WINDOW``); signed maps get robust symmetric limits. Returns a
+        caption per tile."""
+        grid, captions = residual_grid(images)
+        ps.add_color_image_quantity(RESIDUAL_IMAGE, grid, enabled=True,
+                                    show_in_imgui_window=True, image_origin="upper_left")
+        if self.residual_shape is None:  # first time: place it beside the studio panel
+            self.residual_place_frames = 3
+        self.residual_shape = grid.shape[:2]
+        self.residual_captions = captions
+        return captions
+
+
+def scene_bounds(vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(low, high) corners of the points' bounding box."""
+    v = np.asarray(vertices, np.float64)
+    return v.min(0), v.max(0)
+
+
+def set_scene_extents(low: np.ndarray, high: np.ndarray) -> None:
+    """Make Polyscope's scene extents (what Reset View frames, what sizes widgets) the scan's
+    box, whatever else is registered (camera frusta, landmark spheres)."""
+    ps.set_automatically_compute_scene_extents(False)
+    ps.set_bounding_box(low, high)
+    ps.set_length_scale(float(np.linalg.norm(np.asarray(high) - np.asarray(low))))
 
 
 def view_name(i: int) -> str:

@@ -105,3 +105,55 @@ def test_open_detect_fit_pause_edit_step_export(polyscope_mock, tmp_path, flame_
     assert np.asarray(doc["fitted_vertices"]).shape == (5023, 3)
     app.shutdown()
     assert (tmp_path / "autosave" / "last_session.json").is_file()
+
+
+def test_scene_pick_through_overlay_extents_frusta_and_highlight(polyscope_mock, tmp_path,
+                                                                 flame_dir, small_synthetic_head,
+                                                                 monkeypatch) -> None:
+    from reflame_app.scene import LMK_SELECTED, view_name
+    from reflame_app.state.picking import pick_scan
+
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    monkeypatch.setenv("REFLAME_AUTOSAVE_DIR", str(tmp_path / "autosave"))
+    s = small_synthetic_head.scan
+    scan_path = tmp_path / "head.obj"
+    write_obj(scan_path, s.vertices, s.faces)
+    studio = make_studio(scan_path, flame_dir, preset="fast")
+    app = studio.app
+    app.views.set_layout(num_views=6, resolution=96)
+    ps.frame_tick()
+    scan = app.scan_canonical
+    # Scene extents are the scan's box, not inflated by the orbit frusta (hidden by default).
+    low, high = ps.get_bounding_box()
+    assert np.allclose(low, scan.vertices.min(0), atol=1e-4)
+    assert np.allclose(high, scan.vertices.max(0), atol=1e-4)
+    assert not studio.scene.style.show_cameras
+    # The FLAME overlay sits in front of the scan: the pick still lands on the scan.
+    app.loaded_vertices = app.template.vertices * 1.05
+    ps.frame_tick()
+    assert ps.has_surface_mesh(FIT)
+    centre = scan.vertices.mean(0)
+    ps.look_at(centre + np.array([0.0, 0.0, 10.0]), centre)
+    w, h = ps.get_window_size()
+    origin = ps.get_view_camera_parameters().get_position()
+    ray = ps.screen_coords_to_world_ray((w / 2, h / 2))
+    hit = pick_scan(scan.vertices, scan.faces, origin, ray)
+    assert hit is not None and hit.point[2] > centre[2]  # the front of the face
+    app.editor.start_manual(len(scan.faces), "all")
+    ps.frame_tick()
+    assert ps.has_point_cloud(LMK_SELECTED) is False  # nothing placed yet
+    assert app.editor.pick_face(hit.face, hit.bary)
+    ps.frame_tick()
+    app.editor.select(0)  # selecting alone (no edit) highlights at once
+    ps.frame_tick()
+    assert ps.has_point_cloud(LMK_SELECTED)
+    # Looking through a view is instant and hides that view's frustum only.
+    studio.scene.style.show_cameras = True
+    studio.views_panel.look_through(app, 2, studio.scene)
+    ps.frame_tick()
+    assert not ps.get_camera_view(view_name(2)).is_enabled()
+    assert ps.get_camera_view(view_name(1)).is_enabled()
+    eye = app.views.cameras.camera_positions()[2]
+    assert np.allclose(ps.get_view_camera_parameters().get_position(), eye, atol=1e-3)
+    assert np.allclose(ps.get_bounding_box()[1], high, atol=1e-4)
+    app.shutdown()

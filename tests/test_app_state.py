@@ -171,3 +171,239 @@ def test_native_dialogs_import_and_fall_back_without_display(monkeypatch) -> Non
     chosen = field.take()
     assert chosen is not None and chosen.name == "flame" and "~" not in str(chosen)
     assert field.take() is None
+
+
+# ---- GUI fixes: picking, manual landmarks, export, fit state labels -----------------------
+
+def _grid_mesh(n: int = 6) -> tuple[np.ndarray, np.ndarray]:
+    """A flat n x n square grid in the z=0 plane, spanning [-1,1]^2."""
+    xs = np.linspace(-1, 1, n)
+    vx, vy = np.meshgrid(xs, xs)
+    verts = np.stack([vx.ravel(), vy.ravel(), np.zeros(n * n)], 1)
+    faces = []
+    for r in range(n - 1):
+        for c in range(n - 1):
+            a = r * n + c
+            faces += [[a, a + 1, a + n + 1], [a, a + n + 1, a + n]]
+    return verts, np.array(faces)
+
+
+def test_ray_pick_hits_the_nearest_scan_face_behind_an_overlay() -> None:
+    from reflame_app.state.picking import ClickGesture, pick_scan
+
+    verts, faces = _grid_mesh()
+    hit = pick_scan(verts, faces, np.array([0.3, -0.2, 5.0]), np.array([0.0, 0.0, -2.0]))
+    assert hit is not None and hit.t == pytest.approx(5.0)
+    assert np.allclose(hit.point, [0.3, -0.2, 0.0])
+    tri = verts[faces[hit.face]]
+    assert np.allclose(hit.bary @ tri, [0.3, -0.2, 0.0]) and hit.bary.sum() == pytest.approx(1)
+    # Two layers: the nearer one (z=0.5) wins; a ray pointing away misses.
+    both = np.concatenate([verts, verts + [0, 0, 0.5]])
+    hit2 = pick_scan(both, np.concatenate([faces, faces + len(verts)]),
+                     np.array([0.3, -0.2, 5.0]), np.array([0.0, 0.0, -1.0]))
+    assert hit2.face >= len(faces) and hit2.t == pytest.approx(4.5)
+    assert pick_scan(verts, faces, np.array([0.0, 0.0, 5.0]), np.array([0.0, 0.0, 1.0])) is None
+    # Click = press and release at about the same place, not on a panel; a drag is no click.
+    g = ClickGesture()
+    assert g.update(True, False, (10, 10), False) is None
+    assert g.update(False, True, (12, 11), False) == (12.0, 11.0)
+    g.update(True, False, (10, 10), False)
+    assert g.update(False, True, (60, 10), False) is None
+    g.update(True, False, (10, 10), True)  # pressed over a panel
+    assert g.update(False, True, (10, 10), False) is None
+
+
+def test_selection_changes_the_scene_key_at_once() -> None:
+    ed = LandmarkEditorState()
+    ed.set_landmarks(_landmarks())
+    key = ed.scene_key()
+    ed.select(12)
+    assert ed.scene_key() != key  # the 3D highlight follows the selection, no edit needed
+
+
+def test_manual_placement_of_all_68_from_scratch() -> None:
+    ed = LandmarkEditorState()
+    ed.start_manual(100, "all")
+    lms = ed.landmarks
+    assert lms is not None and not lms.placed_mask.any() and ed.selected == 0 and ed.placing
+    assert "contour" in ed.manual_hint() and "1 of 68" in ed.manual_hint()
+    for k in range(3):
+        assert ed.pick_face(10 + k, np.array([0.2, 0.3, 0.5]))
+    assert ed.selected == 3 and ed.placing and lms.placed_mask[:3].all()
+    assert "4 of 68" in ed.manual_hint()
+    ed.skip_manual()
+    assert ed.selected == 4 and not lms.placed_mask[3]
+    for _ in range(64):
+        ed.pick_face(1, np.array([1.0, 0.0, 0.0]))
+    assert ed.manual is None and not ed.placing and lms.placed_mask.sum() == 67
+    assert not ed.key_points_ready
+    assert lms.provenance[0] == "edited" and lms.enabled[:3].all()
+
+
+def test_five_key_points_initialise_the_rest(flame_template, landmark_embedding) -> None:
+    from reflame_app.state.manual_landmarks import (
+        KEY_POINTS,
+        complete_key_points,
+        diagram_points,
+    )
+    from reflame_core.geometry.similarity import Similarity
+    from reflame_core.geometry.surface_query import MeshQuery
+    from reflame_core.io.mesh import Scan
+
+    t = flame_template
+    # The "scan": the FLAME template moved by a similarity, so the truth is known.
+    rot = np.array([[0.0, 0.0, 1.0], [0.0, 1.0, 0.0], [-1.0, 0.0, 0.0]])
+    sim = Similarity(2.0, rot, np.array([1.0, -3.0, 0.5]))
+    verts = sim.apply(np.asarray(t.vertices, np.float64))
+    truth = landmark_embedding.points(verts, t.faces)
+    scan = Scan(vertices=verts, faces=np.asarray(t.faces))
+    q = MeshQuery(verts, t.faces)
+    ed = LandmarkEditorState()
+    ed.start_manual(len(t.faces), "key5")
+    assert ed.selected == KEY_POINTS[0] and "outer corner" in ed.manual_hint()
+    for i in KEY_POINTS:
+        h = q.closest(truth[i:i + 1])
+        assert ed.selected == i
+        ed.pick_face(int(h.face[0]), h.bary[0] / h.bary[0].sum())
+    assert ed.key_points_ready and ed.manual is None
+    assert ed.unedited_label == "detected"
+    assert complete_key_points(ed, scan, t, landmark_embedding)
+    assert ed.unedited_label == "estimated"  # the table says where the others come from
+    lms = ed.landmarks
+    assert lms.placed_mask[:68].all() and not ed.key_points_ready
+    err = np.linalg.norm(lms.positions(verts, t.faces)[:68] - truth, axis=1)
+    assert err.max() < 0.05 * 2.0  # exact up to the snap to the surface
+    assert lms.provenance[30] == "edited" and lms.provenance[8] == "detected"
+    assert lms.confidence[8] < lms.confidence[30]
+    pts = diagram_points(t.vertices, t.faces, landmark_embedding)
+    assert pts.shape == (68, 2) and pts.min() >= 0 and pts.max() <= 1
+    assert pts[36, 0] < pts[45, 0] and pts[30, 1] < pts[8, 1]  # right eye left, chin low
+
+
+def test_fit_state_finished_and_paused_stage_labels() -> None:
+    from types import SimpleNamespace
+
+    from reflame_app.state.fit_control import all_stages_done
+
+    stages = [{"name": "rigid", "status": "done", "iteration": 1, "num_steps": 1},
+              {"name": "coarse", "status": "running", "iteration": 4, "num_steps": 10}]
+    ctl = SimpleNamespace(state="paused", snap=SimpleNamespace(stages=stages))
+    ctl.latest_snapshot = lambda: ctl.snap
+    fc = FitControlState()
+    fc.attach(ctl, {})
+    assert fc.state == "paused" and fc.can("resume") and fc.can("step")
+    assert [r.status for r in stage_rows(stages, fc.state)] == ["done", "paused"]
+    assert stage_rows(stages, "running")[1].status == "running"
+    stages[1]["status"] = "skipped"
+    assert all_stages_done(stages) and not all_stages_done([])
+    assert fc.state == "finished"
+    assert not fc.can("resume") and not fc.can("step") and not fc.can("start")
+    assert not fc.can("skip") and fc.can("restart")
+    ctl.state = "finished"  # the controller's own word for it
+    assert fc.state == "finished" and not fc.can("resume")
+
+
+def test_export_button_state_and_no_false_error(tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from reflame_app.panels.file_panel import FilePanel, export_ready
+
+    calls = []
+    app = SimpleNamespace(controller=None, snapshot=None, export_pending=None,
+                          messages=MessageLog(), export=lambda out: calls.append(out))
+    assert not export_ready(app)[0] and "run a fit" in export_ready(app)[1]
+    app.controller = object()
+    assert not export_ready(app)[0]
+    app.snapshot = object()
+    assert export_ready(app) == (True, "")
+    panel = FilePanel()
+    panel.export.text = str(tmp_path / "out")
+    panel.export.submit_text()
+    panel.start_export(app)  # app.export returns None, as the real one does
+    assert calls == [tmp_path / "out"] and not app.messages.errors
+    app.export_pending = tmp_path / "out"
+    assert not export_ready(app)[0]
+
+
+def test_residual_limits_are_robust_and_symmetric() -> None:
+    from reflame_app.state.residuals import coolwarm, residual_grid, robust_limits
+
+    rng = np.random.default_rng(0)
+    img = np.zeros((40, 40))
+    img[10:30, 10:30] = rng.normal(0, 0.01, (20, 20))
+    img[0, 0] = 50.0  # one outlier pixel
+    lo, hi = robust_limits(img, signed=True)
+    assert lo == -hi and 0.01 < hi < 0.05  # not set by the outlier, not by the zero border
+    assert robust_limits(np.abs(img), signed=False)[0] == 0.0
+    assert robust_limits(np.zeros(5), signed=True) == (-1.0, 1.0)
+    assert np.allclose(coolwarm(np.array([0.0]), -1, 1), 1.0)  # zero residual is white
+    grid, captions = residual_grid({"mask difference": img, "depth residual": -img,
+                                    "landmarks": np.ones((40, 30, 3))})
+    assert grid.shape == (40, 40 + 40 + 30 + 2 * 4, 3) and len(captions) == 3
+    assert "±" in captions[0] and captions[2] == "landmarks"
+    # Most of the head area shows a colour, not white: the range fits the data.
+    tile = grid[10:30, 10:30]
+    assert (np.abs(tile - 1.0).max(-1) > 0.1).mean() > 0.3
+
+
+def test_scan_to_fit_distances() -> None:
+    from reflame_app.state.residuals import scan_to_fit_distances
+
+    verts, faces = _grid_mesh()
+    pts = np.array([[0.0, 0.0, 0.25], [0.5, 0.5, -0.1]])
+    assert np.allclose(scan_to_fit_distances(pts, verts, faces), [0.25, 0.1], atol=1e-5)
+
+
+def test_dock_layout_and_framing_the_head_in_the_free_area() -> None:
+    from reflame_app.state.views import DockLayout, frame_box
+
+    lay = DockLayout(1280, 720)
+    assert lay.dock_pos == (840, 0) and lay.dock_size == (440, 720)
+    left, right = lay.free_x
+    assert left == 310 and right == 840
+    sx, sy = lay.side_window_pos(200)
+    assert sx + lay.side_window_size[0] <= lay.dock_pos[0] and sy + 200 <= 720
+    low, high = np.array([-1.0, -1.5, -1.0]), np.array([1.0, 1.5, 1.0])
+    eye, target = frame_box(low, high, 45.0, 1280, 720, left, right)
+    # Project the box corners with a pinhole camera looking along -z from eye.
+    tan_v = np.tan(np.radians(22.5))
+    corners = np.array([[x, y, z] for x in (low[0], high[0]) for y in (low[1], high[1])
+                        for z in (low[2], high[2])])
+    rel = corners - eye
+    px = 640 + rel[:, 0] / -rel[:, 2] / (tan_v * 1280 / 720) * 640
+    py = 360 - rel[:, 1] / -rel[:, 2] / tan_v * 360
+    assert px.min() >= left and px.max() <= right and py.min() >= 0 and py.max() <= 720
+    centre = (640 + (0 - eye[0]) / eye[2] / (tan_v * 1280 / 720) * 640)
+    assert centre == pytest.approx((left + right) / 2, abs=1.0)
+    assert target[2] == pytest.approx(0.0)
+
+
+def test_loss_terms_as_checkboxes_with_fixed_colours() -> None:
+    lp = LossPlotState()
+    lp.update([("coarse", 0, {"mask": 1.0, "depth": 2.0}), ("refine", 0, {"landmark": 3.0,
+                                                                          "mask": 0.5})])
+    assert lp.all_terms == ["mask", "depth", "landmark"]
+    assert lp.term_color("mask") != lp.term_color("depth")
+    lp.show_term["mask"] = False
+    assert [t for t, _, _ in lp.plot_data("coarse")] == ["depth"]
+    assert [t for t, _, _ in lp.plot_data("refine")] == ["landmark"]
+
+
+def test_first_run_lists_the_template_alternatives(tmp_path) -> None:
+    from reflame_app.state.first_run import FirstRunState
+
+    fr = FirstRunState()
+    fr.check(tmp_path)
+    needs = fr.needs()
+    assert [n.what for n in needs] == ["FLAME template", "landmark embedding"]
+    tmpl = needs[0]
+    assert [[r.file for r in opt] for opt in tmpl.options] == [
+        ["flame_template.npz"], ["flame2023.pkl", "head_template.obj"]]
+    assert not tmpl.satisfied
+    (tmp_path / "flame_template.npz").write_bytes(b"x")  # one alternative is enough
+    fr.check(tmp_path)
+    assert fr.needs()[0].satisfied and not fr.needs()[1].satisfied
+    (tmp_path / "flame_template.npz").unlink()
+    (tmp_path / "head_template.obj").write_bytes(b"x")  # half of the other one is not
+    fr.check(tmp_path)
+    assert not fr.needs()[0].satisfied

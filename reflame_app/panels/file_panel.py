@@ -5,7 +5,7 @@ from __future__ import annotations
 import polyscope.imgui as psim
 
 from reflame_app.dialogs import PathField
-from reflame_app.panels.widgets import button, path_field
+from reflame_app.panels.widgets import GREY, button, path_field
 from reflame_app.state.app_state import AppState
 
 SCAN_FILTERS = ["Scans", "*.obj *.ply *.glb *.gltf", "All files", "*"]
@@ -39,13 +39,42 @@ class FilePanel:
         if path_field("load session", self.session_load, "Load"):
             with app.messages.guard("Loading the session"):
                 app.load_session(self.session_load.take())
-        psim.BeginDisabled(app.fitted_vertices is None)
-        if path_field("export to", self.export, "Export"):
-            with app.messages.guard("Exporting"):
-                written = app.export(self.export.take())
-                app.messages.info(f"Exported {len(written)} files")
+        ok, why = export_ready(app)
+        psim.BeginDisabled(not ok)
+        chosen = path_field("export to", self.export, "Export")
         psim.EndDisabled()
+        if not ok:
+            psim.TextColored(GREY, why)
+        if chosen:
+            self.start_export(app)
         if button("Autosave now", app.scan is not None):
             path = app.autosave(force=True)
             if path is not None:
                 app.messages.info(f"Autosaved to {path}")
+
+    def start_export(self, app: AppState) -> None:
+        """Start the export of the chosen folder (it finishes on the fitting thread; ``poll``
+        reports it). Nothing is started while ``export_ready`` says no."""
+        out = self.export.take()
+        ok, why = export_ready(app)
+        if out is None or not ok:
+            if out is not None:
+                app.messages.error(f"Export: {why}")
+            return
+        with app.messages.guard("Exporting"):
+            app.export(out)
+            app.messages.info(f"Exporting to {out}...")
+
+
+def export_ready(app: AppState) -> tuple[bool, str]:
+    """Whether there is something to export now, and if not, why (shown under the field).
+
+    The export writes the live session's outputs, so it needs a fit session with at least one
+    snapshot; a fit loaded from a session file alone cannot be exported."""
+    if app.controller is None:
+        return False, "nothing to export yet: run a fit first"
+    if app.snapshot is None:
+        return False, "nothing to export yet: the fit has not produced a result"
+    if app.export_pending is not None:
+        return False, f"exporting to {app.export_pending}..."
+    return True, ""

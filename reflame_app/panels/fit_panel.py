@@ -36,11 +36,22 @@ def draw_fit(app: AppState) -> None:
         if button("Restart stage", fc.can("restart")):
             fc.command("restart")
     snap = app.snapshot
-    for row in stage_rows(snap.stages if snap is not None else []):
-        marker = ">" if snap is not None and snap.stage == row.name else " "
-        psim.Text(f"{marker} {row.name:9s} {row.status:8s}")
-        psim.SameLine()
-        psim.ProgressBar(row.progress, (-1, 0), f"{row.iteration}/{row.num_steps}")
+    rows = stage_rows(snap.stages if snap is not None else [], fc.state)
+    flags = psim.ImGuiTableFlags_SizingFixedFit | psim.ImGuiTableFlags_RowBg
+    if rows and psim.BeginTable("stages", 3, flags):
+        psim.TableSetupColumn("stage", psim.ImGuiTableColumnFlags_WidthFixed, 110)
+        psim.TableSetupColumn("status", psim.ImGuiTableColumnFlags_WidthFixed, 70)
+        psim.TableSetupColumn("progress", psim.ImGuiTableColumnFlags_WidthStretch)
+        for row in rows:
+            psim.TableNextRow()
+            psim.TableNextColumn()
+            marker = ">" if snap is not None and snap.stage == row.name else " "
+            psim.Text(f"{marker} {row.name}")
+            psim.TableNextColumn()
+            psim.Text(row.status)
+            psim.TableNextColumn()
+            psim.ProgressBar(row.progress, (-1, 0), f"{row.iteration}/{row.num_steps}")
+        psim.EndTable()
     for stage, params in fc.params.items():
         if not psim.TreeNode(f"{stage} parameters"):
             continue

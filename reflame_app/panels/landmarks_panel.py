@@ -3,10 +3,12 @@ click-to-move, disable/reset, undo/redo, group weights."""
 
 from __future__ import annotations
 
+import numpy as np
 import polyscope.imgui as psim
 
 from reflame_app.panels.widgets import GREY, button
 from reflame_app.state.app_state import AppState
+from reflame_app.state.manual_landmarks import diagram_points
 from reflame_core.landmarks.definitions import GROUPS
 
 EDITED = (1.0, 0.6, 0.1, 1.0)
@@ -20,11 +22,11 @@ def draw_landmarks(app: AppState) -> None:
     if button("Detect landmarks", app.scan is not None and not app.detecting):
         with app.messages.guard("Detecting landmarks"):
             app.detect_landmarks(wait=False)
+    draw_manual_placement(app)
     if ed.landmarks is None:
-        psim.TextColored(GREY, "no landmarks yet")
+        psim.TextColored(GREY, "no landmarks yet: detect them, or place them by hand")
         return
     lms = ed.landmarks
-    psim.SameLine()
     if button("Undo", lms.can_undo):
         ed.undo()
     psim.SameLine()
@@ -34,7 +36,9 @@ def draw_landmarks(app: AppState) -> None:
         i = ed.selected
         psim.Text(f"Selected: {i} {lms.names[i]}")
         psim.SameLine()
-        if ed.placing:
+        if ed.manual is not None:
+            pass
+        elif ed.placing:
             psim.TextColored(EDITED, "click on the scan to place it")
             psim.SameLine()
             if psim.SmallButton("cancel"):
@@ -52,10 +56,12 @@ def draw_landmarks(app: AppState) -> None:
                 with app.messages.guard("Setting a group weight"):
                     ed.set_group_weight(g, max(0.0, w))
         psim.TreePop()
-    flags = psim.ImGuiTableFlags_RowBg | psim.ImGuiTableFlags_ScrollY | psim.ImGuiTableFlags_Borders
+    flags = (psim.ImGuiTableFlags_RowBg | psim.ImGuiTableFlags_ScrollY
+             | psim.ImGuiTableFlags_Borders | psim.ImGuiTableFlags_SizingFixedFit)
     if psim.BeginTable("landmark table", 6, flags, (0, 220)):
-        for name in ("#  name", "group", "conf", "source", "on", "weight"):
-            psim.TableSetupColumn(name)
+        for name, width in (("#  name", 140), ("group", 52), ("conf", 34), ("source", 52),
+                            ("on", 24), ("weight", 48)):
+            psim.TableSetupColumn(name, psim.ImGuiTableColumnFlags_WidthFixed, width)
         psim.TableHeadersRow()
         for row in ed.rows():
             psim.PushID(str(row.index))
@@ -63,12 +69,19 @@ def draw_landmarks(app: AppState) -> None:
             psim.TableNextColumn()
             if psim.Selectable(f"{row.index:2d} {row.name}", ed.selected == row.index):
                 ed.select(row.index)
+            if psim.IsItemHovered():
+                psim.SetTooltip(f"{row.index} {row.name} ({row.group})")
             psim.TableNextColumn()
             psim.Text(row.group)
             psim.TableNextColumn()
             psim.Text(f"{row.confidence:.2f}" if row.placed else "-")
             psim.TableNextColumn()
-            psim.TextColored(EDITED if row.provenance == "edited" else DETECTED, row.provenance)
+            if row.placed:
+                edited = row.provenance == "edited"
+                psim.TextColored(EDITED if edited else DETECTED,
+                                 row.provenance if edited else ed.unedited_label)
+            else:
+                psim.TextColored(GREY, "-")
             psim.TableNextColumn()
             changed, on = psim.Checkbox("##on", row.enabled)
             if changed:
@@ -82,3 +95,56 @@ def draw_landmarks(app: AppState) -> None:
                     ed.set_weight(row.index, max(0.0, w))
             psim.PopID()
         psim.EndTable()
+
+
+_DIAGRAM_CACHE: dict[int, np.ndarray] = {}
+
+
+def draw_manual_placement(app: AppState) -> None:
+    """Buttons to place landmarks by hand; while placing, what to click next and a small
+    frontal picture of the 68 points with the next one highlighted."""
+    ed = app.editor
+    scan = app.scan_canonical
+    if ed.manual is None:
+        if button("Place all 68 by hand", scan is not None):
+            ed.start_manual(len(scan.faces), "all")
+        psim.SameLine()
+        if button("Place 5 key points", scan is not None and app.assets_ready):
+            ed.start_manual(len(scan.faces), "key5")
+        if psim.IsItemHovered():
+            psim.SetTooltip("Click the eye outer corners, nose tip and mouth corners; the "
+                            "other landmarks are initialised from the FLAME template")
+        return
+    psim.TextColored(EDITED, ed.manual_hint() or "")
+    if psim.SmallButton("skip this one"):
+        ed.skip_manual()
+    psim.SameLine()
+    if psim.SmallButton("stop placing"):
+        ed.stop_manual()
+    if app.template is not None and app.embedding is not None and ed.manual is not None:
+        key = id(app.template)
+        if key not in _DIAGRAM_CACHE:
+            _DIAGRAM_CACHE[key] = diagram_points(app.template.vertices, app.template.faces,
+                                                 app.embedding)
+        draw_diagram(_DIAGRAM_CACHE[key], ed.manual.current, set(ed.manual.done))
+
+
+def draw_diagram(points: np.ndarray, current: int | None, done: set[int],
+                 size: float = 170.0) -> None:
+    """The 68 points in a size x size box: the next one large and red, placed ones orange."""
+    x0, y0 = psim.GetCursorScreenPos()
+    dl = psim.GetWindowDrawList()
+    dl.AddRectFilled((x0, y0), (x0 + size, y0 + size), psim.GetColorU32((0.1, 0.1, 0.12, 1.0)))
+    pad = 8.0
+    for i, (u, v) in enumerate(points):
+        c = (x0 + pad + u * (size - 2 * pad), y0 + pad + v * (size - 2 * pad))
+        if i == current:
+            continue
+        col = EDITED if i in done else (0.75, 0.75, 0.75, 1.0)
+        dl.AddCircleFilled(c, 2.0, psim.GetColorU32(col))
+    if current is not None:
+        u, v = points[current]
+        c = (x0 + pad + u * (size - 2 * pad), y0 + pad + v * (size - 2 * pad))
+        dl.AddCircleFilled(c, 5.0, psim.GetColorU32((1.0, 0.15, 0.1, 1.0)))
+        dl.AddCircle(c, 9.0, psim.GetColorU32((1.0, 1.0, 1.0, 1.0)))
+    psim.Dummy((size, size))

@@ -12,8 +12,9 @@ def draw_banner(log: MessageLog) -> None:
     msg = log.banner
     if msg is None:
         return
-    psim.TextColored(RED if msg.level == "error" else GREEN,
-                     ("Error: " if msg.level == "error" else "") + msg.text[:400])
+    psim.PushStyleColor(psim.ImGuiCol_Text, RED if msg.level == "error" else GREEN)
+    psim.TextWrapped(("Error: " if msg.level == "error" else "") + msg.text[:400])
+    psim.PopStyleColor()
     if psim.SmallButton("dismiss"):
         log.dismiss()
     psim.Separator()

@@ -48,16 +48,28 @@ class ViewsPanel:
                     views.set_enabled(i, on)
                 psim.SameLine()
                 if psim.Selectable(views.label(i), views.selected == i):
-                    self.look_through(app, i)
+                    self.look_through(app, i, scene)
                 psim.PopID()
         psim.EndChild()
         sel = views.selected
         if sel is not None:
             psim.Text(f"Looking through view {sel}")
+            psim.SameLine()
+            if psim.SmallButton("back to the head view"):
+                views.selected = None
+                scene.set_looked_through(None)
+                scene.frame_request = True
             if button("Compute residual images of this view", app.controller is not None):
                 with app.messages.guard("Rendering the view"):
                     app.request_view_images(sel)
                     self.waiting_images = True
+        if scene.residual_captions:
+            psim.TextWrapped("Residual images (window beside this panel): "
+                             + " | ".join(scene.residual_captions))
+
+    def poll_images(self, app: AppState, scene: SceneSync) -> None:
+        """Show requested residual images once the engine has them (every frame, also while
+        this panel is collapsed)."""
         if self.waiting_images:
             images = app.view_images()
             if images is not None:
@@ -65,8 +77,11 @@ class ViewsPanel:
                 self.waiting_images = False
 
     @staticmethod
-    def look_through(app: AppState, view: int) -> None:
-        """Set Polyscope's viewer camera to an orbit view (same pose and field of view)."""
+    def look_through(app: AppState, view: int, scene: SceneSync) -> None:
+        """Put Polyscope's viewer camera at an orbit view (same pose and field of view) at
+        once, without a camera flight, and hide that view's own frustum."""
         eye, target, fov = app.views.look_through(view)
-        aspect = ps.get_aspect_ratio_width_over_height() if ps.is_initialized() else 1.0
-        ps.set_view_camera_parameters(camera_parameters(eye, target, fov, aspect))
+        up = camera_parameters(eye, target, fov).get_up_dir()
+        ps.look_at_dir(eye, target, up, fly_to=False)
+        ps.set_vertical_fov_degrees(fov)
+        scene.set_looked_through(view)

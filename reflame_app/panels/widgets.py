@@ -23,7 +23,9 @@ def path_field(label: str, field: PathField, action: str) -> bool:
     """Text field + "..." (native dialog) + action button. True when a path was chosen
     (``field.take()`` then returns it)."""
     psim.PushID(label)
-    psim.SetNextItemWidth(-170)
+    # Leave room for the label and both buttons, whatever their text, so none is cut off.
+    extra = sum(psim.CalcTextSize(t)[0] for t in (label, "...", action)) + 6 * 8
+    psim.SetNextItemWidth(-max(extra, 60.0))
     changed, field.text = psim.InputText(label, field.text)
     psim.SameLine()
     if psim.Button("...") and not field.waiting:

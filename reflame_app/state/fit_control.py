@@ -1,6 +1,6 @@
 """Fitting panel: stage list with progress, run commands, live stage-parameter edits.
 
-The GUI never runs a fitting step itself: every command goes to the engine's FitController
+The GUI never runs a fitting step itself: every command goes to the fitting worker
 (its own thread), and everything shown comes from its latest snapshot.
 """
 
@@ -29,7 +29,7 @@ class StageRow:
 
 @dataclass
 class FitControlState:
-    """Commands and parameter edits for one FitController.
+    """Commands and parameter edits for the fitting worker (``FitWorker``).
 
     ``params`` mirrors the stage tables of the session's config as last sent, so text fields
     show what the engine uses; an edit is parsed to the parameter's type before it is sent.
@@ -50,13 +50,26 @@ class FitControlState:
 
     @property
     def state(self) -> str:
-        return "no fit" if self.controller is None else str(self.controller.state)
+        """The controller's state, shown as "finished" once every stage is done or skipped
+        (also when the controller itself still says "paused"/"idle" then)."""
+        if self.controller is None:
+            return "no fit"
+        st = str(self.controller.state)
+        if st in ("idle", "paused") and all_stages_done(self._stages()):
+            return "finished"
+        return st
+
+    def _stages(self) -> Any:
+        snap = self.controller.latest_snapshot() if self.controller is not None else None
+        return getattr(snap, "stages", None) if snap is not None else None
 
     def can(self, action: str) -> bool:
         """Whether a button makes sense in the current controller state."""
         st = self.state
         if st in ("no fit", "stopped"):
             return False
+        if st == "finished":  # only going back into a stage makes sense
+            return action == "restart"
         return {
             "start": st == "idle",
             "pause": st == "running",
@@ -108,12 +121,25 @@ class FitControlState:
         return {f"stages.{s}.{k}": v for s, k, v in self.sent}
 
 
-def stage_rows(stages: Any) -> list[StageRow]:
+DONE_STATUSES = ("done", "skipped", "finished")
+
+
+def stage_rows(stages: Any, fit_state: str | None = None) -> list[StageRow]:
     """StageRows from a snapshot's stage list (objects or dicts with name, status,
-    iteration, num_steps)."""
+    iteration, num_steps). With ``fit_state`` "paused" (or "idle"), the stage the engine
+    calls "running" is shown as "paused": nothing runs while the fit is paused."""
     rows = []
     for st in stages or []:
         get = st.get if isinstance(st, dict) else lambda k, d=None, st=st: getattr(st, k, d)
-        rows.append(StageRow(str(get("name")), str(get("status", "")),
+        status = str(get("status", ""))
+        if status == "running" and fit_state in ("paused", "idle", "stopped", "error"):
+            status = "paused" if fit_state in ("paused", "idle") else fit_state
+        rows.append(StageRow(str(get("name")), status,
                              int(get("iteration", 0) or 0), int(get("num_steps", 0) or 0)))
     return rows
+
+
+def all_stages_done(stages: Any) -> bool:
+    """Every stage of a snapshot's stage list is done or skipped (False for none)."""
+    rows = stage_rows(stages)
+    return bool(rows) and all(r.status in DONE_STATUSES for r in rows)

@@ -10,6 +10,12 @@ from typing import Any
 
 import numpy as np
 
+from reflame_app.state.manual_landmarks import (
+    ManualPlacement,
+    empty_landmarks,
+    landmark_hint,
+    placement_queue,
+)
 from reflame_core.landmarks.landmark_set import LandmarkSet
 
 
@@ -38,11 +44,19 @@ class LandmarkEditorState:
         self.placing = False
         self.version = 0
         self._sent_version = 0
+        self.manual: ManualPlacement | None = None
+        self.key_points_ready = False  # the five key points are placed: initialise the rest
+        # What the table calls non-edited landmarks: "detected", or "estimated" when they
+        # were initialised from five clicked key points.
+        self.unedited_label = "detected"
 
     def set_landmarks(self, lms: LandmarkSet | None) -> None:
         self.landmarks = lms
         self.selected = None
         self.placing = False
+        self.manual = None
+        self.key_points_ready = False
+        self.unedited_label = "detected"
         self.version += 1
 
     @property
@@ -84,10 +98,70 @@ class LandmarkEditorState:
             return False
         if structure_data.get("element_type") != "face" or "bary_coords" not in structure_data:
             return False
-        self.move(self.selected, int(structure_data["index"]),
-                  np.asarray(structure_data["bary_coords"], np.float64))
+        return self.pick_face(int(structure_data["index"]),
+                              np.asarray(structure_data["bary_coords"], np.float64))
+
+    def pick_face(self, face_id: int, bary: np.ndarray) -> bool:
+        """A click hit scan face ``face_id`` at ``bary``: move the landmark being placed
+        there. Placing one landmark ends after the move; in manual placement the next one
+        in the queue is selected instead. Returns whether a landmark moved."""
+        if not self.placing or self.selected is None:
+            return False
+        self.move(self.selected, int(face_id), np.asarray(bary, np.float64))
         self.placing = False
+        m = self.manual
+        if m is not None and m.current == self.selected:
+            m.advance()
+            if m.finished:
+                self.key_points_ready = m.mode == "key5"
+                self.manual = None
+            else:
+                self.select(m.current, place=True)
+                self.manual = m
         return True
+
+    # ---- placing by hand, without a detector ---------------------------------------------
+    def start_manual(self, num_faces: int, mode: str = "all") -> None:
+        """Click the landmarks one after the other: "all" (every one not placed yet; all 68
+        when there are no landmarks) or "key5" (five key points, the rest initialised from
+        them by ``init_from_key_points``). Starts from an empty set when there is none or it
+        refers to another scan."""
+        if self.landmarks is None or self.landmarks.num_faces != num_faces:
+            self.set_landmarks(empty_landmarks(num_faces))
+        queue = placement_queue(self.landmarks, mode)
+        self.manual = ManualPlacement(mode, queue)
+        self.key_points_ready = False
+        self.selected, self.placing = queue[0], True
+        self.version += 1
+
+    def skip_manual(self) -> None:
+        """Leave the current landmark unplaced and go to the next one."""
+        m = self.manual
+        if m is None:
+            return
+        m.skip()
+        if m.finished:
+            self.stop_manual()
+        else:
+            self.selected, self.placing = m.current, True
+
+    def stop_manual(self) -> None:
+        self.manual = None
+        self.placing = False
+
+    def manual_hint(self) -> str | None:
+        """"Click: <what> (k of n)" for the landmark to click next, None when not placing."""
+        m = self.manual
+        if m is None or m.current is None or self.landmarks is None:
+            return None
+        i = m.current
+        return (f"Click: {landmark_hint(i, self.landmarks.names[i])}  "
+                f"({len(m.done) + 1} of {m.total})")
+
+    def scene_key(self) -> tuple[int, int | None]:
+        """Changes when the 3D landmark display must be redrawn: an edit or a new selection
+        (so the selected landmark is highlighted as soon as it is chosen)."""
+        return self.version, self.selected
 
     # ---- edits ---------------------------------------------------------------------------
     def _edited(self) -> None:

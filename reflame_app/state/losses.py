@@ -7,6 +7,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+TERM_COLORS = [  # distinct on the dark ImGui background
+    (0.35, 0.70, 1.00, 1.0), (1.00, 0.55, 0.15, 1.0), (0.40, 0.90, 0.40, 1.0),
+    (1.00, 0.35, 0.35, 1.0), (0.80, 0.55, 1.00, 1.0), (1.00, 0.90, 0.30, 1.0),
+    (0.30, 0.95, 0.90, 1.0), (1.00, 0.55, 0.80, 1.0), (0.75, 0.75, 0.75, 1.0),
+    (0.65, 0.45, 0.25, 1.0),
+]
+
 
 @dataclass
 class LossSeries:
@@ -26,6 +33,7 @@ class LossPlotState:
     series: dict[str, dict[str, LossSeries]] = field(default_factory=dict)
     log_scale: bool = True
     show_stage: dict[str, bool] = field(default_factory=dict)
+    show_term: dict[str, bool] = field(default_factory=dict)
     _seen: int = 0
 
     def update(self, history: Iterable[tuple[str, int, Mapping[str, float]]]) -> bool:
@@ -41,6 +49,7 @@ class LossPlotState:
             per_term = self.series.setdefault(stage, {})
             self.show_stage.setdefault(stage, True)
             for term, value in losses.items():
+                self.show_term.setdefault(term, True)
                 s = per_term.setdefault(term, LossSeries())
                 s.iterations.append(int(iteration))
                 s.values.append(float(value))
@@ -54,10 +63,23 @@ class LossPlotState:
     def terms(self, stage: str) -> list[str]:
         return list(self.series.get(stage, {}))
 
+    @property
+    def all_terms(self) -> list[str]:
+        """Every loss term of every stage, in first-seen order (the term checkboxes)."""
+        return list(self.show_term)
+
+    def term_color(self, term: str) -> tuple[float, float, float, float]:
+        """A fixed colour per term, the same in every stage's plot and on its checkbox."""
+        i = self.all_terms.index(term) if term in self.show_term else 0
+        return TERM_COLORS[i % len(TERM_COLORS)]
+
     def plot_data(self, stage: str) -> list[tuple[str, np.ndarray, np.ndarray]]:
-        """(term, x, y) for one stage; y clamped positive on a log scale so ImPlot can draw it."""
+        """(term, x, y) for one stage's shown terms; y clamped positive on a log scale so
+        ImPlot can draw it."""
         out = []
         for term, s in self.series.get(stage, {}).items():
+            if not self.show_term.get(term, True):
+                continue
             x, y = s.arrays()
             if self.log_scale:
                 y = np.maximum(np.abs(y), 1e-12)

@@ -94,3 +94,60 @@ class ViewsPanelState:
         self.selected = view
         eye = np.asarray(self.cameras.camera_positions()[view], np.float64)
         return eye, np.zeros(3), float(self.cameras.fov_deg)
+
+
+@dataclass(frozen=True)
+class DockLayout:
+    """Where the studio panel sits (docked at the right edge) and which part of the window is
+    left for the 3D view (between Polyscope's own panel on the left and the dock)."""
+
+    window_w: float
+    window_h: float
+    dock_w: float = 440.0
+    left_w: float = 310.0  # Polyscope's structure panel
+
+    @property
+    def dock_pos(self) -> tuple[float, float]:
+        return max(0.0, self.window_w - self.dock_w), 0.0
+
+    @property
+    def dock_size(self) -> tuple[float, float]:
+        return min(self.dock_w, self.window_w), self.window_h
+
+    @property
+    def free_x(self) -> tuple[float, float]:
+        """(left, right) pixel range of the window not covered by panels."""
+        left = min(self.left_w, self.window_w / 3)
+        right = max(left + 1.0, self.window_w - self.dock_w)
+        return left, right
+
+    def side_window_pos(self, height: float) -> tuple[float, float]:
+        """Top-left of a window of ``height`` placed beside the dock, at the bottom of the
+        window (the residual images: below the framed head rather than over it)."""
+        x = max(0.0, self.window_w - self.dock_w - self.side_window_size[0] - 6)
+        return x, max(0.0, self.window_h - height - 6)
+
+    @property
+    def side_window_size(self) -> tuple[float, float]:
+        left, right = self.free_x
+        return max(200.0, min(560.0, right - left - 12)), 260.0
+
+
+def frame_box(low: np.ndarray, high: np.ndarray, fov_deg: float, width: float, height: float,
+              free_left: float, free_right: float, margin: float = 1.1
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """(eye, target) of a front view (+z towards the face, +y up) of the box that shows all
+    of it inside the pixel columns free_left..free_right of a width x height window, centred
+    there. The camera looks along -z; the vertical field of view is ``fov_deg``."""
+    low, high = np.asarray(low, np.float64), np.asarray(high, np.float64)
+    center = (low + high) / 2
+    half = (high - low) / 2
+    tan_v = np.tan(np.radians(fov_deg) / 2)
+    tan_h = tan_v * width / height
+    free_frac = max(free_right - free_left, 1.0) / width
+    # Distance from the box's front face so its x and y half-extents fit.
+    dist = margin * max(half[0] / (tan_h * free_frac), half[1] / tan_v) + half[2]
+    ndc = (free_left + free_right) / width - 1.0  # where the centre should appear, -1..1
+    shift = np.array([-ndc * dist * tan_h, 0.0, 0.0])
+    target = center + shift
+    return target + np.array([0.0, 0.0, dist]), target
