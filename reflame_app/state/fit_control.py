@@ -1,7 +1,7 @@
 """Fitting panel: stage list with progress, run commands, live stage-parameter edits.
 
 The GUI never runs a fitting step itself: every command goes to the fitting worker
-(its own thread), and everything shown comes from its latest snapshot.
+(its own process), and everything shown comes from its latest snapshot.
 """
 
 from __future__ import annotations
