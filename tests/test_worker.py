@@ -168,6 +168,22 @@ def test_worker_ends_with_the_studio_process(tmp_path) -> None:
         studio.kill()
 
 
+def test_a_script_without_main_guard_runs_once(tmp_path) -> None:
+    """The worker does not re-run the caller's script (spawn would import it as __main__)."""
+    script = tmp_path / "unguarded.py"
+    script.write_text(textwrap.dedent("""
+        from reflame_core.worker import FitWorker
+        print("script ran", flush=True)
+        w = FitWorker("cpu")
+        assert w.wait_idle(120) and w.state == "idle", w.state
+        w.close()
+    """))
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=300, cwd=os.getcwd())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("script ran") == 1
+
+
 def _running(pid: int) -> bool:
     """The process exists and is not a zombie."""
     try:

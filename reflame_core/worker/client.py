@@ -12,12 +12,15 @@ happened.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import queue
 import signal
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
@@ -84,7 +87,8 @@ class FitWorker:
         self._process = ctx.Process(
             target=worker_main, name="reflame-fit-worker", daemon=True,
             args=(cmd_r, upd_w, self.device, self.render_backend, os.getpid()))
-        self._process.start()
+        with _main_module_hidden():
+            self._process.start()
         cmd_r.close()
         upd_w.close()
         self._updates: Connection = upd_r
@@ -337,6 +341,26 @@ class FitWorker:
         self._session_log = [self._send("new_session", **args)]
         for command in log[1:]:
             self._session_log.append(self._send(command.name, **command.args))
+
+
+@contextlib.contextmanager
+def _main_module_hidden() -> Iterator[None]:
+    """Start the worker without re-running the caller's script in it.
+
+    A spawned child imports the parent's ``__main__`` (to unpickle what it defines); the
+    worker needs nothing from it, and a script without an ``if __name__ == "__main__"``
+    guard would open a second studio, and so a second worker, inside the first worker.
+    """
+    main = sys.modules["__main__"]
+    saved = {k: main.__dict__[k] for k in ("__spec__", "__file__") if k in main.__dict__}
+    main.__spec__ = None
+    main.__dict__.pop("__file__", None)
+    try:
+        yield
+    finally:
+        main.__dict__.update(saved)
+        if "__spec__" not in saved:
+            del main.__spec__
 
 
 def _send_all(conn: Connection, outgoing: queue.Queue[bytes | None]) -> None:
