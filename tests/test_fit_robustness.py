@@ -1,9 +1,10 @@
-"""FitSession under failure: raising stages, non-finite losses, and the texture stage inside a
-fit. Tiny sessions (2 views of 48², a few steps) with real iterations."""
+"""FitSession under failure: raising stages, non-finite losses, restore after a crash, and the
+texture stage inside a fit. Tiny sessions (2 views of 48², a few steps) with real iterations."""
 
 from __future__ import annotations
 
 import dataclasses
+import pickle
 import sys
 
 import numpy as np
@@ -377,3 +378,46 @@ def test_vertex_colour_scan_is_baked_without_refinement(small_synthetic_head, fl
     assert len(reports) == 1 and "only the bake runs" in reports[0].event
     assert s.stage("texture").status == "done"
     np.testing.assert_array_equal(s.texture[32, 32], (200, 120, 90))
+
+
+# ----- 5. restore from a snapshot -----------------------------------------------------------
+def test_restore_mid_stage_continues_to_the_end(session, clean_fit, small_synthetic_head,
+                                                flame_template, landmark_embedding):
+    session.run(3)  # rigid + 2 of 3 coarse
+    snap = pickle.loads(pickle.dumps(session.snapshot()))  # as sent by a worker process
+    assert (snap.stage, snap.iteration) == ("coarse", 2)
+    fresh = make_session(small_synthetic_head, flame_template, landmark_embedding)
+    fresh.restore(snap)
+    np.testing.assert_array_equal(fresh.vertices.numpy(), snap.vertices)
+    assert [(s.status, s.iteration) for s in fresh.stages] == [
+        ("done", 1), ("pending", 2), ("pending", 0), ("pending", 0), ("pending", 0)]
+    assert fresh.rigid.scale == pytest.approx(session.rigid.scale)
+    assert fresh.version > snap.version and len(fresh.history) == 3
+    reports = fresh.run()
+    assert "restored at coarse, iteration 2" in reports[0].event
+    assert [(r.stage, r.iteration) for r in reports[:2]] == [("coarse", 3), ("refine", 1)]
+    assert fresh.done and [s.status for s in fresh.stages] == ["done"] * 5
+    assert [(r.stage, r.iteration) for r in fresh.history] == [
+        (r.stage, r.iteration) for r in clean_fit.history]
+    # Adam starts afresh, so not bit-identical, but the same fit.
+    gap = np.linalg.norm(fresh.snapshot().vertices - clean_fit.snapshot().vertices, axis=1)
+    height = np.ptp(clean_fit.snapshot().vertices[:, 1])
+    assert gap.mean() < 0.005 * height
+
+
+def test_restore_refuses_what_does_not_fit(session):
+    session.run(2)
+    snap = session.snapshot()
+    with pytest.raises(ValueError, match="vertices must be"):
+        session.restore(dataclasses.replace(snap, vertices=snap.vertices[:100]))
+    with pytest.raises(KeyError):
+        session.restore(dataclasses.replace(snap, stage="nope"))
+    with pytest.raises(ValueError, match="outside stage 'coarse'"):
+        session.restore(dataclasses.replace(snap, iteration=99))
+    bad = snap.vertices.copy()
+    bad[0] = np.nan
+    with pytest.raises(ValueError, match="not all finite"):
+        session.restore(dataclasses.replace(snap, vertices=bad))
+    finished = dataclasses.replace(snap, stage=None, iteration=0)
+    session.restore(finished)
+    assert session.done and [s.status for s in session.stages] == ["done"] * 5

@@ -89,6 +89,7 @@ class FitSnapshot:
         version: increases with every step.
         events: every event so far (oldest first).
         texture: (R,R,3) uint8 texture in FLAME UV space, or None before the texture stage.
+        rigid: the rigid stage's similarity (template -> canonical frame), or None.
     """
 
     vertices: np.ndarray
@@ -100,6 +101,7 @@ class FitSnapshot:
     version: int
     events: list[str] = field(default_factory=list)
     texture: np.ndarray | None = None
+    rigid: Similarity | None = None
 
 
 @dataclass
@@ -423,6 +425,64 @@ class FitSession:
         self._non_finite_streak = 0
         self.version += 1
 
+    def restore(self, snapshot: FitSnapshot) -> None:
+        """Continue a fit from ``snapshot`` (one taken by a worker that has since died).
+
+        The session must be built on the same scan and config. The vertices come back; stages
+        before the snapshot's stage take the status it recorded ("done" unless "skipped");
+        its stage becomes current, pending with its iteration kept, so its ``begin()``
+        re-initialises from the restored vertices (optimiser moments are lost) and stepping
+        continues to the stage's step count; later stages are reset. History, events, the
+        rigid alignment and the texture come back too. ``snapshot.stage`` None restores a
+        finished fit. After a restore, ``restart_stage`` returns to the restored vertices.
+
+        Raises:
+            ValueError: vertices not (V,3) or not finite, another scan frame, or an iteration
+                outside the stage's steps.
+            KeyError: a stage this session does not have.
+        """
+        vertices = np.asarray(snapshot.vertices, np.float32)
+        if vertices.shape != tuple(self.template_vertices.shape):
+            raise ValueError(
+                f"restore: vertices must be {tuple(self.template_vertices.shape)}, "
+                f"got {vertices.shape}"
+            )
+        if not np.isfinite(vertices).all():
+            raise ValueError("restore: the snapshot's vertices are not all finite")
+        if not _same_similarity(snapshot.to_canonical, self.to_canonical):
+            raise ValueError("restore: the snapshot was taken on a scan in another frame")
+        index = len(self.stages)
+        if snapshot.stage is not None:
+            index = self.stages.index(self.stage(snapshot.stage))
+            steps = self.stages[index].num_steps(self)
+            if not 0 <= snapshot.iteration < steps:
+                raise ValueError(
+                    f"restore: iteration {snapshot.iteration} is outside stage "
+                    f"'{snapshot.stage}' ({steps} steps)"
+                )
+        recorded = {info.name: info for info in snapshot.stages}
+        for i, s in enumerate(self.stages):
+            s.reset()
+            s.start_vertices = None
+            info = recorded.get(s.name)
+            if i < index:
+                s.status = "skipped" if info is not None and info.status == "skipped" else "done"
+                s.iteration = info.iteration if info is not None else s.num_steps(self)
+        if index < len(self.stages):
+            self.stages[index].iteration = snapshot.iteration
+        self.vertices = torch.as_tensor(vertices, device=self.device).clone()
+        self.rigid = snapshot.rigid
+        self.texture = snapshot.texture
+        self.history = list(snapshot.history)
+        self.events = list(snapshot.events)
+        self.index = index
+        self._non_finite_streak = 0
+        self._pending_event = None
+        where = snapshot.stage or "the end"
+        self.note(f"restored at {where}, iteration {snapshot.iteration}")
+        self._skip_disabled()
+        self.version = max(self.version, snapshot.version) + 1
+
     def set_param(self, stage: str, name: str, value) -> None:
         """Change one parameter of a stage (or of a top-level section, with stage=section)."""
         if stage in self.config.data["stages"]:
@@ -488,6 +548,7 @@ class FitSession:
             version=self.version,
             events=list(self.events),
             texture=self.texture,
+            rigid=self.rigid,
         )
 
     def vertices_in_scan_frame(self) -> np.ndarray:
@@ -527,3 +588,9 @@ def _non_finite_term(losses: dict[str, float], vertices: torch.Tensor) -> str | 
             return name
     return None if bool(torch.isfinite(vertices).all()) else "vertices"
 
+
+def _same_similarity(a: Similarity, b: Similarity) -> bool:
+    """Whether two similarities map points alike (to float32 precision)."""
+    probe = np.eye(4, 3) * 10.0
+    pa, pb = a.apply(probe), b.apply(probe)
+    return bool(np.allclose(pa, pb, rtol=1e-5, atol=1e-5 * float(np.abs(pb).max() + 1.0)))
