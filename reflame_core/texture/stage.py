@@ -15,9 +15,10 @@ if TYPE_CHECKING:
 
 
 class TextureStage(FitStage):
-    """Iteration 0 bakes the scan's texture at ``resolution``; the next ``refine_steps``
-    iterations each run one ``TextureRefiner.step`` in the enabled views. Writes
-    ``session.texture`` ((R,R,3) uint8, row 0 = top) after every iteration.
+    """Iteration 0 bakes the scan's texture (or its vertex colours) at ``resolution``; the next
+    ``refine_steps`` iterations each run one ``TextureRefiner.step`` in the enabled views
+    (texture-image scans only). Writes ``session.texture`` ((R,R,3) uint8, row 0 = top) after
+    every iteration.
 
     Config (``stages.texture``): enabled, resolution, refine_steps, lr, tv_weight, method.
     """
