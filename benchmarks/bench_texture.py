@@ -1,9 +1,11 @@
 """Texture bake timing and accuracy on a synthetic head; prints JSON.
 
-Bake time at 1024² and 2048² for both methods (CPU, and CUDA-free: the bake is numpy/torch
+Bake time at 512², 1024² and 2048² for both methods (CPU, and CUDA-free: the bake is numpy/torch
 CPU code), and PSNR against the known FLAME-UV texture over valid texels, for a perfect fit
 (true vertices) and one off along the normals by ~0.3% of the head height.
-Run: python benchmarks/bench_texture.py [--data ../shared/data]
+Run from the repository root (``-m`` so this checkout's ``reflame_core`` is the one imported):
+
+    python -m benchmarks.bench_texture [--seed 0] [--data ../shared/data] > results.json
 """
 
 from __future__ import annotations
@@ -45,10 +47,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     default = Path(__file__).resolve().parents[1].parent / "shared" / "data"
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("REFLAME_TEST_DATA", default)))
+    ap.add_argument("--seed", type=int, default=0, help="synthetic head seed")
     args = ap.parse_args()
     template = load_flame_template(args.data / "flame")
     texmap = np.asarray(Image.open(args.data / "textures" / "facescape_texmap.jpg").convert("RGB"))
-    head = make_synthetic_head(template, texmap, load_landmark_embedding(args.data / "flame"))
+    head = make_synthetic_head(template, texmap, load_landmark_embedding(args.data / "flame"),
+                               seed=args.seed)
     fits = {
         "true": head.true_vertices.astype(np.float32),
         "normal_offset_0.3pct": normal_offset(template.faces, head.true_vertices, 0.003),
@@ -56,9 +60,12 @@ def main() -> None:
     t0 = time.perf_counter()
     query = MeshQuery(head.scan.vertices, head.scan.faces)
     result: dict = {
+        "seed": args.seed,
         "scan_vertices": int(len(head.scan.vertices)),
         "scan_faces": int(len(head.scan.faces)),
         "cpu_threads": torch.get_num_threads(),
+        # Other jobs on a shared machine stretch the wall times: say how busy it was.
+        "load_average_1m_at_start": os.getloadavg()[0],
         "index_build_s": round(time.perf_counter() - t0, 3),
         "runs": [],
     }
@@ -81,6 +88,7 @@ def main() -> None:
                     "valid_fraction": round(float(bake.valid.mean()), 4),
                     "psnr_valid_db": round(psnr(bake.texture, truth, bake.valid), 2),
                 })
+    result["load_average_1m_at_end"] = os.getloadavg()[0]
     print(json.dumps(result, indent=1))
 
 

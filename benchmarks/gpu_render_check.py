@@ -1,8 +1,11 @@
 """GPU check of the render backends: build nvdiffrast, parity nvdiffrast vs torch backend on
-the FLAME template, then the rendering benchmark. Prints JSON and writes it to $OUT (or
-``--out``). Run on a CUDA machine:
+the FLAME template, then the rendering benchmark. Prints JSON and writes it to
+``<--out>/gpu_render.json`` (default $OUT, else the current folder). Run on a CUDA machine,
+from the repository root (as a module: it imports ``benchmarks.bench_render``):
 
-    REFLAME_TEST_DATA=<data> python benchmarks/gpu_render_check.py --out <folder>
+    REFLAME_TEST_DATA=<data> python -m benchmarks.gpu_render_check --out <folder> [--repeats 5]
+
+Without CUDA the parity entries hold the error and only the CPU rows of the benchmark run.
 """
 
 from __future__ import annotations

@@ -91,9 +91,13 @@ def test_nan_is_rolled_back_and_lr_halved(session):
         session.landmark_points[0, 0] = float("nan")
     report = session.step()
     assert report.event and "rolled back" in report.event
+    assert "coarse: non-finite loss in landmark_3d at iteration 3: step skipped" in report.event
     assert torch.equal(session.vertices, before)
     assert session.current.optimizer.param_groups[0]["lr"] == pytest.approx(lr / 2)
     assert torch.isfinite(session.vertices).all()
+    assert report.iteration == 3 and session.current.iteration == 2  # retried, not counted
+    moments = session.current.optimizer.state[session.current.u]
+    assert all(torch.isfinite(m).all() for m in moments.values() if torch.is_tensor(m))
 
 
 def test_landmarks_can_change_between_steps(session, small_synthetic_head):

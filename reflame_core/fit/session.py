@@ -6,6 +6,7 @@ lives on ``device``; ``snapshot()`` hands out numpy copies.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -16,7 +17,7 @@ from reflame_core.assets.flame import FlameTemplate, LandmarkEmbedding
 from reflame_core.fit.config import FitConfig
 from reflame_core.fit.dense import DenseCue, GeometricDenseCue
 from reflame_core.fit.regions import LEFT_EYEBALL, RIGHT_EYEBALL, region_labels, region_weights
-from reflame_core.fit.stages.base import FitStage
+from reflame_core.fit.stages.base import FitStage, NonFiniteStep
 from reflame_core.fit.stages.deform import DeformStage
 from reflame_core.fit.stages.eyeballs import EyeballStage
 from reflame_core.fit.stages.rigid import RigidStage
@@ -31,11 +32,33 @@ from reflame_core.geometry.similarity import Similarity
 from reflame_core.io.mesh import Scan
 from reflame_core.render.cameras import OrbitCameras
 from reflame_core.render.renderer import MeshRenderer
+from reflame_core.texture.stage import TextureStage
+
+# A stage whose steps are non-finite this many times in a row stops the fit with an error.
+MAX_NON_FINITE_STEPS = 5
+
+
+class NonFiniteStepError(RuntimeError):
+    """A stage's steps were non-finite ``max_non_finite_steps`` times in a row.
+
+    Attributes:
+        stage: the stage's name.
+        term: the loss term that was non-finite ("vertices" when only the result was).
+    """
+
+    def __init__(self, stage: str, term: str, message: str) -> None:
+        super().__init__(message)
+        self.stage = stage
+        self.term = term
 
 
 @dataclass
 class StepReport:
-    """What one ``step()`` did: ``losses`` holds each loss term (unweighted) and ``total``."""
+    """What one ``step()`` did: ``losses`` holds each loss term (unweighted) and ``total``.
+
+    A skipped step (non-finite, undone) has the losses as measured and says so in ``event``;
+    its ``iteration`` is the one that will be tried again.
+    """
 
     stage: str
     iteration: int
@@ -64,6 +87,9 @@ class FitSnapshot:
         history: every StepReport so far (oldest first).
         to_canonical: scan frame -> canonical frame.
         version: increases with every step.
+        events: every event so far (oldest first).
+        texture: (R,R,3) uint8 texture in FLAME UV space, or None before the texture stage.
+        rigid: the rigid stage's similarity (template -> canonical frame), or None.
     """
 
     vertices: np.ndarray
@@ -75,6 +101,20 @@ class FitSnapshot:
     version: int
     events: list[str] = field(default_factory=list)
     texture: np.ndarray | None = None
+    rigid: Similarity | None = None
+
+
+@dataclass
+class _Checkpoint:
+    """What one ``step()`` may change, as it was before (see ``FitSession.step``)."""
+
+    vertices: torch.Tensor
+    index: int
+    stages: list[tuple[str, int, torch.Tensor | None]]  # status, iteration, start_vertices
+    stage_state: object  # the current stage's ``save_state()``
+    rigid: Similarity | None
+    texture: np.ndarray | None
+    pending_event: str | None
 
 
 class FitSession:
@@ -136,29 +176,24 @@ class FitSession:
         self.targets: ScanTargets | None = None
         self._target_samples = 0
         self.landmark_targets: LandmarkTargets | None = None
+        self.history: list[StepReport] = []
+        self.events: list[str] = []
+        self.version = 0
+        self._pending_event: str | None = None
         self.set_landmarks(landmarks)
         self.stages: list[FitStage] = [
             RigidStage(),
             DeformStage("coarse"),
             DeformStage("refine"),
             EyeballStage(),
+            TextureStage(),
         ]
-        self._extra_stages()
         self.index = 0
-        self.history: list[StepReport] = []
-        self.events: list[str] = []
-        self.version = 0
-        self._pending_event: str | None = None
+        self.max_non_finite_steps = MAX_NON_FINITE_STEPS
+        self._non_finite_streak = 0
         self._skip_disabled()
 
     # ----- construction helpers -------------------------------------------------------
-    def _extra_stages(self) -> None:
-        try:
-            from reflame_core.texture.stage import TextureStage
-        except ImportError:
-            return
-        self.stages.append(TextureStage())
-
     def _cameras_from_config(self) -> OrbitCameras:
         c = self.config.data["cameras"]
         return OrbitCameras(
@@ -230,31 +265,116 @@ class FitSession:
         raise KeyError(f"no stage '{name}' (stages: {', '.join(s.name for s in self.stages)})")
 
     def step(self) -> StepReport:
-        """Run one iteration of the current stage; advances to the next stage when it ends."""
+        """Run one iteration of the current stage; advances to the next stage when it ends.
+
+        A step is all or nothing: when anything in it raises (the stage's ``begin`` or
+        ``step``, or moving on), the session is put back as it was before the step and the
+        exception propagates; stepping again retries. A step whose losses or vertices are
+        non-finite is undone the same way and skipped (an event says which term), and the
+        stage may adjust (``FitStage.recover``); the ``max_non_finite_steps``-th such step in
+        a row raises ``NonFiniteStepError`` instead.
+        """
         stage = self.current
         if stage is None:
             return StepReport("done", 0, {}, 0.0, "all stages done")
         start = time.perf_counter()
-        if stage.status == "pending":
-            stage.start_vertices = self.vertices.detach().clone()
-            stage.status = "running"
-            stage.begin(self)
-        losses = stage.step(self)
+        saved = self._checkpoint()
+        try:
+            return self._iterate(stage, saved, start)
+        except BaseException:
+            self._roll_back(saved)
+            raise
+
+    def _iterate(self, stage: FitStage, saved: _Checkpoint, start: float) -> StepReport:
+        try:
+            if stage.status == "pending":
+                stage.start_vertices = self.vertices.detach().clone()
+                stage.status = "running"
+                stage.begin(self)
+            losses = stage.step(self)
+        except NonFiniteStep as bad:
+            return self._skip_non_finite(stage, saved, bad.losses, bad.term, bad.what, start)
+        term = _non_finite_term(losses, self.vertices)
+        if term is not None:
+            what = "vertices" if term == "vertices" else "loss"
+            return self._skip_non_finite(stage, saved, losses, term, what, start)
+        self._non_finite_streak = 0
         stage.iteration += 1
         if self.device == "cuda":
             torch.cuda.synchronize()
-        report = StepReport(
-            stage.name, stage.iteration, losses, time.perf_counter() - start, self._pending_event
+        seconds = time.perf_counter() - start
+        if stage.iteration >= stage.num_steps(self):
+            stage.status = "done"
+            self._advance()  # before the report: it carries why a following stage is skipped
+        report = StepReport(stage.name, stage.iteration, losses, seconds, self._pending_event)
+        self._record(report)
+        return report
+
+    def _skip_non_finite(
+        self,
+        stage: FitStage,
+        saved: _Checkpoint,
+        losses: dict[str, float],
+        term: str,
+        what: str,
+        start: float,
+    ) -> StepReport:
+        """Undo a non-finite step, report it as skipped; raise when it keeps happening."""
+        self._roll_back(saved)
+        self._non_finite_streak += 1
+        attempt = stage.iteration + 1
+        problem = "non-finite vertices" if what == "vertices" else f"non-finite {what} in {term}"
+        if self._non_finite_streak >= self.max_non_finite_steps:
+            raise NonFiniteStepError(
+                stage.name,
+                term,
+                f"{stage.name}: {problem} in {self._non_finite_streak} steps in a row "
+                f"(iteration {attempt}); the fit is left as it was before. Check the inputs "
+                f"that feed '{term}' (landmarks, scan, cameras) or lower the stage's weights "
+                "or learning rate, then step again.",
+            )
+        change = stage.recover(self)
+        self.note(
+            f"{stage.name}: {problem} at iteration {attempt}: step skipped (rolled back"
+            + (f"; {change})" if change else ")")
         )
+        report = StepReport(
+            stage.name, attempt, losses, time.perf_counter() - start, self._pending_event
+        )
+        self._record(report)
+        return report
+
+    def _record(self, report: StepReport) -> None:
         if report.event:
             self.events.append(report.event)
         self._pending_event = None
-        if stage.iteration >= stage.num_steps(self):
-            stage.status = "done"
-            self._advance()
         self.history.append(report)
         self.version += 1
-        return report
+
+    def _checkpoint(self) -> _Checkpoint:
+        cur = self.current
+        return _Checkpoint(
+            vertices=self.vertices.detach().clone(),
+            index=self.index,
+            stages=[(s.status, s.iteration, s.start_vertices) for s in self.stages],
+            # A pending stage's begin() re-initialises it: only a running one has state.
+            stage_state=cur.save_state() if cur is not None and cur.status == "running" else None,
+            rigid=self.rigid,
+            texture=self.texture,
+            pending_event=self._pending_event,
+        )
+
+    def _roll_back(self, saved: _Checkpoint) -> None:
+        self.vertices = saved.vertices.clone()
+        self.index = saved.index
+        for s, (status, iteration, start_vertices) in zip(self.stages, saved.stages, strict=True):
+            s.status, s.iteration, s.start_vertices = status, iteration, start_vertices
+        cur = self.current
+        if cur is not None and cur.status == "running":
+            cur.load_state(saved.stage_state)
+        self.rigid = saved.rigid
+        self.texture = saved.texture
+        self._pending_event = saved.pending_event
 
     def run(self, n: int | None = None) -> list[StepReport]:
         """``n`` steps, or to the end when ``n`` is None."""
@@ -268,8 +388,15 @@ class FitSession:
         self._skip_disabled()
 
     def _skip_disabled(self) -> None:
-        while self.current is not None and not self.current.enabled(self):
-            self.current.status = "skipped"
+        """Skip stages the config disables, and those that cannot run here (saying why)."""
+        while self.current is not None:
+            stage = self.current
+            if stage.enabled(self):
+                reason = stage.unavailable(self)
+                if reason is None:
+                    return
+                self.note(f"{stage.name} stage skipped: {reason}")
+            stage.status = "skipped"
             self.index += 1
 
     def skip_stage(self) -> None:
@@ -295,7 +422,66 @@ class FitSession:
         for s in self.stages[i:]:
             s.reset()
         self.index = i
+        self._non_finite_streak = 0
         self.version += 1
+
+    def restore(self, snapshot: FitSnapshot) -> None:
+        """Continue a fit from ``snapshot`` (one taken by a worker that has since died).
+
+        The session must be built on the same scan and config. The vertices come back; stages
+        before the snapshot's stage take the status it recorded ("done" unless "skipped");
+        its stage becomes current, pending with its iteration kept, so its ``begin()``
+        re-initialises from the restored vertices (optimiser moments are lost) and stepping
+        continues to the stage's step count; later stages are reset. History, events, the
+        rigid alignment and the texture come back too. ``snapshot.stage`` None restores a
+        finished fit. After a restore, ``restart_stage`` returns to the restored vertices.
+
+        Raises:
+            ValueError: vertices not (V,3) or not finite, another scan frame, or an iteration
+                outside the stage's steps.
+            KeyError: a stage this session does not have.
+        """
+        vertices = np.asarray(snapshot.vertices, np.float32)
+        if vertices.shape != tuple(self.template_vertices.shape):
+            raise ValueError(
+                f"restore: vertices must be {tuple(self.template_vertices.shape)}, "
+                f"got {vertices.shape}"
+            )
+        if not np.isfinite(vertices).all():
+            raise ValueError("restore: the snapshot's vertices are not all finite")
+        if not _same_similarity(snapshot.to_canonical, self.to_canonical):
+            raise ValueError("restore: the snapshot was taken on a scan in another frame")
+        index = len(self.stages)
+        if snapshot.stage is not None:
+            index = self.stages.index(self.stage(snapshot.stage))
+            steps = self.stages[index].num_steps(self)
+            if not 0 <= snapshot.iteration < steps:
+                raise ValueError(
+                    f"restore: iteration {snapshot.iteration} is outside stage "
+                    f"'{snapshot.stage}' ({steps} steps)"
+                )
+        recorded = {info.name: info for info in snapshot.stages}
+        for i, s in enumerate(self.stages):
+            s.reset()
+            s.start_vertices = None
+            info = recorded.get(s.name)
+            if i < index:
+                s.status = "skipped" if info is not None and info.status == "skipped" else "done"
+                s.iteration = info.iteration if info is not None else s.num_steps(self)
+        if index < len(self.stages):
+            self.stages[index].iteration = snapshot.iteration
+        self.vertices = torch.as_tensor(vertices, device=self.device).clone()
+        self.rigid = snapshot.rigid
+        self.texture = snapshot.texture
+        self.history = list(snapshot.history)
+        self.events = list(snapshot.events)
+        self.index = index
+        self._non_finite_streak = 0
+        self._pending_event = None
+        where = snapshot.stage or "the end"
+        self.note(f"restored at {where}, iteration {snapshot.iteration}")
+        self._skip_disabled()
+        self.version = max(self.version, snapshot.version) + 1
 
     def set_param(self, stage: str, name: str, value) -> None:
         """Change one parameter of a stage (or of a top-level section, with stage=section)."""
@@ -325,13 +511,18 @@ class FitSession:
         if landmarks is None:
             self.landmark_targets = None
             return
-        pts = self.to_canonical.apply(np.asarray(landmarks.points, np.float64)).astype(np.float32)
-        lm = LandmarkTargets(
-            np.asarray(landmarks.indices, np.int64),
-            pts,
-            np.asarray(landmarks.weights, np.float32),
-            list(landmarks.groups),
-        )
+        raw = np.asarray(landmarks.points, np.float64)
+        weights = np.asarray(landmarks.weights, np.float32).copy()
+        indices = np.asarray(landmarks.indices, np.int64)
+        missing = ~np.isfinite(raw).all(1)
+        if missing.any():
+            # A landmark that could not be placed: a NaN target would make every landmark
+            # term (and the rigid alignment) NaN, so it is dropped, and said so.
+            raw = np.where(missing[:, None], 0.0, raw)
+            weights[missing] = 0.0
+            self.note(f"landmarks {indices[missing].tolist()} are not finite: ignored")
+        pts = self.to_canonical.apply(raw).astype(np.float32)
+        lm = LandmarkTargets(indices, pts, weights, list(landmarks.groups))
         self.landmark_targets = lm
         self.landmark_index = torch.as_tensor(lm.indices, device=self.device)
         self.landmark_points = torch.as_tensor(lm.points, device=self.device)
@@ -357,6 +548,7 @@ class FitSession:
             version=self.version,
             events=list(self.events),
             texture=self.texture,
+            rigid=self.rigid,
         )
 
     def vertices_in_scan_frame(self) -> np.ndarray:
@@ -387,3 +579,18 @@ class FitSession:
             out["landmarks_fit_px"] = self.cameras.project(pred, views)[0].cpu().numpy()
             out["landmarks_scan_px"] = self.cameras.project(self.landmark_targets.points, views)[0]
         return out
+
+
+def _non_finite_term(losses: dict[str, float], vertices: torch.Tensor) -> str | None:
+    """The first non-finite loss term ("total" last), "vertices" when only they are, or None."""
+    for name, value in sorted(losses.items(), key=lambda kv: kv[0] == "total"):
+        if not math.isfinite(value):
+            return name
+    return None if bool(torch.isfinite(vertices).all()) else "vertices"
+
+
+def _same_similarity(a: Similarity, b: Similarity) -> bool:
+    """Whether two similarities map points alike (to float32 precision)."""
+    probe = np.eye(4, 3) * 10.0
+    pa, pb = a.apply(probe), b.apply(probe)
+    return bool(np.allclose(pa, pb, rtol=1e-5, atol=1e-5 * float(np.abs(pb).max() + 1.0)))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING
 
 import torch
@@ -13,7 +14,7 @@ from reflame_core.fit.parameterize import (
     laplacian_system,
     to_differential,
 )
-from reflame_core.fit.stages.base import FitStage
+from reflame_core.fit.stages.base import FitStage, NonFiniteStep, copy_optimizer_state
 
 if TYPE_CHECKING:
     from reflame_core.fit.session import FitSession
@@ -43,7 +44,6 @@ class DeformStage(FitStage):
         self.matrix: torch.Tensor | None = None
         self.u: torch.Tensor | None = None
         self.optimizer: AdamUniform | None = None
-        self._good: tuple[torch.Tensor, dict] | None = None
 
     def begin(self, session: FitSession) -> None:
         session.ensure_targets(int(self.params(session)["surface_samples"]))
@@ -54,7 +54,6 @@ class DeformStage(FitStage):
         self.matrix = laplacian_system(len(vertices), session.faces, float(p["lambda"]))
         self.u = to_differential(self.matrix, vertices).detach().clone().requires_grad_(True)
         self.optimizer = AdamUniform([self.u], lr=float(p["lr"]))
-        self._good = None
 
     def param_changed(self, session: FitSession, name: str) -> None:
         if self.optimizer is None:
@@ -62,62 +61,76 @@ class DeformStage(FitStage):
         if name == "lambda":
             self._rebuild(session, session.vertices.detach())
         elif name == "lr":
-            for group in self.optimizer.param_groups:
-                group["lr"] = float(self.params(session)["lr"])
+            self._set_lr(float(self.params(session)["lr"]))
         elif name == "surface_samples":
             session.ensure_targets(int(self.params(session)["surface_samples"]))
+
+    def _set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
     def vertices(self) -> torch.Tensor:
         return from_differential(self.matrix, self.u, "Cholesky")
 
     def step(self, session: FitSession) -> dict[str, float]:
+        """One Adam step on ``u``; raises ``NonFiniteStep`` before any non-finite update."""
         p = self.params(session)
-        self._good = (self.u.detach().clone(), _copy_state(self.optimizer))
         self.optimizer.zero_grad()
-        verts = self.vertices()
-        terms = evaluate_terms(session, verts, p)
-        total = sum(float(p[WEIGHTS[k]]) * v for k, v in terms.items())
+        terms = evaluate_terms(session, self.vertices(), p)
+        weighted = {k: float(p[WEIGHTS[k]]) * v for k, v in terms.items()}
+        total = sum(weighted.values())
         report = {k: float(v.detach()) for k, v in terms.items()}
         report["total"] = float(total.detach()) if torch.is_tensor(total) else float(total)
-        if not torch.isfinite(torch.as_tensor(report["total"])):
-            self._roll_back(session, "loss")
-            return report
-        if torch.is_tensor(total) and total.requires_grad:
-            total.backward()
-            self.u.grad[session.eyeball_mask] = 0.0
-            self.optimizer.step()
+        if not math.isfinite(report["total"]):
+            bad = [k for k, v in report.items() if not math.isfinite(v)]
+            raise NonFiniteStep(bad[0], report)
+        if not torch.is_tensor(total) or not total.requires_grad:
+            return report  # no term is on: nothing to optimise
+        total.backward()
+        self.u.grad[session.eyeball_mask] = 0.0
+        if not torch.isfinite(self.u.grad).all():
+            # Adam would carry a NaN in its moments from now on: stop before it steps.
+            raise NonFiniteStep(self._blame_gradient(session, p), report, "gradient")
+        self.optimizer.step()
         with torch.no_grad():
-            new = self.vertices()
-        if not torch.isfinite(new).all():
-            self._roll_back(session, "vertices")
-            return report
-        session.vertices = new
+            session.vertices = self.vertices()
         return report
 
-    def _roll_back(self, session: FitSession, what: str) -> None:
-        u, state = self._good
-        with torch.no_grad():
-            self.u.copy_(u)
-        self.optimizer.load_state_dict(state)
-        for group in self.optimizer.param_groups:
-            group["lr"] *= 0.5
-        lr = self.optimizer.param_groups[0]["lr"]
-        self.params(session)["lr"] = lr
-        session.note(
-            f"{self.name}: non-finite {what} at iteration {self.iteration}; "
-            f"rolled back and halved the learning rate to {lr:.3g}"
+    def _blame_gradient(self, session: FitSession, p: dict) -> str:
+        """The first term whose own gradient is non-finite (re-evaluated; failures only)."""
+        terms = evaluate_terms(session, self.vertices(), p)
+        for name, value in terms.items():
+            if not value.requires_grad:
+                continue
+            (grad,) = torch.autograd.grad(value, self.u, retain_graph=True, allow_unused=True)
+            if grad is not None and not torch.isfinite(grad[~session.eyeball_mask]).all():
+                return name
+        return "total"
+
+    def save_state(self) -> tuple | None:
+        if self.optimizer is None:
+            return None
+        return (
+            self.matrix, self.u, self.optimizer, self.u.detach().clone(),
+            copy_optimizer_state(self.optimizer),
         )
 
+    def load_state(self, state: tuple | None) -> None:
+        if state is None:
+            return
+        self.matrix, self.u, self.optimizer, u, optimizer_state = state
+        with torch.no_grad():
+            self.u.copy_(u)
+        self.u.grad = None
+        self.optimizer.load_state_dict(optimizer_state)
 
-def _copy_state(optimizer: AdamUniform) -> dict:
-    state = optimizer.state_dict()
-    return {
-        "state": {
-            k: {n: (t.clone() if torch.is_tensor(t) else t) for n, t in s.items()}
-            for k, s in state["state"].items()
-        },
-        "param_groups": [dict(g) for g in state["param_groups"]],
-    }
+    def recover(self, session: FitSession) -> str:
+        """Halve the learning rate (in the config too, so a restart keeps it)."""
+        lr = 0.5 * float(self.params(session)["lr"])
+        self.params(session)["lr"] = lr
+        if self.optimizer is not None:
+            self._set_lr(lr)
+        return f"halved the learning rate to {lr:.3g}"
 
 
 def evaluate_terms(session: FitSession, verts: torch.Tensor, p: dict) -> dict[str, torch.Tensor]:

@@ -75,13 +75,15 @@ class RigidStage(FitStage):
                 src[keep], lm.points[keep].astype(np.float64), lm.weights[keep], with_scale
             )
             residual = float(np.linalg.norm(sim.apply(src[keep]) - lm.points[keep], axis=1).mean())
+            losses = {"landmark_3d": residual}
         else:
             sim = moments_alignment(
                 template, session.scan_canonical.vertices.astype(np.float64), with_scale
             )
-            residual = float("nan")
+            # No landmark residual to report (a NaN here would read as a failed step).
+            losses = {}
             session.note("rigid: no landmarks, aligned centroids and sizes instead")
         session.rigid = sim
         moved = sim.apply(template).astype(np.float32)
         session.vertices = torch.from_numpy(moved).to(session.device)
-        return {"landmark_3d": residual, "scale": sim.scale}
+        return {**losses, "scale": sim.scale}
