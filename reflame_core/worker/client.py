@@ -21,6 +21,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from multiprocessing.connection import Connection
 from multiprocessing.reduction import ForkingPickler
 from pathlib import Path
@@ -37,7 +38,7 @@ from reflame_core.io.mesh import Scan
 from reflame_core.landmarks.landmark_set import LandmarkSet
 from reflame_core.render.cameras import OrbitCameras
 from reflame_core.worker.process import worker_main
-from reflame_core.worker.protocol import Command, Result, SessionDelta, Update
+from reflame_core.worker.protocol import Command, Result, Update
 
 CLOSE_GRACE_S = 0.6  # a quit command is answered between two iterations: well inside this
 MAX_RESTARTS = 3  # crashes within RESTART_WINDOW_S before the worker is left down
@@ -69,10 +70,8 @@ class FitWorker:
         self._scan: Command | None = None
         self._session_log: list[Command] = []
         # what the worker told us
-        self._delta: SessionDelta | None = None  # kept over a restart: it is the restore point
         self._session_key: tuple[int, int] | None = None  # (restarts, session_id)
         self._history: list[StepReport] = []
-        self._history_before_crash: list[StepReport] = []  # a restored session's past
         self._texture: np.ndarray | None = None
         self._snapshot: FitSnapshot | None = None
         self._results: dict[str, Result] = {}
@@ -154,7 +153,6 @@ class FitWorker:
         """A new fit of the open scan (not started: ``start()`` runs it)."""
         self._session_log = [self._send("new_session", config=config.copy(),
                                         landmarks=landmarks)]
-        self._history_before_crash = []
 
     def start(self) -> None:
         self._send("start")
@@ -278,21 +276,21 @@ class FitWorker:
                 self._residuals = result.value
         delta = update.session
         if delta is None:
-            self._delta, self._snapshot, self._history, self._texture = None, None, [], None
+            self._snapshot, self._history, self._texture = None, [], None
             self._session_key = None
             return
         if (self.restarts, delta.session_id) != self._session_key:
             self._session_key = (self.restarts, delta.session_id)
-            self._history, self._texture = list(self._history_before_crash), None
-        del self._history[len(self._history_before_crash) + delta.history_start:]
+            self._history, self._texture = [], None
+        del self._history[delta.history_start:]
         self._history.extend(delta.new_history)
         if delta.texture is not None:
             self._texture = delta.texture
-        self._delta = delta
         self._snapshot = FitSnapshot(
             vertices=delta.vertices, stage=delta.stage, iteration=delta.iteration,
             stages=delta.stages, history=self._history, to_canonical=delta.to_canonical,
-            version=delta.version, events=delta.events, texture=self._texture)
+            version=delta.version, events=delta.events, texture=self._texture,
+            rigid=delta.rigid)
 
     def _on_death(self) -> None:
         code = self._process.exitcode
@@ -310,9 +308,10 @@ class FitWorker:
                 "restart the studio.")
             return
         where = ""
-        if self._delta is not None:
-            where = (f" at {self._delta.stage or 'the end'}, iteration {self._delta.iteration}"
-                     if self._delta.stage else " after the last stage")
+        snap = self._snapshot
+        if snap is not None:
+            where = (f" at {snap.stage}, iteration {snap.iteration}" if snap.stage
+                     else " after the last stage")
         self._restart()
         self._notices.append(
             f"The fitting worker stopped ({reason}){where}. It was restarted from the last "
@@ -320,7 +319,7 @@ class FitWorker:
 
     def _restart(self) -> None:
         self.restarts += 1
-        delta = self._delta
+        snapshot = self._snapshot
         log = list(self._session_log)
         self._spawn()
         self._acked = self._seq  # what the dead worker did not run is replayed below, or lost
@@ -333,11 +332,8 @@ class FitWorker:
             return
         first = log[0]
         args = dict(first.args)
-        if delta is not None:  # else: it died before its first snapshot; restore as before
-            args["restore"] = {"vertices": delta.vertices, "stage": delta.stage,
-                               "iteration": delta.iteration, "rigid": delta.rigid,
-                               "texture": self._texture}
-            self._history_before_crash = list(self._history)
+        if snapshot is not None:  # else: it died before its first snapshot; restore as before
+            args["restore"] = replace(snapshot, history=list(snapshot.history))
         self._session_log = [self._send("new_session", **args)]
         for command in log[1:]:
             self._session_log.append(self._send(command.name, **command.args))

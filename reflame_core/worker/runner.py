@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from reflame_core.assets.flame import FlameTemplate, LandmarkEmbedding
 from reflame_core.fit.config import FitConfig
-from reflame_core.fit.session import FitSession, StageInfo
+from reflame_core.fit.session import FitSession, FitSnapshot, StageInfo
 from reflame_core.fit.targets import LandmarkTargets
 from reflame_core.geometry.similarity import Similarity
 from reflame_core.io.mesh import Scan
@@ -136,9 +135,9 @@ class FitRunner:
         self.error = self.error_trace = None
 
     def cmd_new_session(self, config: FitConfig, landmarks: LandmarkTargets | None,
-                        restore: dict[str, Any] | None = None, seed: int = 0) -> None:
-        """A fresh ``FitSession``; with ``restore`` (vertices, stage, iteration of a
-        snapshot) it continues from there, paused."""
+                        restore: FitSnapshot | None = None, seed: int = 0) -> None:
+        """A fresh ``FitSession``; with ``restore`` (the last snapshot of a worker that
+        died) it continues from there, paused."""
         if self.template is None or self.embedding is None:
             raise RuntimeError("no FLAME assets: set the FLAME folder first")
         scan = self._need_scan()
@@ -146,7 +145,7 @@ class FitRunner:
         session = FitSession(scan, self.template, self.embedding, landmarks, config,
                              device=self.device, seed=seed, render_backend=self.render_backend)
         if restore is not None:
-            restore_session(session, **restore)
+            session.restore(restore)
         self.session = session
         self.session_id += 1
         self._history_sent = 0
@@ -272,25 +271,3 @@ class FitRunner:
             texture_version=self._texture_version,
             texture=texture,
         )
-
-
-def restore_session(session: FitSession, vertices: np.ndarray, stage: str | None,
-                    iteration: int, rigid: Similarity | None = None,
-                    texture: np.ndarray | None = None) -> None:
-    """Continue ``session`` from a snapshot: ``vertices`` (5023,3) canonical, in ``stage``
-    (None: every stage ended) after ``iteration`` iterations, with the rigid alignment and
-    texture it had. Earlier stages count as done; the stage re-begins from these vertices
-    (its optimiser state is new)."""
-    session.vertices = torch.as_tensor(np.asarray(vertices, np.float32), device=session.device)
-    session.rigid, session.texture = rigid, texture
-    names = [s.name for s in session.stages]
-    index = names.index(stage) if stage in names else len(names)
-    for s in session.stages[:index]:
-        if s.status == "pending":
-            s.status = "done"
-    session.index = index
-    if index < len(names):
-        current = session.stages[index]
-        current.reset()
-        current.iteration = int(iteration)
-    session.version += 1
