@@ -161,3 +161,29 @@ def test_bad_scan_and_bad_config_name_the_file(flame_dir, tmp_path, capsys):
     assert main(["fit", str(bad), "--out", str(tmp_path / "o"), "--config", str(cfg)]) == 2
     err = capsys.readouterr().err
     assert "my.toml" in err and "stepz" in err
+
+
+def test_a_diverging_fit_writes_its_last_finite_state_and_exits_3(
+        scan_on_disk, flame_dir, tmp_path, capsys, monkeypatch):
+    from reflame_core.fit.stages import deform
+
+    original = deform.evaluate_terms
+
+    def poisoned(session, verts, p):
+        terms = original(session, verts, p)
+        terms["depth"] = terms["depth"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(deform, "evaluate_terms", poisoned)
+    obj, lm = scan_on_disk
+    out = tmp_path / "out"
+    code = main(["fit", str(obj), "--out", str(out), "--flame-dir", str(flame_dir),
+                 "--landmarks", str(lm), "--preset", "fast", "--device", "cpu", "--quiet",
+                 *SMALL])
+    err = capsys.readouterr().err
+    assert code == 3 and "Traceback" not in err
+    assert "non-finite" in err and "last finite step" in err
+    report = json.loads((out / "report.json").read_text())
+    assert any(e.startswith("stopped:") for e in report["events"])
+    assert report["stages"]["coarse"]["status"] != "done"
+    assert (out / "fit.obj").stat().st_size > 0

@@ -13,6 +13,7 @@ from reflame_core.fit.config_rules import AXES
 if TYPE_CHECKING:
     from reflame_core.fit.session import FitSession
 
+EXIT_DIVERGED = 3  # outputs written as of the last finite step
 DETECTED_LANDMARKS = "detected_landmarks.json"  # written when the fit detected its own
 
 
@@ -61,6 +62,7 @@ def pick_device(name: str) -> str:
 
 
 def run_fit(args: argparse.Namespace) -> int:
+    from reflame_core.fit.session import NonFiniteStepError
     from reflame_core.interrupts import exit_code_of, signal_name_of, signals_as_interrupts
     from reflame_core.io.output_folder import check_output_dir
 
@@ -78,14 +80,19 @@ def run_fit(args: argparse.Namespace) -> int:
     with signals_as_interrupts():
         session = _prepare(args, config, device, log)
         interrupt: KeyboardInterrupt | None = None
+        diverged: NonFiniteStepError | None = None
         try:
             _run_session(session, quiet=args.quiet)
         except KeyboardInterrupt as exc:
             interrupt = exc
+        except NonFiniteStepError as exc:  # the session is as after its last finite step
+            diverged = exc
+            log(f"reflame fit: {exc}; writing the fit as of its last finite step")
+            session.record(f"stopped: {exc}")
         interrupted_by = signal_name_of(interrupt) if interrupt else None
         if interrupted_by:
             log(f"interrupted ({interrupted_by}): writing the fit as it is now")
-            session.note(f"interrupted by {interrupted_by}")
+            session.record(f"interrupted by {interrupted_by}")
         from reflame_core.fit.outputs import write_fit_outputs
 
         report = write_fit_outputs(session, args.out, interrupted_by=interrupted_by)
@@ -95,8 +102,11 @@ def run_fit(args: argparse.Namespace) -> int:
         f"{100 * rel['fit_to_scan_mean']:.2f}% of scan size, scan->fit mean "
         f"{100 * rel['scan_to_fit_mean']:.2f}%)"
         + (f"; interrupted by {interrupted_by}" if interrupted_by else "")
+        + ("; STOPPED: the fit diverged (see report.json events)" if diverged else "")
     )
-    return exit_code_of(interrupt) if interrupt else 0
+    if interrupt:
+        return exit_code_of(interrupt)
+    return EXIT_DIVERGED if diverged else 0
 
 
 def _prepare(args: argparse.Namespace, config: FitConfig, device: str, log) -> FitSession:

@@ -249,6 +249,12 @@ class FitSession:
             message if self._pending_event is None else (f"{self._pending_event}; {message}")
         )
 
+    def record(self, message: str) -> None:
+        """Record an event that happened between steps (an interruption, a stop): it goes
+        into ``events`` at once, not into the next step's report."""
+        self.events.append(message)
+        self.version += 1
+
     # ----- commands ---------------------------------------------------------------------
     @property
     def current(self) -> FitStage | None:
