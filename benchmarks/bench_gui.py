@@ -4,7 +4,7 @@ started when $DISPLAY is unset), the user's mouse through the X server (xdotool)
 Measures, on one synthetic head (preset ``fast``, CPU unless --device):
 - headless: landmark detection (``detect_landmarks``, what ``reflame landmarks`` runs) and
   coarse-stage iterations per second of a ``FitSession`` stepped in this process, before
-  any window exists;
+  any window exists; then the fitting worker alone (no window);
 - studio: detection from the Detect button's path, coarse it/s while the window is left
   alone and while the view is turned by mouse drags, frames per second, and the CPU used
   by the studio process and by its fitting worker, fitting and idle (fit paused).
@@ -57,6 +57,30 @@ def headless(head, template, embedding, device: str, preset: str, steps: int,
     for _ in range(steps):
         session.step()
     return {"detect_s": detect_s, "coarse_it_per_s": steps / (time.monotonic() - t0)}
+
+
+def worker_alone(head, template, embedding, device: str, preset: str, seconds: float) -> dict:
+    """The fitting worker with no window: what the process split itself costs."""
+    from reflame_core.worker import FitWorker
+
+    worker = FitWorker(device)
+    try:
+        worker.set_assets(template, embedding)
+        worker.open_scan(head.scan)
+        worker.new_session(FitConfig.load(preset=preset, overrides=LONG_COARSE),
+                           LandmarkTargets.from_points(head.true_landmarks))
+        worker.start()
+        while (worker.latest_snapshot() is None or worker.latest_snapshot().stage != "coarse"
+               or worker.latest_snapshot().iteration < 3):
+            time.sleep(0.01)
+        it0, t0 = worker.latest_snapshot().iteration, time.monotonic()
+        while time.monotonic() - t0 < seconds:
+            time.sleep(0.05)  # read as a studio would, at 20 fps
+            worker.poll()
+        return {"coarse_it_per_s": (worker.latest_snapshot().iteration - it0)
+                / (time.monotonic() - t0)}
+    finally:
+        worker.close()
 
 
 def studio_run(head, scan_path: Path, flame_dir: Path, device: str, preset: str,
@@ -161,6 +185,8 @@ def main() -> None:
         scan_path = write_synthetic_head(head, tmp)
         ref = headless(head, template, embedding, args.device, args.preset,
                        args.headless_steps, detect)
+        alone = worker_alone(head, template, embedding, args.device, args.preset,
+                             args.seconds)
         run = (head, scan_path, data / "flame", args.device, args.preset, args.seconds, detect,
                args.backend, args.working_fps)
         if os.environ.get("DISPLAY") or (args.backend and "egl" in args.backend):
@@ -179,7 +205,7 @@ def main() -> None:
         "display": os.environ.get("DISPLAY"), "backend": args.backend,
         "studio_fps": {"working": gui["pacer"]["working_fps"], "idle": gui["pacer"]["idle_fps"],
                        "interactive": gui["pacer"]["interactive_fps"]},
-        "headless": ref, "studio": gui,
+        "headless": ref, "worker_without_window": alone, "studio": gui,
         "studio_vs_headless_it_per_s": ratio,
         "detect_studio_vs_cli": gui["detect_s"] / ref["detect_s"] if detect else None,
     }, indent=1))
