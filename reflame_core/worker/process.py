@@ -7,6 +7,7 @@ from a sender thread (``Outbox``), so the fit never waits for the studio to read
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import os
 import signal
 import sys
@@ -79,6 +80,10 @@ def worker_main(commands: Connection, updates: Connection, device: str, render_b
     """Entry point of the spawned worker process; returns when told to quit, or when the
     studio is gone (its pipe closed, or its process ended)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the studio's to handle
+    # A crash (segfault in a GPU library) leaves its Python stack on stderr, and SIGUSR1
+    # prints the stacks of a worker that seems stuck.
+    faulthandler.enable()
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     _die_with_parent()
     runner = FitRunner(device, render_backend)
     outbox = Outbox(updates)

@@ -14,11 +14,17 @@ from reflame_core.fit.targets import LandmarkTargets
 from reflame_core.worker import FitWorker
 
 
-def _wait(worker: FitWorker, cond, timeout: float = 300.0) -> None:
+def _wait(worker: FitWorker, cond, timeout: float = 120.0) -> None:
     end = time.monotonic() + timeout
     while not cond():
         assert worker.state not in ("error", "crashed"), (worker.state, worker.error_trace)
-        assert time.monotonic() < end, ("timed out", worker.state, worker.last_error)
+        if time.monotonic() > end:
+            os.kill(worker.pid, signal.SIGUSR1)  # the worker's stacks, on stderr
+            time.sleep(2.0)
+            snap = worker.latest_snapshot()
+            raise AssertionError(("timed out", worker.state, worker.last_error, worker.restarts,
+                                  snap.stage if snap else None, snap.iteration if snap else None,
+                                  worker.take_notices()))
         time.sleep(0.01)
 
 
