@@ -49,13 +49,14 @@ class FitWorker:
     """Runs fitting and landmark detection in a spawned process.
 
     ``state``: the worker's (``protocol.STATES``), or "starting" (before its first word),
-    "crashed" (down after too many crashes), "stopped" (closed).
+    "crashed" (down after too many crashes), "stopped" (closed). Reading ``state`` or a
+    snapshot takes in what the worker has sent; nothing here blocks.
     """
 
     def __init__(self, device: str = "cpu", *, render_backend: str = "auto") -> None:
         self.device = device
         self.render_backend = render_backend
-        self.state = "starting"
+        self._state = "starting"
         self.last_error: str | None = None
         self.error_trace: str | None = None
         self.activity: str | None = None
@@ -95,7 +96,13 @@ class FitWorker:
         self._sender = threading.Thread(target=_send_all, args=(cmd_w, self._outgoing),
                                         name="reflame-worker-sender", daemon=True)
         self._sender.start()
-        self.state = "starting"
+        self._state = "starting"
+
+    @property
+    def state(self) -> str:
+        """The worker's state as of what it has sent so far (reading it reads the pipe)."""
+        self.poll()
+        return self._state
 
     @property
     def pid(self) -> int | None:
@@ -121,7 +128,7 @@ class FitWorker:
             self._process.kill()
             self._process.join(0.2)
         self._updates.close()
-        self.state = "stopped"
+        self._state = "stopped"
 
     # ---- commands ------------------------------------------------------------------------
     def _next_seq(self) -> int:
@@ -267,7 +274,7 @@ class FitWorker:
     # ---- updates -------------------------------------------------------------------------
     def _apply(self, update: Update) -> None:
         self._acked = max(self._acked, update.acked)
-        self.state = update.state
+        self._state = update.state
         self.last_error, self.error_trace = update.error, update.error_trace
         self.activity = update.activity
         for result in update.results:
@@ -300,7 +307,7 @@ class FitWorker:
         now = time.monotonic()
         self._crash_times = [t for t in self._crash_times if now - t < RESTART_WINDOW_S] + [now]
         if len(self._crash_times) > MAX_RESTARTS:
-            self.state = "crashed"
+            self._state = "crashed"
             self._closed = True
             self._notices.append(
                 f"The fitting worker stopped again ({reason}); {MAX_RESTARTS} restarts in "
