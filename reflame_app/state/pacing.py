@@ -3,7 +3,9 @@
 Polyscope's own frame limiter busy-waits (a core at 100% even at 2 fps under software GL),
 so the studio turns it off and sleeps in its frame callback instead. The rate follows what
 the user sees change: fast while they interact, moderate while the fit or detection runs,
-slow when nothing happens.
+slow when nothing happens. Every frame drawn while the fit runs costs the fit: on a GPU the
+window's OpenGL and the fit's CUDA share the chip (20 fps cost the fit 15%, 10 fps 6%:
+benchmarks/RESULTS.md), on a 2-core CPU software GL takes the cores.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ class FramePacer:
     """Frame rates (frames per second) and how long input counts as interaction (seconds)."""
 
     interactive_fps: float = 60.0
-    working_fps: float = 20.0
+    working_fps: float = 12.0
     idle_fps: float = 5.0
     interaction_s: float = 1.0
     _last_input: float = -1e9
