@@ -81,7 +81,7 @@ def keep_faces(head: SyntheticHead, keep: np.ndarray) -> SyntheticHead:
 
     A true point stays present when it is still on what is left of the surface (within 1e-4
     of the head height: float32 distance queries on noisy slivers err up to ~1e-5, while a cut
-    point is a triangle's size away unless it sat on the cut's very edge), which is the definition the scoring relies on.
+    point is a triangle's size away unless it sat on the cut's very edge).
     """
     s = head.scan
     faces = s.faces[keep]
