@@ -24,7 +24,7 @@ BRIGHTNESS = (0.35, 1.6)  # multiplies every channel
 CONTRAST = (0.4, 1.8)  # scales deviations from the mean grey level
 HUE_SHIFT_DEG = 60.0  # hue rotated by up to this, either way
 SATURATION = (0.0, 2.0)  # multiplies saturation
-AMBIENT = (0.1, 0.4)  # baked lighting: light that reaches surfaces facing away
+AMBIENT = (0.05, 0.3)  # baked lighting: light that reaches surfaces facing away
 # Baked lighting computes normals on a coarser texel grid, then resizes: shading is smooth.
 NORMAL_GRID = 256
 

@@ -18,6 +18,10 @@ from reflame_core.synthetic.head import SyntheticHead
 from reflame_core.synthetic.truth import canonical_vertices, keep_faces, move_vertices
 
 CHIN, BROWS = 8, slice(17, 27)  # iBUG indices
+# Cap colours (RGB): dark brown, brown, blond, grey hair, a blue swim cap. Not black: the
+# renders' background is black, and a black cap would read as missing geometry.
+HAIR_COLOURS = np.array([[60, 40, 30], [110, 75, 50], [190, 160, 110], [150, 150, 150],
+                         [40, 70, 160]])
 
 
 def _height(head: SyntheticHead) -> float:
@@ -68,8 +72,9 @@ def holes(head: SyntheticHead, rng: np.random.Generator) -> SyntheticHead:
 def scalp_cap(head: SyntheticHead, rng: np.random.Generator) -> SyntheticHead:
     """A cap over the scalp: extra geometry that hides the skin under it, as hair, a swim cap
     or a hat does. The scalp above a level 15-45% of the way from the brows to the crown is
-    copied 1-3% of head height outward, as an open shell coloured like the darkest texel of
-    the texture (where there is one). The head beneath is kept, so the truth is unchanged."""
+    copied 1-3% of head height outward, as an open shell in one of ``HAIR_COLOURS`` (the
+    texture's closest texel, where there is a texture). The head beneath is kept, so the
+    truth is unchanged."""
     s = head.scan
     v = canonical_vertices(head)
     brow_y = head.to_canonical.apply(head.true_landmarks[BROWS])[:, 1].mean()
@@ -83,9 +88,11 @@ def scalp_cap(head: SyntheticHead, rng: np.random.Generator) -> SyntheticHead:
     faces = np.concatenate([s.faces, len(s.vertices) + local.reshape(-1, 3)])
     uv, uv_faces = s.uv, s.uv_faces
     if s.has_texture:
-        lum = s.texture.astype(np.float64).sum(2)
-        row, col = np.unravel_index(np.argmin(lum), lum.shape)
-        h, w = lum.shape
+        # The cap takes the texel closest to a hair or cap colour: one UV point, no new atlas.
+        target = HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))]
+        dist = np.abs(s.texture.astype(np.int32) - target).sum(2)
+        row, col = np.unravel_index(np.argmin(dist), dist.shape)
+        h, w = dist.shape
         dark = np.array([[(col + 0.5) / w, 1 - (row + 0.5) / h]], np.float32)
         uv = np.concatenate([s.uv, dark])
         uv_faces = np.concatenate([s.uv_faces, np.full((len(cap_faces), 3), len(s.uv))])
