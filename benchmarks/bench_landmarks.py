@@ -2,7 +2,8 @@
 
 Usage: python benchmarks/bench_landmarks.py [--seeds 1 2 ... 10] [--data ../shared/data]
 Errors are distances to FLAME's own landmark embedding on the head, / head height
-(reflame_core/synthetic/scoring.py; a landmark not placed is an infinite error, a miss).
+(reflame_core/synthetic/scoring.py; a landmark not placed is a miss
+of one head height).
 Run from the repository root with PYTHONPATH=. so this checkout's reflame_core is used.
 Seeds 11-30 trained the MediaPipe index table (tools/fit_mediapipe_table.py): keep them out.
 """

@@ -3,7 +3,8 @@
 Every error is a distance in the scan's frame divided by ``truth.head_height`` (so units do
 not matter). Truth cut away from the scan (``vertex_present`` / ``landmark_present`` False)
 is NaN in the landmark errors, i.e. not scored; a landmark the detector did not place is
-``inf``, i.e. scored as a miss.
+scored as a miss of ``NOT_PLACED`` (a whole head height: finite, so percentiles and JSON stay
+well defined).
 """
 
 from __future__ import annotations
@@ -18,14 +19,15 @@ GROUPS = {"contour": slice(0, 17), "brows": slice(17, 27), "nose": slice(27, 36)
           "eyes": slice(36, 48), "lips": slice(48, 68)}
 # A landmark "hits" when it is within this fraction of head height of the truth.
 HIT = 0.02
+NOT_PLACED = 1.0
 
 
 def landmark_errors(head: SyntheticHead, positions: np.ndarray) -> np.ndarray:
     """(68,) relative errors of detected ``positions`` (68,3) (scan frame, NaN rows where a
-    landmark was not placed); NaN where the true landmark is not on the scan, inf where it is
-    but none was placed."""
+    landmark was not placed); NaN where the true landmark is not on the scan, ``NOT_PLACED``
+    where it is but none was placed."""
     e = np.linalg.norm(np.asarray(positions, np.float64) - head.true_landmarks, axis=1)
-    e = np.where(np.isnan(e), np.inf, e) / head_height(head)
+    e = np.where(np.isnan(e), NOT_PLACED, e / head_height(head))
     return np.where(head.landmark_present, e, np.nan)
 
 
@@ -37,7 +39,7 @@ def vertex_errors(head: SyntheticHead, vertices: np.ndarray) -> np.ndarray:
 
 
 def _stats(e: np.ndarray) -> dict:
-    """Hit rate, median and p90 of the scored (non-NaN) errors; inf counts as a miss."""
+    """Hit rate, median and p90 of the scored (non-NaN) errors."""
     e = e[~np.isnan(e)]
     if not e.size:
         return {"scored": 0}
@@ -50,7 +52,7 @@ def summarize_landmarks(errors: np.ndarray) -> dict:
     """Summary of landmark errors (N,68) over N heads: overall and per group."""
     e = np.asarray(errors, np.float64).reshape(-1, 68)
     return {**_stats(e.ravel()),
-            "not_placed": int(np.isinf(e).sum()),
+            "not_placed": int((e == NOT_PLACED).sum()),
             "groups": {g: _stats(e[:, s].ravel()) for g, s in GROUPS.items()}}
 
 

@@ -79,9 +79,9 @@ def move_vertices(
 def keep_faces(head: SyntheticHead, keep: np.ndarray) -> SyntheticHead:
     """The head with only the faces where ``keep`` (F,) is True; unused vertices and UVs go.
 
-    A true point stays present when it is still on what is left of the surface (within 1e-4
-    of the head height: float32 distance queries on noisy slivers err up to ~1e-5, while a cut
-    point is a triangle's size away unless it sat on the cut's very edge).
+    A true point stays present when it is still on what is left of the surface: within 5e-6
+    of the head height, above the float32 query's own rounding (~3e-7 here) and far below any
+    triangle's size, so only points on kept faces or on the cut's very edge stay.
     """
     s = head.scan
     faces = s.faces[keep]
@@ -100,7 +100,7 @@ def keep_faces(head: SyntheticHead, keep: np.ndarray) -> SyntheticHead:
         _normals=None,
     )
     query = MeshQuery(scan.vertices, scan.faces, centroids=64)
-    tol = 1e-4 * head_height(head)
+    tol = 5e-6 * head_height(head)
 
     def still_there(points: np.ndarray, present: np.ndarray) -> np.ndarray:
         return present & (query.closest(points).distance <= tol)
