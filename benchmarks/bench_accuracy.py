@@ -48,7 +48,7 @@ from reflame_core.synthetic.world import SCENARIOS, SCORED_SEEDS, make_world_hea
 # Worlds: which scenarios, how many heads each. 'wild' is the scored benchmark.
 WORLDS = {
     "wild": (tuple(SCENARIOS), 10),
-    "wild-small": (tuple(SCENARIOS), 1),
+    "wild-small": (tuple(SCENARIOS), 2),
 }
 
 
