@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from reflame_core.geometry.surface_query import MeshQuery
+from reflame_core.io.scan import load_scan
 from reflame_core.synthetic import appearance, conditions, partial
+from reflame_core.synthetic.head import write_synthetic_head
 from reflame_core.synthetic.scoring import NOT_PLACED, landmark_errors, summarize_landmarks
 from reflame_core.synthetic.truth import head_height
 from reflame_core.synthetic.world import CONDITIONS, SCENARIOS, apply_scenario
@@ -158,3 +160,13 @@ def test_noise_moves_vertices_not_the_template(base, heads) -> None:
     d = np.linalg.norm(head.scan.vertices - base.scan.vertices, axis=1) / head_height(base)
     assert 1e-4 < np.median(d) < 5e-3
     np.testing.assert_array_equal(head.deformed_vertices, base.deformed_vertices)
+
+
+def test_write_keeps_masks_and_no_texture(heads, tmp_path) -> None:
+    head = apply_scenario(heads["no_back"], ("no_texture",), SEED)
+    obj = write_synthetic_head(head, tmp_path / "head")
+    assert not (tmp_path / "head" / "scan.mtl").exists()
+    assert not load_scan(obj).has_texture
+    truth = np.load(tmp_path / "head" / "truth.npz")
+    np.testing.assert_array_equal(truth["vertex_present"], head.vertex_present)
+    np.testing.assert_array_equal(truth["landmark_present"], head.landmark_present)
