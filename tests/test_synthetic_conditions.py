@@ -90,7 +90,7 @@ def test_units_scale_coordinates_not_relative_errors(base, factor) -> None:
 
 
 def test_appearance_changes_texture_only(base, heads) -> None:
-    for name in ("brightness", "contrast", "hue_saturation", "lighting", "grayscale"):
+    for name in ("brightness", "contrast", "hue_saturation", "lighting", "grayscale", "low_res"):
         head = heads[name]
         np.testing.assert_array_equal(head.scan.vertices, base.scan.vertices)
         assert head.scan.texture.shape == base.scan.texture.shape

@@ -24,7 +24,9 @@ BRIGHTNESS = (0.35, 1.6)  # multiplies every channel
 CONTRAST = (0.4, 1.8)  # scales deviations from the mean grey level
 HUE_SHIFT_DEG = 60.0  # hue rotated by up to this, either way
 SATURATION = (0.0, 2.0)  # multiplies saturation
-AMBIENT = (0.05, 0.3)  # baked lighting: light that reaches surfaces facing away
+AMBIENT = (0.05, 0.3)
+# Low-resolution texture: the texture's detail limited to this many texels across.
+LOW_RES_TEXELS = (64, 256)  # baked lighting: light that reaches surfaces facing away
 # Baked lighting computes normals on a coarser texel grid, then resizes: shading is smooth.
 NORMAL_GRID = 256
 
@@ -73,6 +75,18 @@ def grayscale(head: SyntheticHead, rng: np.random.Generator) -> SyntheticHead:
         return head
     gray = cv2.cvtColor(head.scan.texture, cv2.COLOR_RGB2GRAY)
     return with_texture(head, np.repeat(gray[..., None], 3, axis=2))
+
+
+def low_res(head: SyntheticHead, rng: np.random.Generator) -> SyntheticHead:
+    """A blurry scanner texture: resampled down to ``LOW_RES_TEXELS`` across and back up, so
+    pores, lashes and brow hair of this one face are gone."""
+    if not head.scan.has_texture:
+        return head
+    tex = head.scan.texture
+    h, w = tex.shape[:2]
+    size = int(rng.integers(*LOW_RES_TEXELS, endpoint=True))
+    small = cv2.resize(tex, (size, size * h // w), interpolation=cv2.INTER_AREA)
+    return with_texture(head, cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR))
 
 
 def texel_normals(head: SyntheticHead, size: int) -> np.ndarray:

@@ -30,6 +30,7 @@ CONDITIONS: dict[str, Condition] = {
     "hue_saturation": appearance.hue_saturation,
     "lighting": appearance.lighting,
     "grayscale": appearance.grayscale,
+    "low_res": appearance.low_res,
     "no_texture": appearance.no_texture,
     "cut_neck": partial.cut_neck,
     "no_back": partial.no_back,
@@ -44,7 +45,7 @@ CONDITIONS: dict[str, Condition] = {
 SCENARIOS: dict[str, tuple[str, ...]] = {
     "base": (),
     **{name: (name,) for name in CONDITIONS},
-    "appearance_mix": ("brightness", "contrast", "hue_saturation", "lighting"),
+    "appearance_mix": ("brightness", "contrast", "hue_saturation", "lighting", "low_res"),
     "wild_mix": ("proportions", "shape", "rotation", "units", "contrast", "hue_saturation",
                  "lighting", "cut_neck", "holes", "noise"),
 }
