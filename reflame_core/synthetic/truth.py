@@ -54,12 +54,12 @@ def move_vertices(
     old_canon = canonical_vertices(head)
     moved = canonical_map(old_canon) if moved is None else moved
     new_scan = to_scan.apply(moved).astype(np.float32)
+    query = MeshQuery(head.scan.vertices, head.scan.faces, centroids=64)
 
     def carry(points: np.ndarray, present: np.ndarray) -> np.ndarray:
         out = to_scan.apply(canonical_map(head.to_canonical.apply(points)))
         if present.any():
-            hits = MeshQuery(head.scan.vertices, head.scan.faces, centroids=64).closest(
-                points[present])
+            hits = query.closest(points[present])
             bary = hits.bary.astype(np.float64)
             bary /= bary.sum(1, keepdims=True)
             tri = new_scan[head.scan.faces[hits.face]].astype(np.float64)
