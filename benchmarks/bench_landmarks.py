@@ -1,8 +1,11 @@
 """Landmark accuracy and timing on synthetic heads (MediaPipe + lifting); prints JSON.
 
 Usage: python benchmarks/bench_landmarks.py [--seeds 1 2 ... 10] [--data ../shared/data]
-Errors are distances to FLAME's own landmark embedding on the head, / head height. Seeds 11-30
-trained the MediaPipe index table (tools/fit_mediapipe_table.py): keep them out of here.
+Errors are distances to FLAME's own landmark embedding on the head, / head height
+(reflame_core/synthetic/scoring.py; a landmark not placed is a miss
+of one head height).
+Run from the repository root with PYTHONPATH=. so this checkout's reflame_core is used.
+Seeds 11-30 trained the MediaPipe index table (tools/fit_mediapipe_table.py): keep them out.
 """
 
 from __future__ import annotations
@@ -19,9 +22,7 @@ from reflame_core.assets.flame import load_flame_template, load_landmark_embeddi
 from reflame_core.landmarks.detect import detect_landmarks
 from reflame_core.landmarks.detector import get_detector
 from reflame_core.synthetic.head import make_synthetic_head
-
-GROUPS = {"contour": slice(0, 17), "brows": slice(17, 27), "nose": slice(27, 36),
-          "eyes": slice(36, 48), "lips": slice(48, 68)}
+from reflame_core.synthetic.scoring import GROUPS, landmark_errors
 
 
 def main() -> None:
@@ -43,9 +44,7 @@ def main() -> None:
         t = time.perf_counter()
         lms = detect_landmarks(h.scan, backend=det)
         times.append(time.perf_counter() - t)
-        height = np.ptp(h.to_canonical.apply(h.true_vertices)[:, 1]) / h.to_canonical.scale
-        pos = lms.positions(h.scan.vertices, h.scan.faces)[:68]
-        errs.append(np.linalg.norm(pos - h.true_landmarks, axis=1) / height)
+        errs.append(landmark_errors(h, lms.positions(h.scan.vertices, h.scan.faces)[:68]))
     e = np.stack(errs)
     pct = lambda x: [round(float(v), 4) for v in np.nanpercentile(x, [50, 90, 100])]  # noqa: E731
     edges = [0, 0.01, 0.02, 0.03, 0.05, np.inf]

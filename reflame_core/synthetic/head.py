@@ -39,6 +39,10 @@ class SyntheticHead:
         to_canonical: scan frame -> template frame (where the deformed template lives).
         texture_truth: (H,W,3) uint8 FLAME-UV texture, row 0 = v=1 (OBJ convention).
         deformed_vertices: (5023,3) the deformed template in the template frame.
+        vertex_present: (5023,) bool, False where a true vertex is no longer on the scan
+            (cut away by a partial-scan condition, ``synthetic/partial.py``); its position in
+            ``true_vertices`` is then where the surface was.
+        landmark_present: (68,) bool, the same for the true landmarks.
     """
 
     scan: Scan
@@ -47,6 +51,8 @@ class SyntheticHead:
     to_canonical: Similarity
     texture_truth: np.ndarray
     deformed_vertices: np.ndarray
+    vertex_present: np.ndarray
+    landmark_present: np.ndarray
 
     def true_landmark_set(self) -> LandmarkSet:
         """The 68 true landmarks as a ``LandmarkSet`` on the scan's faces (as if an artist
@@ -77,9 +83,18 @@ def smooth_deformation(
     dirs *= (amplitude * height * rng.uniform(0.5, 1.0, num_bumps) / np.linalg.norm(dirs, axis=1))[
         :, None
     ]
-    d2 = ((v[:, None, :] - centres[None]) ** 2).sum(-1)
-    weights = np.exp(-d2 / (2 * sigmas**2))
-    return v + weights @ dirs
+    return v + gaussian_bumps(v, centres, sigmas, dirs)
+
+
+def gaussian_bumps(
+    points: np.ndarray, centres: np.ndarray, sigmas: np.ndarray, dirs: np.ndarray
+) -> np.ndarray:
+    """Displacements (N,3) at ``points`` (N,3): sum over bumps k of
+    ``dirs[k] * exp(-|p - centres[k]|^2 / (2 sigmas[k]^2))``; centres (K,3), sigmas (K,),
+    dirs (K,3), all in the points' units."""
+    p = np.asarray(points, np.float64)
+    d2 = ((p[:, None, :] - centres[None]) ** 2).sum(-1)
+    return np.exp(-d2 / (2 * sigmas**2)) @ dirs
 
 
 def random_similarity(
@@ -155,14 +170,17 @@ def make_synthetic_head(
         to_canonical=to_scan.inverse(),
         texture_truth=texture_truth,
         deformed_vertices=deformed,
+        vertex_present=np.ones(len(deformed), bool),
+        landmark_present=np.ones(len(lmk_canon), bool),
     )
 
 
 def write_synthetic_head(head: SyntheticHead, folder: str | Path) -> Path:
     """Write ``scan.obj`` (+ ``scan.mtl``, ``scan.png``) and ``truth.npz`` into ``folder``.
 
-    truth.npz holds true_vertices, true_landmarks, deformed_vertices and to_canonical as
-    ``to_canonical_scale``, ``to_canonical_rotation``, ``to_canonical_translation``.
+    truth.npz holds true_vertices, true_landmarks, deformed_vertices, vertex_present,
+    landmark_present and to_canonical as ``to_canonical_scale``, ``to_canonical_rotation``,
+    ``to_canonical_translation``. A scan without texture is written without MTL/PNG.
     Returns the OBJ path.
     """
     folder = Path(folder)
@@ -177,6 +195,8 @@ def write_synthetic_head(head: SyntheticHead, folder: str | Path) -> Path:
         true_vertices=head.true_vertices,
         true_landmarks=head.true_landmarks,
         deformed_vertices=head.deformed_vertices,
+        vertex_present=head.vertex_present,
+        landmark_present=head.landmark_present,
         to_canonical_scale=np.float64(tc.scale),
         to_canonical_rotation=tc.rotation,
         to_canonical_translation=tc.translation,
