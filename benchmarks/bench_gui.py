@@ -120,7 +120,9 @@ def studio_run(head, scan_path: Path, flame_dir: Path, device: str, preset: str,
 
     def script(d: WindowDriver):
         d.move_window_to_origin()
-        yield from d.wait(lambda: app.worker is not None and app.worker.state != "starting",
+        # As a user who opens a scan and then clicks Detect: the worker has started and
+        # loaded the detector (it does so on its own when the scan opens).
+        yield from d.wait(lambda: app.worker is not None and not app.worker.busy,
                           120, "the worker to start")
         if detect:
             t0 = time.monotonic()
@@ -163,7 +165,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1, help="synthetic head (20k vertices)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--preset", default="fast")
-    p.add_argument("--headless-steps", type=int, default=60)
+    p.add_argument("--headless-steps", type=int, default=150)
     p.add_argument("--landmarks", choices=("detected", "true"), default="detected",
                    help="true: the head's own (no detection timed)")
     p.add_argument("--backend", default=None,

@@ -98,8 +98,9 @@ class Studio:
             abs(mouse[0]) + abs(mouse[1]) > 0 or any(io.MouseDown) or io.MouseWheel
             or io.MouseWheelH or psim.IsAnyItemActive() or io.WantTextInput)
         app = self.app
-        working = app.detecting or app.export_pending is not None or (
-            app.worker is not None and app.worker.busy)
+        # Only a running fit changes the picture by itself; detection and export show a
+        # line of text, which the idle rate keeps up to date.
+        working = app.controller is not None and app.fit.state == "running"
         now = time.monotonic()
         delay = self.pacer.delay(now, self.pacer.fps(now, input_seen=input_seen,
                                                      working=working))
