@@ -28,8 +28,8 @@ from reflame_core.assets.flame import load_flame_template, load_landmark_embeddi
 from reflame_core.render.cameras import OrbitCameras
 from reflame_core.render.renderer import MeshRenderer
 from reflame_core.synthetic.head import make_synthetic_head
+from reflame_core.synthetic.texture_cases import cut_cheek_hole
 from reflame_core.texture.bake import bake_texture
-from reflame_core.texture.inpaint import push_pull_fill
 from reflame_core.texture.refine import TextureRefiner
 
 RES = 512
@@ -51,11 +51,7 @@ def main() -> None:
     truth = cv2.resize(head.texture_truth, (RES, RES), interpolation=cv2.INTER_AREA)
     bake = bake_texture(head.true_vertices, template, head.scan, resolution=RES)
 
-    yy, xx = np.mgrid[:RES, :RES]
-    hole = ((xx - 0.37 * RES) ** 2 + (yy - 0.55 * RES) ** 2 < (0.05 * RES) ** 2) & bake.valid
-    bake.valid &= ~hole
-    filled = push_pull_fill(bake.texture.astype(np.float32), bake.valid)
-    bake.texture = np.clip(np.rint(filled), 0, 255).astype(np.uint8)
+    hole = cut_cheek_hole(bake)
     hole_before = psnr(bake.texture, truth, hole)
     valid_before = psnr(bake.texture, truth, bake.valid)
 

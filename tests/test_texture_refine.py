@@ -10,8 +10,8 @@ from reflame_core.assets.flame import load_flame_template, load_landmark_embeddi
 from reflame_core.render.cameras import OrbitCameras
 from reflame_core.render.renderer import MeshRenderer
 from reflame_core.synthetic.head import make_synthetic_head
+from reflame_core.synthetic.texture_cases import cut_cheek_hole
 from reflame_core.texture.bake import bake_texture
-from reflame_core.texture.inpaint import push_pull_fill
 from reflame_core.texture.refine import TextureRefiner
 
 RES = 512
@@ -31,11 +31,7 @@ def test_refinement_improves_a_hole_and_keeps_the_bake(flame_dir, data_dir):
     before_all = psnr(bake.texture, truth, bake.valid)
 
     # A disc of cheek texels the bake "could not source": push-pull fills it from its rim.
-    yy, xx = np.mgrid[:RES, :RES]
-    hole = ((xx - 0.37 * RES) ** 2 + (yy - 0.55 * RES) ** 2 < (0.05 * RES) ** 2) & bake.valid
-    bake.valid &= ~hole
-    filled = push_pull_fill(bake.texture.astype(np.float32), bake.valid)
-    bake.texture = np.clip(np.rint(filled), 0, 255).astype(np.uint8)
+    hole = cut_cheek_hole(bake)
     before_hole = psnr(bake.texture, truth, hole)
 
     renderer = MeshRenderer(OrbitCameras(num_views=3, azimuth_range=40, resolution=256), "torch")
