@@ -141,6 +141,22 @@ def test_worker_process_fits_survives_a_crash_and_closes(small_synthetic_head, f
     assert closed_in < 1.0
 
 
+def test_a_request_in_flight_when_the_worker_dies_is_answered(small_synthetic_head) -> None:
+    """Detection asked for, then the worker killed: the studio gets an error, not silence
+    (its Detect button would stay disabled forever)."""
+    worker = FitWorker("cpu")
+    try:
+        worker.open_scan(small_synthetic_head.scan)
+        assert worker.wait_idle(120)
+        worker.detect()
+        os.kill(worker.pid, signal.SIGKILL)
+        result = worker.wait_result("detect", timeout=60)
+        assert result.value is None and "stopped" in result.error and "SIGKILL" in result.error
+        assert worker.restarts == 1
+    finally:
+        worker.close()
+
+
 def test_worker_ends_with_the_studio_process(tmp_path) -> None:
     """A studio killed outright (SIGKILL, no cleanup) leaves no worker behind."""
     script = tmp_path / "studio.py"

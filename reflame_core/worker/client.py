@@ -76,6 +76,7 @@ class FitWorker:
         self._texture: np.ndarray | None = None
         self._snapshot: FitSnapshot | None = None
         self._results: dict[str, Result] = {}
+        self._awaited: dict[int, str] = {}  # seq -> kind of result commands not answered yet
         self._residuals: dict | None = None
         self._spawn()
 
@@ -194,16 +195,23 @@ class FitWorker:
 
     def detect(self, to_canonical: Similarity | None = None, backend: str = "auto") -> int:
         """Detect landmarks on the open scan; the ``LandmarkSet`` comes as result "detect"."""
-        return self._send("detect", to_canonical=to_canonical, backend=backend).seq
+        return self._ask("detect", to_canonical=to_canonical, backend=backend)
 
     def request_residuals(self, views: list[int]) -> int:
         """Per-view residual images; read them with ``latest_residuals()``."""
-        return self._send("residuals", views=list(views)).seq
+        return self._ask("residuals", views=list(views))
 
     def export(self, out_dir: str | Path, scan_landmarks: LandmarkSet | None = None) -> int:
         """Write the fit into ``out_dir`` (in the worker); the report comes as result
         "export"."""
-        return self._send("export", out_dir=str(out_dir), scan_landmarks=scan_landmarks).seq
+        return self._ask("export", out_dir=str(out_dir), scan_landmarks=scan_landmarks)
+
+    def _ask(self, kind: str, /, **args: Any) -> int:
+        """A command whose answer is a ``Result``: one always comes, an error one if the
+        worker dies first (so nobody waits for it forever)."""
+        seq = self._send(kind, **args).seq
+        self._awaited[seq] = kind
+        return seq
 
     # ---- reading (never blocks) ----------------------------------------------------------
     def poll(self) -> bool:
@@ -278,6 +286,7 @@ class FitWorker:
         self.last_error, self.error_trace = update.error, update.error_trace
         self.activity = update.activity
         for result in update.results:
+            self._awaited.pop(result.seq, None)
             self._results[result.kind] = result
             if result.kind == "residuals" and result.error is None:
                 self._residuals = result.value
@@ -304,6 +313,10 @@ class FitWorker:
         self._updates.close()
         self._outgoing.put(None)
         reason = _exit_reason(code)
+        for seq, kind in sorted(self._awaited.items()):
+            self._results[kind] = Result(seq, kind, error=f"the fitting worker stopped ({reason}) "
+                                         "before it finished; ask again")
+        self._awaited.clear()
         now = time.monotonic()
         self._crash_times = [t for t in self._crash_times if now - t < RESTART_WINDOW_S] + [now]
         if len(self._crash_times) > MAX_RESTARTS:
