@@ -59,7 +59,6 @@ class FitWorker:
         self._state = "starting"
         self.last_error: str | None = None
         self.error_trace: str | None = None
-        self.activity: str | None = None
         self.restarts = 0
         self._notices: list[str] = []
         self._crash_times: list[float] = []
@@ -284,7 +283,6 @@ class FitWorker:
         self._acked = max(self._acked, update.acked)
         self._state = update.state
         self.last_error, self.error_trace = update.error, update.error_trace
-        self.activity = update.activity
         for result in update.results:
             self._awaited.pop(result.seq, None)
             self._results[result.kind] = result

@@ -80,8 +80,7 @@ class SessionDelta:
 
 @dataclass
 class Update:
-    """Worker -> studio. ``acked``: seq of the last command executed; ``activity``: what the
-    worker is busy with besides fitting (e.g. "detecting landmarks"), for the status line."""
+    """Worker -> studio. ``acked``: seq of the last command executed."""
 
     acked: int
     state: str
@@ -89,7 +88,6 @@ class Update:
     error_trace: str | None = None
     session: SessionDelta | None = None
     results: list[Result] = field(default_factory=list)
-    activity: str | None = None
 
     def merged(self, newer: Update) -> Update:
         """One update equivalent to this one followed by ``newer``."""

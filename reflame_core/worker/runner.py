@@ -51,7 +51,6 @@ class FitRunner:
         self.error_trace: str | None = None
         self.acked = 0
         self.quit = False
-        self.activity: str | None = None
         self._steps_left: int | None = None  # None: run until paused or finished
         self._results: list[Result] = []
         self._history_sent = 0
@@ -75,8 +74,6 @@ class FitRunner:
                 self._results.append(Result(command.seq, command.name, error=one_line(exc)))
             else:
                 self._fail(exc)
-        finally:
-            self.activity = None
         self.acked = command.seq
         self._settle()
 
@@ -214,7 +211,6 @@ class FitRunner:
                    backend: str = "auto") -> LandmarkSet:
         from reflame_core.landmarks.detect import detect_landmarks
 
-        self.activity = "detecting landmarks"
         return detect_landmarks(self._need_scan(), device=self.device,
                                 backend=self._detector(backend), to_canonical=to_canonical)
 
@@ -228,7 +224,6 @@ class FitRunner:
         from reflame_core.landmarks.landmark_json import save_landmarks
 
         session = self._need_session()
-        self.activity = "exporting"
         out = Path(out_dir).expanduser()
         report = write_fit_outputs(session, out)
         if scan_landmarks is not None:
@@ -242,7 +237,7 @@ class FitRunner:
         results, self._results = self._results, []
         return Update(acked=self.acked, state=self.state, error=self.error,
                       error_trace=self.error_trace, session=self._session_delta(),
-                      results=results, activity=self.activity)
+                      results=results)
 
     def _session_delta(self) -> SessionDelta | None:
         s = self.session
