@@ -207,3 +207,34 @@ def _running(pid: int) -> bool:
             return f.read().split(")")[-1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_the_studio_replaces_a_worker_that_crashed_too_often(small_synthetic_head, tmp_path,
+                                                             monkeypatch, flame_dir) -> None:
+    from reflame_app.state.app_state import AppState
+    from reflame_core.io.obj import write_obj
+
+    monkeypatch.setenv("REFLAME_AUTOSAVE_DIR", str(tmp_path / "autosave"))
+    s = small_synthetic_head.scan
+    path = write_obj(tmp_path / "head.obj", s.vertices, s.faces, uv=s.uv, uv_faces=s.uv_faces,
+                     texture=s.texture)
+    app = AppState(flame_dir=flame_dir, preset="fast")
+    try:
+        app.open_scan(path)
+        first = app.worker
+        for _ in range(4):  # one more crash than the worker restarts itself for
+            assert first.wait_idle(120)
+            os.kill(first.pid, signal.SIGKILL)
+            end = time.monotonic() + 30
+            while first.alive:
+                assert time.monotonic() < end
+                time.sleep(0.01)
+            first.poll()
+        assert first.state == "crashed"
+        app.poll()
+        assert any("stays down" in m.text for m in app.messages.errors)
+        app.start_session()  # asks for work again: a fresh worker, with the scan
+        assert app.worker is not first and app.worker.wait_idle(120)
+        assert app.worker.state == "idle" and app.controller is app.worker
+    finally:
+        app.shutdown()

@@ -124,10 +124,11 @@ class AppState:
         frame = self.config.data["frame"]
         sim = canonical_frame(scan.vertices, up=frame["up"], front=frame["front"])
         self._stop_controller()
+        worker = self._ensure_worker()
         self.scan, self.to_canonical = scan, sim
         self.scan_canonical = scan.transformed(sim)
         self._scan_query = None
-        self._ensure_worker().open_scan(scan)
+        worker.open_scan(scan)
         self._detecting = False
         self.editor.set_landmarks(None)
         self.snapshot = None
@@ -139,12 +140,20 @@ class AppState:
 
     def _ensure_worker(self) -> FitWorker:
         """The fitting worker process, started on first use (it then warms up while the
-        user looks at the scan) and restarted by itself if it dies."""
+        user looks at the scan) and restarted by itself if it dies. One that crashed too
+        often is replaced here, when the user asks for work again (the fit starts over)."""
+        if self.worker is not None and self.worker.state == "crashed":
+            self.worker = None
+            self.controller = self.fit.controller = None
+            self._detecting = False
+            self.export_pending = None
         if self.worker is None:
             self.worker = FitWorker(self.device)
             self.worker.warm_up()
             if self.assets_ready:
                 self.worker.set_assets(self.template, self.embedding)
+            if self.scan is not None:
+                self.worker.open_scan(self.scan)
         return self.worker
 
     def _need_scan(self) -> Scan:
@@ -204,7 +213,7 @@ class AppState:
 
     def _stop_controller(self) -> None:
         """Forget the fit session (the worker drops it with the next scan or session)."""
-        if self.controller is not None:
+        if self.controller is not None and self.controller.state not in ("crashed", "stopped"):
             self.controller.pause()
         self.controller = None
         self.fit.controller = None

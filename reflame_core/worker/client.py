@@ -322,8 +322,8 @@ class FitWorker:
             self._closed = True
             self._notices.append(
                 f"The fitting worker stopped again ({reason}); {MAX_RESTARTS} restarts in "
-                f"{RESTART_WINDOW_S:.0f} s, so it stays down. Save your landmarks and "
-                "restart the studio.")
+                f"{RESTART_WINDOW_S:.0f} s, so it stays down. A new fit session or detection "
+                "starts a fresh one.")
             return
         where = ""
         snap = self._snapshot
