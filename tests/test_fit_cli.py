@@ -91,10 +91,11 @@ def test_fit_writes_every_output(scan_on_disk, flame_dir, tmp_path, small_synthe
     assert err / height < 0.03
     report = json.loads((out / "report.json").read_text())
     assert report["stages"]["coarse"]["iterations"] == 30
+    assert report["stages"]["affine"]["iterations"] == 8
     assert report["distances_relative_to_scan_size"]["fit_to_scan_mean"] < 0.02
     with open(out / "losses.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 1 + 30 + 10 + 1
+    assert len(rows) == 1 + 8 + 30 + 10 + 1  # rigid, affine (preset fast), coarse, refine, eyes
     assert "steps = 30" in (out / "config.toml").read_text()
     assert "wrote" in capsys.readouterr().out
 

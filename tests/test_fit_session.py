@@ -11,7 +11,7 @@ from reflame_core.fit.session import FitSession
 from reflame_core.fit.targets import LandmarkTargets
 
 TINY = {
-    "cameras.num_views": 2, "cameras.resolution": 48,
+    "cameras.num_views": 2, "cameras.resolution": 48, "stages.affine.steps": 2,
     "stages.coarse.steps": 6, "stages.coarse.surface_samples": 2000,
     "stages.refine.steps": 3, "stages.refine.surface_samples": 2000,
     "stages.texture.enabled": False,
@@ -33,10 +33,10 @@ def test_one_step_is_one_iteration_through_all_stages(session):
     while not session.done:
         r = session.step()
         seen.append((r.stage, r.iteration))
-    expected = [("rigid", 1)] + [("coarse", i) for i in range(1, 7)]
+    expected = [("rigid", 1), ("affine", 1), ("affine", 2)] + [("coarse", i) for i in range(1, 7)]
     expected += [("refine", i) for i in range(1, 4)] + [("eyeballs", 1)]
     assert seen == expected
-    assert names == ["rigid", "coarse", "refine", "eyeballs"]
+    assert names == ["rigid", "affine", "coarse", "refine", "eyeballs"]
     assert all(s.status == "done" for s in session.stages if s.name in names)
     assert session.step().event == "all stages done"
 
@@ -53,7 +53,7 @@ def test_deterministic_for_a_seed(small_synthetic_head, flame_template, landmark
 
 
 def test_skip_restart_goto(session):
-    session.run(3)  # rigid + 2 coarse
+    session.run(5)  # rigid, 2 affine, 2 coarse
     after_rigid = session.stage("coarse").start_vertices.clone()
     assert session.current.name == "coarse" and session.current.iteration == 2
     session.restart_stage()
@@ -63,12 +63,12 @@ def test_skip_restart_goto(session):
     assert session.stage("coarse").status == "skipped"
     assert session.current.name == "refine"
     session.goto_stage("rigid")
-    assert [s.status for s in session.stages[:3]] == ["pending"] * 3
+    assert [s.status for s in session.stages[:4]] == ["pending"] * 4
     assert session.step().stage == "rigid"
 
 
 def test_param_change_between_steps(session):
-    session.run(2)
+    session.run(4)  # rigid, 2 affine, coarse 1
     coarse = session.current
     old_matrix = coarse.matrix
     session.set_param("coarse", "lambda", 5.0)
@@ -84,7 +84,7 @@ def test_param_change_between_steps(session):
 
 
 def test_nan_is_rolled_back_and_lr_halved(session):
-    session.run(3)
+    session.run(5)  # rigid, 2 affine, coarse 1-2
     before = session.vertices.clone()
     lr = session.current.optimizer.param_groups[0]["lr"]
     with torch.no_grad():
@@ -101,7 +101,7 @@ def test_nan_is_rolled_back_and_lr_halved(session):
 
 
 def test_landmarks_can_change_between_steps(session, small_synthetic_head):
-    session.run(2)
+    session.run(4)  # rigid, 2 affine, coarse 1
     pts = small_synthetic_head.true_landmarks[:30]
     session.set_landmarks(LandmarkTargets.from_points(pts, np.arange(30)))
     r = session.step()
@@ -115,7 +115,7 @@ def test_snapshot_is_a_copy(session):
     snap = session.snapshot()
     snap.vertices[:] = 0
     assert session.vertices.abs().sum() > 0
-    assert snap.stages[1].name == "coarse" and snap.stages[1].iteration == 1
+    assert snap.stages[1].name == "affine" and snap.stages[1].iteration == 1
 
 
 def test_erode_drops_the_rim_only():

@@ -17,6 +17,7 @@ from reflame_core.assets.flame import FlameTemplate, LandmarkEmbedding
 from reflame_core.fit.config import FitConfig
 from reflame_core.fit.dense import DenseCue, GeometricDenseCue
 from reflame_core.fit.regions import LEFT_EYEBALL, RIGHT_EYEBALL, region_labels, region_weights
+from reflame_core.fit.stages.affine import AffineStage
 from reflame_core.fit.stages.base import FitStage, NonFiniteStep
 from reflame_core.fit.stages.deform import DeformStage
 from reflame_core.fit.stages.eyeballs import EyeballStage
@@ -183,6 +184,7 @@ class FitSession:
         self.set_landmarks(landmarks)
         self.stages: list[FitStage] = [
             RigidStage(),
+            AffineStage(),
             DeformStage("coarse"),
             DeformStage("refine"),
             EyeballStage(),
