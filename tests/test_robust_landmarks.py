@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
 from reflame_core.fit.config import FitConfig
 from reflame_core.fit.landmark_outliers import landmark_factors
+from reflame_core.fit.outputs import write_fit_outputs
 from reflame_core.fit.robust import RobustSettings, robust_factors, robust_scale
 from reflame_core.fit.session import FitSession
 from reflame_core.fit.targets import LandmarkTargets
+from reflame_core.landmarks.definitions import landmark_definitions
 
 TINY = {
     "cameras.num_views": 4, "cameras.resolution": 64, "cameras.azimuth_range": 120.0,
@@ -134,3 +138,19 @@ def test_scale_is_floored_and_kernel_off_is_least_squares():
     assert robust_factors(r, active, trusted, settings)[0][-1] == 1.0
     settings.kernel = "none"
     np.testing.assert_array_equal(robust_factors(r, active, trusted, settings)[0], 1.0)
+
+
+def test_report_lists_the_outliers(small_synthetic_head, flame_template, landmark_embedding,
+                                   tmp_path):
+    head = small_synthetic_head
+    s = session_for(head, flame_template, landmark_embedding, displaced_landmarks(head))
+    s.step()  # rigid
+    report = write_fit_outputs(s, tmp_path)
+    saved = json.loads((tmp_path / "report.json").read_text())["landmark_outliers"]
+    assert saved == report["landmark_outliers"]
+    assert sorted(o["index"] for o in saved) == sorted(DISPLACED.tolist())
+    for o in saved:
+        # Displaced 20-40% of the head's size, up to the fit's own error (scan bbox units).
+        assert 0.1 < o["residual"] < 0.5 and o["weight"] < 0.1
+    names = {o["index"]: o["name"] for o in saved}
+    assert names[30] == landmark_definitions().ibug_names[30]
