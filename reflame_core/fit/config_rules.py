@@ -8,6 +8,8 @@ import math
 from fnmatch import fnmatchcase
 from typing import Any
 
+from reflame_core.fit.robust import KERNELS
+
 AXES = ("+x", "-x", "+y", "-y", "+z", "-z")
 
 
@@ -27,6 +29,10 @@ def _range(lo: float | None, hi: float | None, *, lo_open: bool = False,
 
 def _axis(value: Any) -> str | None:
     return None if value in AXES else f"must be one of {' '.join(AXES)}"
+
+
+def _kernel(value: Any) -> str | None:
+    return None if value in KERNELS else f"must be one of {' '.join(KERNELS)}"
 
 
 def _elevations(value: Any) -> str | None:
@@ -54,6 +60,10 @@ RULES: list[tuple[str, Any]] = [
     ("cameras.fov_deg", _range(0.0, 180.0, lo_open=True, hi_open=True)),
     ("cameras.resolution", _range(8, 8192)),
     ("landmarks.frontal_range", _range(0.0, 180.0)),
+    ("landmarks.robust_kernel", _kernel),
+    ("landmarks.robust_tuning", POSITIVE),
+    ("landmarks.robust_scale_floor", _range(0.0, 1.0, lo_open=True)),
+    ("landmarks.outlier_weight", _range(0.0, 1.0)),
     ("landmarks.group_weights_*.*", NON_NEGATIVE),
     ("regions.*", NON_NEGATIVE),
     ("stages.*.steps", _range(0, None)),  # 0 steps: the stage only sets itself up

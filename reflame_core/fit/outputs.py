@@ -130,6 +130,8 @@ def write_fit_outputs(
         "distances_scan_units": dist,
         "distances_relative_to_scan_size": {k: v / height for k, v in dist.items()},
         "events": session.events,
+        # Detected landmarks the fit ended up contradicting (residual / scan size, weight).
+        "landmark_outliers": [o.to_dict() for o in session.landmark_outliers()],
     }
     write_json_atomic(out / "report.json", report)
     return report

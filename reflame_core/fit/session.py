@@ -16,6 +16,7 @@ import torch
 from reflame_core.assets.flame import FlameTemplate, LandmarkEmbedding
 from reflame_core.fit.config import FitConfig
 from reflame_core.fit.dense import DenseCue, GeometricDenseCue
+from reflame_core.fit.landmark_outliers import LandmarkOutlier, find_outliers
 from reflame_core.fit.regions import LEFT_EYEBALL, RIGHT_EYEBALL, region_labels, region_weights
 from reflame_core.fit.stages.affine import AffineStage
 from reflame_core.fit.stages.base import FitStage, NonFiniteStep
@@ -530,7 +531,7 @@ class FitSession:
             weights[missing] = 0.0
             self.note(f"landmarks {indices[missing].tolist()} are not finite: ignored")
         pts = self.to_canonical.apply(raw).astype(np.float32)
-        lm = LandmarkTargets(indices, pts, weights, list(landmarks.groups))
+        lm = LandmarkTargets(indices, pts, weights, list(landmarks.groups), landmarks.trusted)
         self.landmark_targets = lm
         self.landmark_index = torch.as_tensor(lm.indices, device=self.device)
         self.landmark_points = torch.as_tensor(lm.points, device=self.device)
@@ -558,6 +559,11 @@ class FitSession:
             texture=self.texture,
             rigid=self.rigid,
         )
+
+    def landmark_outliers(self) -> list[LandmarkOutlier]:
+        """Detected landmarks the current fit contradicts (robust weight below
+        ``landmarks.outlier_weight``), largest residual first; see ``fit/landmark_outliers.py``."""
+        return find_outliers(self)
 
     def vertices_in_scan_frame(self) -> np.ndarray:
         """(5023,3) fitted vertices in the scan's own frame and units."""

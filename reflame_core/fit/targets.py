@@ -89,14 +89,26 @@ class LandmarkTargets:
     Attributes:
         indices: (L,) int64 iBUG index (0..67) of each target: the row of the FLAME embedding.
         points: (L,3) float32 canonical positions.
-        weights: (L,) float32 per-landmark weight (0 for disabled ones).
+        weights: (L,) float32 per-landmark weight (0 for disabled ones); for detected
+            landmarks it includes the detector's confidence.
         groups: L group names (contour, brows, nose, eyes, lips, ears).
+        trusted: (L,) bool, placed by an artist ("edited"): the robust kernel never
+            discounts them. None (the default) means none is.
     """
 
     indices: np.ndarray
     points: np.ndarray
     weights: np.ndarray
     groups: list[str]
+    trusted: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = len(self.indices)
+        self.trusted = (
+            np.zeros(n, bool) if self.trusted is None else np.asarray(self.trusted, bool)
+        )
+        if self.trusted.shape != (n,):
+            raise ValueError(f"trusted must be ({n},), got {self.trusted.shape}")
 
     @classmethod
     def from_points(cls, points: np.ndarray, indices: np.ndarray | None = None) -> LandmarkTargets:
@@ -114,15 +126,20 @@ class LandmarkTargets:
         """The enabled, placed iBUG landmarks of a ``LandmarkSet`` on ``scan`` (scan frame).
 
         Extras (ear points, eye centres) have no FLAME embedding and are left to the
-        detectors and the GUI.
+        detectors and the GUI. A detected landmark's weight is multiplied by its confidence;
+        an edited one keeps its full weight (the artist's word, whatever the detector said)
+        and is marked ``trusted``.
         """
         keep = landmarks.enabled_mask & (landmarks.ibug_indices >= 0)
         groups = landmarks.groups
+        edited = np.array([p == "edited" for p in landmarks.provenance], bool)
+        confidence = np.where(edited, 1.0, np.clip(landmarks.confidence, 0.0, 1.0))
         return cls(
             indices=landmarks.ibug_indices[keep],
             points=landmarks.positions(scan.vertices, scan.faces)[keep].astype(np.float32),
-            weights=landmarks.weights[keep],
+            weights=(landmarks.weights * confidence)[keep].astype(np.float32),
             groups=[g for g, k in zip(groups, keep, strict=True) if k],
+            trusted=edited[keep],
         )
 
 

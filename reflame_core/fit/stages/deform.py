@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from reflame_core.fit import losses
+from reflame_core.fit.landmark_outliers import landmark_factors
 from reflame_core.fit.parameterize import (
     AdamUniform,
     from_differential,
@@ -156,14 +157,19 @@ def evaluate_terms(session: FitSession, verts: torch.Tensor, p: dict) -> dict[st
     lm = session.landmark_targets
     if lm is not None and on & {"landmark_2d", "landmark_3d"}:
         pred = session.embedding_points(verts)[session.landmark_index]
+        # IRLS: robust factors from this iteration's 3D residuals. The 2D term takes the same
+        # factors: a landmark whose 3D target is wrong projects to a wrong pixel too.
+        robust = landmark_factors(session, verts)
         if "landmark_3d" in on:
             terms["landmark_3d"] = losses.landmark_3d(
-                pred, session.landmark_points, session.landmark_weight_3d
+                pred, session.landmark_points, session.landmark_weight_3d * robust
             )
         if "landmark_2d" in on:
             px, _ = session.cameras.project(pred, t.view_ids)
             tgt_px, w = session.landmark_2d
-            terms["landmark_2d"] = losses.landmark_2d(px, tgt_px, w, session.cameras.resolution)
+            terms["landmark_2d"] = losses.landmark_2d(
+                px, tgt_px, w * robust[None, :], session.cameras.resolution
+            )
     if on & {"fit_to_scan", "scan_to_fit"}:
         normals = losses.vertex_normals_torch(verts.detach(), session.faces)
         f2s, s2f = losses.surface_terms(

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from reflame_core.fit.landmark_outliers import factors_for
 from reflame_core.fit.stages.base import FitStage
 from reflame_core.geometry.similarity import Similarity
 
@@ -15,6 +16,10 @@ if TYPE_CHECKING:
 
 # Below this many usable landmarks a similarity is not determined well enough.
 MIN_LANDMARKS = 4
+# IRLS rounds of the robust similarity; it settles in a handful, this bounds the cost.
+IRLS_ROUNDS = 20
+# Stop once no landmark's robust factor moves by more than this between rounds.
+IRLS_TOLERANCE = 1e-4
 
 
 def umeyama(
@@ -55,6 +60,31 @@ def moments_alignment(src: np.ndarray, dst: np.ndarray, with_scale: bool = True)
     return Similarity(scale, np.eye(3), mu_d - scale * mu_s)
 
 
+def robust_similarity(session: FitSession, src: np.ndarray, with_scale: bool) -> Similarity:
+    """Weighted Umeyama of template landmarks ``src`` (L,3) onto the session's targets, by IRLS.
+
+    Starts from least squares with the targets' weights, then re-solves with those weights
+    times the robust factors of the current residuals (``fit/robust.py``) until the factors
+    settle. With the kernel off this is the plain weighted least-squares solve.
+    """
+    lm = session.landmark_targets
+    keep = lm.weights > 0
+    dst = lm.points[keep].astype(np.float64)
+    base = lm.weights[keep].astype(np.float64)
+    sim = umeyama(src[keep], dst, base, with_scale)
+    factors = np.ones(len(dst))
+    for _ in range(IRLS_ROUNDS):
+        residuals = np.zeros(len(lm.weights))
+        residuals[keep] = np.linalg.norm(sim.apply(src[keep]) - dst, axis=1)
+        new, _ = factors_for(session, residuals)
+        new = new[keep].astype(np.float64)
+        if np.abs(new - factors).max() <= IRLS_TOLERANCE:
+            break
+        factors = new
+        sim = umeyama(src[keep], dst, base * factors, with_scale)
+    return sim
+
+
 class RigidStage(FitStage):
     """One iteration: moves the template onto the scan by a similarity."""
 
@@ -71,9 +101,7 @@ class RigidStage(FitStage):
         if usable:
             src = session.embedding_points(session.template_vertices).cpu().numpy()[lm.indices]
             keep = lm.weights > 0
-            sim = umeyama(
-                src[keep], lm.points[keep].astype(np.float64), lm.weights[keep], with_scale
-            )
+            sim = robust_similarity(session, src, with_scale)
             residual = float(np.linalg.norm(sim.apply(src[keep]) - lm.points[keep], axis=1).mean())
             losses = {"landmark_3d": residual}
         else:

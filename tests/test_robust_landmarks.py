@@ -1,0 +1,156 @@
+"""Robust landmark terms: a few landmarks 20-40% of head height off barely move the fit."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from reflame_core.fit.config import FitConfig
+from reflame_core.fit.landmark_outliers import landmark_factors
+from reflame_core.fit.outputs import write_fit_outputs
+from reflame_core.fit.robust import RobustSettings, robust_factors, robust_scale
+from reflame_core.fit.session import FitSession
+from reflame_core.fit.targets import LandmarkTargets
+from reflame_core.landmarks.definitions import landmark_definitions
+
+TINY = {
+    "cameras.num_views": 4, "cameras.resolution": 64, "cameras.azimuth_range": 120.0,
+    "stages.coarse.steps": 15, "stages.coarse.surface_samples": 3000,
+    "stages.refine.enabled": False, "stages.eyeballs.enabled": False,
+    "stages.texture.enabled": False,
+}
+# Jaw, cheek, nose tip, mouth corner, brow: spread over the face.
+DISPLACED = np.array([4, 12, 30, 48, 21])
+
+
+def displaced_landmarks(head) -> np.ndarray:
+    """The true landmarks (68,3) with ``DISPLACED`` moved 20-40% of head height (seeded)."""
+    rng = np.random.default_rng(7)
+    height = np.ptp(head.true_vertices, axis=0).max()
+    pts = np.array(head.true_landmarks, np.float64)
+    direction = rng.normal(size=(len(DISPLACED), 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    pts[DISPLACED] += direction * rng.uniform(0.2, 0.4, len(DISPLACED))[:, None] * height
+    return pts
+
+
+def session_for(head, template, embedding, points, kernel="geman_mcclure", trusted=None):
+    torch.set_num_threads(2)
+    cfg = FitConfig.load(preset="fast", overrides={**TINY, "landmarks.robust_kernel": kernel})
+    lm = LandmarkTargets.from_points(points)
+    lm.trusted = np.zeros(68, bool) if trusted is None else trusted
+    return FitSession(head.scan, template, embedding, lm, cfg, render_backend="torch")
+
+
+def vertex_error(session: FitSession, head) -> float:
+    """Mean vertex error / head height."""
+    height = np.ptp(head.true_vertices, axis=0).max()
+    err = np.linalg.norm(session.vertices_in_scan_frame() - head.true_vertices, axis=1)
+    return float(err.mean() / height)
+
+
+@pytest.fixture(scope="module")
+def fits(small_synthetic_head, flame_template, landmark_embedding) -> dict:
+    """Rigid and short-coarse error (and outliers) for clean / displaced, kernel on / off."""
+    head = small_synthetic_head
+    bad = displaced_landmarks(head)
+    out = {}
+    for name, points, kernel in (
+        ("clean", head.true_landmarks, "geman_mcclure"),
+        ("robust", bad, "geman_mcclure"),
+        ("plain", bad, "none"),
+    ):
+        s = session_for(head, flame_template, landmark_embedding, points, kernel)
+        s.step()
+        rigid = (vertex_error(s, head), [o.index for o in s.landmark_outliers()])
+        s.run()
+        coarse = (vertex_error(s, head), [o.index for o in s.landmark_outliers()])
+        out[name] = {"rigid": rigid, "coarse": coarse}
+    print(out)
+    return out
+
+
+# Measured (mean vertex error / head height, 2-core CPU): rigid clean 0.01269, displaced with
+# the kernel 0.01263, without 0.01997; 15 coarse steps 0.00413, 0.00404, 0.00692. The rigid
+# error is mostly the template's shape. Bounds: within 0.2% of head height of the clean fit
+# (measured: 0.01%), and the kernel-off fit at least 1.4x (rigid) / 1.5x (coarse) worse
+# (measured: 1.58x, 1.71x).
+def test_rigid_survives_displaced_landmarks(fits):
+    clean, robust, plain = (fits[k]["rigid"][0] for k in ("clean", "robust", "plain"))
+    assert robust < clean + 0.002
+    assert plain > 1.4 * robust
+
+
+def test_short_coarse_survives_displaced_landmarks(fits):
+    clean, robust, plain = (fits[k]["coarse"][0] for k in ("clean", "robust", "plain"))
+    assert robust < clean + 0.002
+    assert plain > 1.5 * robust
+
+
+def test_displaced_landmarks_are_the_ones_reported(fits):
+    assert sorted(fits["robust"]["rigid"][1]) == sorted(DISPLACED.tolist())
+    assert sorted(fits["robust"]["coarse"][1]) == sorted(DISPLACED.tolist())
+    assert fits["clean"]["rigid"][1] == [] and fits["clean"]["coarse"][1] == []
+    assert fits["plain"]["rigid"][1] == []  # kernel off: nothing is discounted
+
+
+def test_edited_landmarks_are_not_discounted(small_synthetic_head, flame_template,
+                                             landmark_embedding, fits):
+    head = small_synthetic_head
+    trusted = np.zeros(68, bool)
+    trusted[DISPLACED] = True
+    s = session_for(head, flame_template, landmark_embedding, displaced_landmarks(head),
+                    trusted=trusted)
+    s.step()
+    factors = landmark_factors(s, s.vertices).numpy()
+    np.testing.assert_array_equal(factors[DISPLACED], 1.0)
+    assert s.landmark_outliers() == []
+    # Trusted, they pull the alignment as much as without the kernel (not the robust fit).
+    assert vertex_error(s, head) > 1.3 * fits["robust"]["rigid"][0]
+
+
+def test_confidence_scales_detected_weights_not_edited(small_synthetic_head):
+    head = small_synthetic_head
+    lms = head.true_landmark_set()
+    lms.confidence = np.full(len(lms.confidence), 0.5)
+    face, bary = lms.face_idx[lms.index(30)], lms.bary[lms.index(30)].copy()
+    lms.move(30, int(face), bary)  # the artist confirms the nose tip
+    lt = LandmarkTargets.from_landmark_set(lms, head.scan)
+    full = lms.weights[lms.enabled_mask & (lms.ibug_indices >= 0)]
+    nose = int(np.flatnonzero(lt.indices == 30)[0])
+    expected = 0.5 * full
+    expected[nose] = full[nose]
+    np.testing.assert_allclose(lt.weights, expected, rtol=1e-6)
+    assert lt.trusted.sum() == 1 and lt.trusted[nose]
+
+
+def test_scale_is_floored_and_kernel_off_is_least_squares():
+    settings = RobustSettings("geman_mcclure", tuning=2.0, scale_floor=0.02, head_height=1.0)
+    r = np.array([0.0, 0.001, 0.002, 0.3])
+    active = np.ones(4, bool)
+    assert robust_scale(r, active, settings) == pytest.approx(0.02)
+    factors, scale = robust_factors(r, active, np.zeros(4, bool), settings)
+    assert factors[0] == 1.0 and factors[-1] < 0.01
+    trusted = np.array([False, False, False, True])
+    assert robust_factors(r, active, trusted, settings)[0][-1] == 1.0
+    settings.kernel = "none"
+    np.testing.assert_array_equal(robust_factors(r, active, trusted, settings)[0], 1.0)
+
+
+def test_report_lists_the_outliers(small_synthetic_head, flame_template, landmark_embedding,
+                                   tmp_path):
+    head = small_synthetic_head
+    s = session_for(head, flame_template, landmark_embedding, displaced_landmarks(head))
+    s.step()  # rigid
+    report = write_fit_outputs(s, tmp_path)
+    saved = json.loads((tmp_path / "report.json").read_text())["landmark_outliers"]
+    assert saved == report["landmark_outliers"]
+    assert sorted(o["index"] for o in saved) == sorted(DISPLACED.tolist())
+    for o in saved:
+        # Displaced 20-40% of the head's size, up to the fit's own error (scan bbox units).
+        assert 0.1 < o["residual"] < 0.5 and o["weight"] < 0.1
+    names = {o["index"]: o["name"] for o in saved}
+    assert names[30] == landmark_definitions().ibug_names[30]
