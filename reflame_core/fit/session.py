@@ -543,7 +543,9 @@ class FitSession:
         self._update_landmark_views()
 
     # ----- read-out -----------------------------------------------------------------------
-    def snapshot(self) -> FitSnapshot:
+    def snapshot(self, history_since: int = 0) -> FitSnapshot:
+        """A copy of the state; ``history`` holds the records from ``history_since`` on (a
+        worker publishing many times a second sends only the new ones)."""
         cur = self.current
         return FitSnapshot(
             vertices=self.vertices.detach().cpu().numpy().copy(),
@@ -552,7 +554,7 @@ class FitSession:
             stages=[
                 StageInfo(s.name, s.status, s.iteration, s.num_steps(self)) for s in self.stages
             ],
-            history=list(self.history),
+            history=self.history[history_since:],
             to_canonical=self.to_canonical,
             version=self.version,
             events=list(self.events),

@@ -15,7 +15,7 @@ import numpy as np
 
 from reflame_core.assets.flame import FlameTemplate, LandmarkEmbedding
 from reflame_core.fit.config import FitConfig
-from reflame_core.fit.session import FitSession, FitSnapshot, StageInfo
+from reflame_core.fit.session import FitSession, FitSnapshot
 from reflame_core.fit.targets import LandmarkTargets
 from reflame_core.geometry.similarity import Similarity
 from reflame_core.io.mesh import Scan
@@ -243,26 +243,25 @@ class FitRunner:
         s = self.session
         if s is None:
             return None
-        history = s.history[self._history_sent:]
         start, self._history_sent = self._history_sent, len(s.history)
+        snap = s.snapshot(history_since=start)
         texture = None
         if s.texture is not None and id(s.texture) != self._texture_sent:
             self._texture_sent = id(s.texture)
             self._texture_version += 1
             texture = s.texture
-        cur = s.current
         return SessionDelta(
             session_id=self.session_id,
-            vertices=s.vertices.detach().cpu().numpy().astype(np.float32, copy=True),
-            stage=cur.name if cur else None,
-            iteration=cur.iteration if cur else 0,
-            stages=[StageInfo(t.name, t.status, t.iteration, t.num_steps(s)) for t in s.stages],
-            new_history=list(history),
+            vertices=snap.vertices,
+            stage=snap.stage,
+            iteration=snap.iteration,
+            stages=snap.stages,
+            new_history=snap.history,
             history_start=start,
-            events=list(s.events),
-            to_canonical=s.to_canonical,
-            version=s.version,
-            rigid=s.rigid,
+            events=snap.events,
+            to_canonical=snap.to_canonical,
+            version=snap.version,
+            rigid=snap.rigid,
             texture_version=self._texture_version,
             texture=texture,
         )
