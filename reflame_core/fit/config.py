@@ -114,19 +114,25 @@ class FitConfig:
         cfg = cls(_read_toml(res / "default.toml"), ["default"])
         if preset != "default":
             cfg.update(_read_toml(res / f"preset_{preset}.toml"), f"preset '{preset}'")
+        axes_given = False  # up or front set by the user: the frame is theirs, not found
         if path is not None:
             path = Path(path)
             try:
-                cfg.update(_read_toml(path), str(path))
+                table = _read_toml(path)
+                cfg.update(table, str(path))
             except ConfigError as exc:
                 raise InputFileError(path, str(exc).split(": ", 1)[-1]) from None
-        items = (
+            axes_given = bool({"up", "front"} & set(table.get("frame", {})))
+        items = list(
             overrides.items()
             if isinstance(overrides, dict)
             else map(parse_override, overrides or [])
         )
         for key, value in items:
             cfg.set(key, value, "--set")
+        axes_given |= any(key in ("frame.up", "frame.front") for key, _ in items)
+        if axes_given:
+            cfg.set("frame.auto", False, "frame.up/frame.front given")
         up, front = cfg.get("frame.up"), cfg.get("frame.front")
         if up[1] == front[1]:
             raise ConfigError(f"frame: up {up} and front {front} must be different axes")

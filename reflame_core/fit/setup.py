@@ -17,6 +17,8 @@ from reflame_core.errors import InputFileError, ReflameError
 from reflame_core.fit.config import FitConfig
 from reflame_core.fit.session import FitSession
 from reflame_core.fit.targets import LandmarkTargets
+from reflame_core.geometry.frame import canonical_frame
+from reflame_core.geometry.similarity import Similarity
 from reflame_core.io.mesh import Scan
 from reflame_core.io.scan import load_scan
 from reflame_core.landmarks.landmark_set import LandmarkSet
@@ -29,6 +31,7 @@ class FitInputs:
     template: FlameTemplate
     embedding: LandmarkEmbedding
     landmarks: LandmarkSet | None
+    to_canonical: Similarity | None = None  # None: from the config's frame.up/frame.front
 
 
 def load_flame(flame_dir: str | Path | None = None) -> tuple[FlameTemplate, LandmarkEmbedding]:
@@ -62,30 +65,67 @@ def load_inputs(
         if problems:
             raise InputFileError(landmarks, "these landmarks cannot be a face on "
                                  f"{Path(scan_path).name}: " + "; ".join(problems))
+        sim = scan_frame(scan, config, device, log, lms)
         _warn_orientation(lms, scan, config, log)
     else:
-        lms = detect_or_none(scan, config, device, log)
-    return FitInputs(scan, template, embedding, lms)
+        sim = scan_frame(scan, config, device, log)
+        lms = detect_or_none(scan, config, device, log, to_canonical=sim)
+    return FitInputs(scan, template, embedding, lms, sim)
+
+
+def scan_frame(scan: Scan, config: FitConfig, device: str, log: Callable[[str], None],
+               landmarks: LandmarkSet | None = None) -> Similarity:
+    """The scan -> canonical similarity: from ``frame.up``/``frame.front``, or, with
+    ``frame.auto``, found from the face (from ``landmarks`` where given, else by a first
+    detection pass; ``landmarks.orient``), logged in one line. Where no face is found, or no
+    detector can run, the axes are used and the log says so."""
+    frame = config.data["frame"]
+    axes = canonical_frame(scan.vertices, frame["up"], frame["front"])
+    if not frame.get("auto", False):
+        return axes
+    from reflame_core.landmarks.detector import get_detector
+    from reflame_core.landmarks.orient import find_frame, frame_from_landmarks
+
+    if landmarks is not None:
+        found = frame_from_landmarks(landmarks.positions(scan.vertices, scan.faces)[:68], scan)
+    else:
+        try:
+            found = find_frame(scan, get_detector("auto"), device=device)
+        except ReflameError as exc:
+            log(f"frame: cannot look for the face ({exc}); using up {frame['up']}, front "
+                f"{frame['front']}")
+            return axes
+    if found is None or found.confidence <= 0:
+        log(f"frame: no face found to orient by; using up {frame['up']}, front "
+            f"{frame['front']} (set --up/--front if that is wrong)")
+        return axes
+    log(f"frame: found {found.describe()} (override with --up/--front)")
+    return found.to_canonical
 
 
 def _warn_orientation(lms: LandmarkSet, scan: Scan, config: FitConfig,
                       log: Callable[[str], None]) -> None:
+    if config.data["frame"].get("auto", False):
+        return  # the frame was read off the face: "up" is wherever the face says
     warning = orientation_warning(lms, scan.vertices, scan.faces, config.get("frame.up"))
     if warning:
         log(f"landmarks: WARNING: {warning}")
 
 
 def detect_or_none(
-    scan: Scan, config: FitConfig, device: str, log: Callable[[str], None]
+    scan: Scan, config: FitConfig, device: str, log: Callable[[str], None],
+    to_canonical: Similarity | None = None,
 ) -> LandmarkSet | None:
     """Detected landmarks, or None (logged in one line) when detection cannot give a face:
     no detector installed, no face found, points that cannot be a face, or the detector
-    failing in a way nobody foresaw; the fit then goes on without landmarks."""
+    failing in a way nobody foresaw; the fit then goes on without landmarks. ``to_canonical``:
+    the scan's frame (``scan_frame``); None: ``frame.up``/``frame.front``."""
     from reflame_core.landmarks.detect import detect_landmarks
 
     frame = config.data["frame"]
     try:
-        lms = detect_landmarks(scan, up=frame["up"], front=frame["front"], device=device)
+        lms = detect_landmarks(scan, up=frame["up"], front=frame["front"], device=device,
+                               to_canonical=to_canonical)
     except ReflameError as exc:
         log(f"landmarks: detection unavailable ({exc}); fitting without landmarks")
         return None
@@ -118,5 +158,6 @@ def make_session(
         else None
     )
     return FitSession(
-        inputs.scan, inputs.template, inputs.embedding, targets, config, device=device, **kwargs
+        inputs.scan, inputs.template, inputs.embedding, targets, config, device=device,
+        to_canonical=inputs.to_canonical, **kwargs
     )

@@ -48,10 +48,18 @@ def canonical_frame(scan_vertices: np.ndarray, up: str = "+y", front: str = "+z"
     Returns: ``x' = s R x + t`` with R the axis rotation, the bounding box centred at the
     origin and its largest extent scaled to ``CANONICAL_EXTENT``.
     """
+    return rotated_frame(scan_vertices, axes_rotation(up, front))
+
+
+def rotated_frame(scan_vertices: np.ndarray, rotation: np.ndarray) -> Similarity:
+    """Similarity ``x' = s R x + t`` with the given rotation R (3,3) (rows: the scan-frame
+    directions that become +x, +y, +z), the rotated bounding box centred at the origin and its
+    largest extent scaled to ``CANONICAL_EXTENT``. ``canonical_frame`` for any rotation (the
+    one ``landmarks.orient.find_frame`` finds)."""
     v = np.asarray(scan_vertices, np.float64)
     if v.ndim != 2 or v.shape[1] != 3 or len(v) == 0:
         raise ValueError(f"canonical_frame needs vertices (V,3), got {v.shape}")
-    rot = axes_rotation(up, front)
+    rot = np.asarray(rotation, np.float64)
     r = v @ rot.T
     lo, hi = r.min(0), r.max(0)
     extent = float((hi - lo).max())

@@ -23,8 +23,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--flame-dir", type=Path, default=None,
                    help="FLAME folder (not needed for detection; accepted for symmetry)")
     p.add_argument("--detector", choices=DETECTOR_NAMES, default="auto")
-    p.add_argument("--up", default="+y", help=f"scan axis pointing up ({' '.join(AXES)})")
-    p.add_argument("--front", default="+z", help="scan axis the face looks along")
+    p.add_argument("--up", default=None, help=f"scan axis pointing up ({' '.join(AXES)}); "
+                   "default: found from the face (with --front: +y)")
+    p.add_argument("--front", default=None, help="scan axis the face looks along; default: "
+                   "found from the face (with --up: +z)")
     p.add_argument("--mediapipe-model", type=Path, default=None, help="face_landmarker .task")
     p.add_argument("--dwpose-dir", type=Path, default=None, help="folder with DWPose ONNX files")
     p.add_argument("--device", default="cpu")
@@ -37,29 +39,41 @@ def run(args: argparse.Namespace) -> int:
     from reflame_core.io.scan import load_scan
     from reflame_core.landmarks.detect import detect_landmarks
     from reflame_core.landmarks.landmark_json import save_landmarks
+    from reflame_core.landmarks.orient import find_frame
     from reflame_core.landmarks.plausibility import landmark_problems, orientation_warning
 
     def log(message: str) -> None:
         print(message, file=sys.stderr)
 
-    for option, value in (("--up", args.up), ("--front", args.front)):
+    auto = args.up is None and args.front is None
+    up, front = args.up or "+y", args.front or "+z"
+    for option, value in (("--up", up), ("--front", front)):
         if value not in AXES:
             raise ReflameError(f"{option} {value!r}: must be one of {' '.join(AXES)}")
-    if args.up[1] == args.front[1]:
-        raise ReflameError(f"--up {args.up} and --front {args.front} must be different axes")
+    if up[1] == front[1]:
+        raise ReflameError(f"--up {up} and --front {front} must be different axes")
     check_output_file(args.out)
     scan = load_scan(args.scan)
     detector = get_detector(args.detector, mediapipe_model=args.mediapipe_model,
                             dwpose_dir=args.dwpose_dir)
-    lms = detect_landmarks(scan, backend=detector, device=args.device, up=args.up,
-                           front=args.front)
+    sim = None
+    if auto:
+        found = find_frame(scan, detector, device=args.device)
+        if found.confidence > 0:
+            sim = found.to_canonical
+            log(f"frame: found {found.describe()} (override with --up/--front)")
+        else:
+            log(f"frame: {found.describe()}")
+    lms = detect_landmarks(scan, backend=detector, device=args.device, up=up, front=front,
+                           to_canonical=sim)
     placed = int(lms.placed_mask[:68].sum())
     if placed == 0:
         raise ReflameError(f"{args.scan}: no face found on the renders of the scan (check "
                            f"--up/--front); nothing written")
     for problem in landmark_problems(lms, scan.vertices, scan.faces):
         log(f"landmarks: WARNING: {problem}")
-    warning = orientation_warning(lms, scan.vertices, scan.faces, args.up)
+    warning = None if sim is not None else orientation_warning(lms, scan.vertices, scan.faces,
+                                                                  up)
     if warning:
         log(f"landmarks: WARNING: {warning}")
     prepare_output_dir(args.out.parent, [args.out.name], log)

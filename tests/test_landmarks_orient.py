@@ -1,0 +1,104 @@
+"""Auto-orientation (landmarks/orient.py): a scan with another up or front axis is turned to
+face the cameras; the CLI and the fit config use it unless --up/--front are given."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+
+from reflame_core.fit.config import FitConfig
+from reflame_core.io.obj import write_obj
+from reflame_core.landmarks.cli import add_parser
+from reflame_core.landmarks.detector import get_detector
+from reflame_core.landmarks.orient import (
+    _unturn,
+    face_axes,
+    find_frame,
+    frame_from_landmarks,
+    rotation_angle_deg,
+)
+from reflame_core.synthetic.conditions import rotation_matrix, set_pose
+
+
+@pytest.fixture(scope="module")
+def detector():
+    return get_detector("mediapipe")
+
+
+def _posed(head, turn: np.ndarray):
+    """``head`` with ``turn`` (3,3) applied on top of its own pose (truth kept exact)."""
+    return set_pose(head, turn @ head.to_canonical.inverse().rotation)
+
+
+def _axis_errors(found, head) -> tuple[float, float]:
+    """Degrees between the found and the true up, and front (scan frame)."""
+    truth = head.to_canonical.rotation  # rows: the scan directions of +x, +y, +z
+
+    def angle(a, b):
+        return float(np.degrees(np.arccos(np.clip(a @ b, -1, 1))))
+
+    return angle(found.up, truth[1]), angle(found.front, truth[2])
+
+
+def test_unturn_inverts_rot90():
+    img = np.zeros((6, 6))
+    img[1, 4] = 1  # pixel centre (4.5, 1.5)
+    for k in range(4):
+        row, col = np.argwhere(np.rot90(img, k))[0]
+        assert np.allclose(_unturn(np.array([[col + 0.5, row + 0.5]]), k, 6), [[4.5, 1.5]])
+
+
+def test_face_axes_of_true_landmarks_give_the_pose(small_synthetic_head):
+    head = small_synthetic_head
+    axes = face_axes(head.true_landmarks)
+    # The head's true rotation, to the face's lean (16 ± 2° fitted on tuning seeds) and
+    # landmark asymmetry.
+    assert rotation_angle_deg(axes, head.to_canonical.rotation) < 6.0
+    found = frame_from_landmarks(head.true_landmarks, head.scan)
+    up_err, front_err = _axis_errors(found, head)
+    assert up_err < 12.0 and front_err < 12.0
+
+
+@pytest.mark.parametrize("name, turn", [
+    ("z_up", rotation_matrix(np.array([1.0, 0.0, 0.0]), 90.0)),  # +y -> +z
+    ("facing_back", rotation_matrix(np.array([0.0, 1.0, 0.0]), 180.0)),  # face towards -z
+    ("facing_minus_x_tilted", rotation_matrix(np.array([1.0, 1.0, 0.0]), 20.0)
+     @ rotation_matrix(np.array([0.0, 1.0, 0.0]), -90.0)),
+])
+def test_find_frame_turns_the_face_to_the_cameras(small_synthetic_head, detector, name, turn):
+    head = _posed(small_synthetic_head, turn)
+    found = find_frame(head.scan, detector)
+    assert found.confidence > 0.3, found.describe()
+    up_err, front_err = _axis_errors(found, head)
+    # The generator's own pose (up to 10°) and the 20° tilt stay partly: pitch is taken from
+    # the nearest scan axis (orient._axis_pitch), yaw and roll from the face.
+    assert up_err < 25.0 and front_err < 25.0, (name, up_err, front_err, found.describe())
+
+
+def test_landmarks_cli_orients_a_z_up_scan(small_synthetic_head, tmp_path, capsys):
+    head = _posed(small_synthetic_head, rotation_matrix(np.array([1.0, 0.0, 0.0]), 90.0))
+    scan_path = tmp_path / "z_up.obj"
+    write_obj(scan_path, head.scan.vertices, head.scan.faces, uv=head.scan.uv,
+              uv_faces=head.scan.uv_faces, texture=head.scan.texture)
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(["landmarks", str(scan_path), "--out", str(tmp_path / "l.json"),
+                              "--detector", "mediapipe"])
+    assert args.handler(args) == 0
+    err = capsys.readouterr().err
+    assert "frame: found up +z" in err, err
+    from reflame_core.landmarks.landmark_json import load_landmarks
+
+    lms = load_landmarks(tmp_path / "l.json", num_faces=len(head.scan.faces))
+    pos = lms.positions(head.scan.vertices, head.scan.faces)[:68]
+    height = np.ptp(head.to_canonical.apply(head.true_vertices)[:, 1]) / head.to_canonical.scale
+    err68 = np.linalg.norm(pos - head.true_landmarks, axis=1) / height
+    assert np.mean(err68 < 0.02) >= 0.85, np.round(err68, 3)
+
+
+def test_up_or_front_given_turns_auto_orientation_off():
+    assert FitConfig.load().get("frame.auto") is True
+    assert FitConfig.load(overrides=["frame.up=+z", "frame.front=-y"]).get("frame.auto") is False
+    assert FitConfig.load(overrides=["frame.front=-z"]).get("frame.auto") is False
