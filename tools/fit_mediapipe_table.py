@@ -6,7 +6,16 @@ points are lifted and fused on the scan exactly as ``detect_landmarks`` does. Th
 fitted against FLAME's own landmark embedding on those heads (``fit_index_table``), and checked
 on held-out seeds. Prints JSON; writes the table only with --write.
 
+With ``--scenarios``, the heads are the benchmark world's (``synthetic/world.py``) under those
+scenarios, on tuning seeds only (2001-2100, ``TUNING_SEEDS``; the scored seeds are refused),
+and ``--name`` picks the table written (``resources/landmarks_<name>_to_ibug.json``; e.g.
+``mediapipe_untextured`` from the ``no_texture`` scenario). ``--cache DIR`` keeps each head's
+fused points, so refits with other seeds or settings do not detect again.
+
 Usage: python tools/fit_mediapipe_table.py [--data ../shared/data] [--write]
+       python tools/fit_mediapipe_table.py --scenarios base proportions shape rotation \
+           hue_saturation lighting --train-seeds $(seq 2001 2030) \
+           --test-seeds $(seq 2091 2100) --scan-vertices 4000 --cache /tmp/fused --write
 """
 
 from __future__ import annotations
@@ -33,6 +42,7 @@ from reflame_core.landmarks.mediapipe_detector import MediaPipeDetector
 from reflame_core.landmarks.table_fit import fit_index_table
 from reflame_core.resources import resources_dir
 from reflame_core.synthetic.head import make_synthetic_head
+from reflame_core.synthetic.world import SCENARIOS, TUNING_SEEDS, make_world_head
 
 IRIS_CENTRES = {"eye_right_centre": 468, "eye_left_centre": 473}
 DESCRIPTION = (
@@ -46,9 +56,16 @@ DESCRIPTION = (
 )
 
 
-def fused_points(seed: int, template, texture, embedding, detector) -> tuple[np.ndarray, ...]:
-    """(P,3) fused MediaPipe points, (68,3) truth, head height, query: all canonical frame."""
-    head = make_synthetic_head(template, texture, embedding, seed=seed)
+def fused_points(seed: int, template, texture, embedding, detector, scenario: str | None = None,
+                 scan_vertices: int = 20000) -> tuple[np.ndarray, ...]:
+    """(P,3) fused MediaPipe points, (68,3) truth, head height, query: all canonical frame.
+
+    ``scenario``: the benchmark world's head of that scenario (None: the generator's own)."""
+    if scenario is None:
+        head = make_synthetic_head(template, texture, embedding, seed=seed)
+    else:
+        head = make_world_head(template, texture, embedding, scenario, seed,
+                               target_vertices=scan_vertices)
     sim = canonical_frame(head.scan.vertices)
     canon = head.scan.transformed(sim)
     query = MeshQuery(canon.vertices, canon.faces)
@@ -65,10 +82,17 @@ def main() -> None:
     ap.add_argument("--test-seeds", type=int, nargs="+", default=[1, 2, 3, 4, 5])
     ap.add_argument("--support", type=int, default=16)
     ap.add_argument("--ridge", type=float, default=1e-3)
+    ap.add_argument("--scenarios", nargs="+", choices=sorted(SCENARIOS),
+                    help="train and test on the benchmark world's heads (tuning seeds only)")
+    ap.add_argument("--scan-vertices", type=int, default=20000)
+    ap.add_argument("--name", default="mediapipe", help="table to write: landmarks_NAME_to_ibug")
+    ap.add_argument("--cache", type=Path, help="folder keeping each head's fused points")
     ap.add_argument("--write", action="store_true", help="overwrite the table in resources/")
     a = ap.parse_args()
     if set(a.train_seeds) & set(a.test_seeds):
         ap.error("training and test seeds must differ")
+    if a.scenarios and not set(a.train_seeds + a.test_seeds) <= set(TUNING_SEEDS):
+        ap.error(f"world heads: only tuning seeds {TUNING_SEEDS[0]}-{TUNING_SEEDS[-1]}")
 
     template = load_flame_template(a.data / "flame")
     embedding = load_landmark_embedding(a.data / "flame")
@@ -76,8 +100,22 @@ def main() -> None:
                            cv2.COLOR_BGR2RGB)
     detector = MediaPipeDetector()
     t0 = time.perf_counter()
-    train = [fused_points(s, template, texture, embedding, detector) for s in a.train_seeds]
-    weights = fit_index_table(np.stack([f.points for f, *_ in train]),
+    scenarios = a.scenarios or [None]
+
+    def fused(scenario: str | None, seed: int):
+        path = a.cache / f"{scenario}_{seed}_{a.scan_vertices}.npz" if a.cache else None
+        if path is not None and path.exists():
+            z = np.load(path)
+            return z["points"], z["truth"], float(z["height"])
+        f, truth, height, _ = fused_points(seed, template, texture, embedding, detector,
+                                           scenario, a.scan_vertices)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(path, points=f.points, truth=truth, height=height)
+        return f.points, truth, height
+
+    train = [fused(sc, s) for sc in scenarios for s in a.train_seeds]
+    weights = fit_index_table(np.stack([f for f, *_ in train]),
                               np.stack([truth for _, truth, *_ in train]),
                               support=a.support, ridge=a.ridge)
     extras = np.zeros((len(IRIS_CENTRES), weights.shape[1]))
@@ -86,13 +124,15 @@ def main() -> None:
     table = IndexTable(np.concatenate([weights, extras]), names)
 
     errors = []
-    for seed in a.test_seeds:
-        fused, truth, height, query = fused_points(seed, template, texture, embedding, detector)
-        placed = map_points(fused, table, query).points[:NUM_IBUG]
-        errors.append(np.linalg.norm(placed - truth, axis=1) / height)
+    for sc in scenarios:
+        for seed in a.test_seeds:
+            f, truth, height, query = fused_points(seed, template, texture, embedding, detector,
+                                                   sc, a.scan_vertices)
+            placed = map_points(f, table, query).points[:NUM_IBUG]
+            errors.append(np.linalg.norm(placed - truth, axis=1) / height)
     e = np.stack(errors)
     print(json.dumps({
-        "train_seeds": a.train_seeds, "test_seeds": a.test_seeds,
+        "scenarios": a.scenarios, "train_seeds": a.train_seeds, "test_seeds": a.test_seeds,
         "support": a.support, "ridge": a.ridge, "seconds": round(time.perf_counter() - t0, 1),
         "max_abs_weight": round(float(np.abs(weights).max()), 3),
         "test_within_2pct_per_seed": [round(float(v), 3) for v in np.mean(e < 0.02, 1)],
@@ -101,10 +141,12 @@ def main() -> None:
         "test_p50_p90_max": [round(float(v), 4) for v in np.percentile(e, [50, 90, 100])],
     }, indent=1))
     if a.write:
-        out = resources_dir() / "landmarks_mediapipe_to_ibug.json"
+        out = resources_dir() / f"landmarks_{a.name}_to_ibug.json"
         seeds = f"{min(a.train_seeds)}-{max(a.train_seeds)}"
-        write_index_table(out, table, "mediapipe", DESCRIPTION.format(
-            support=a.support, ridge=a.ridge, n=len(a.train_seeds), seeds=seeds))
+        if a.scenarios:
+            seeds += f" of the benchmark world, scenarios {', '.join(a.scenarios)}"
+        write_index_table(out, table, a.name, DESCRIPTION.format(
+            support=a.support, ridge=a.ridge, n=len(train), seeds=seeds))
         print(f"wrote {out}")
 
 

@@ -10,6 +10,7 @@ well defined).
 from __future__ import annotations
 
 import numpy as np
+from scipy.stats import spearmanr
 
 from reflame_core.synthetic.head import SyntheticHead
 from reflame_core.synthetic.truth import head_height
@@ -48,12 +49,33 @@ def _stats(e: np.ndarray) -> dict:
             "p90": round(float(np.percentile(e, 90)), 5)}
 
 
-def summarize_landmarks(errors: np.ndarray) -> dict:
-    """Summary of landmark errors (N,68) over N heads: overall and per group."""
+def confidence_rank_correlation(errors: np.ndarray, confidence: np.ndarray) -> float | None:
+    """Spearman rank correlation of landmark confidence against error over the scored (non-NaN)
+    landmarks; a confidence that means something gives a clearly negative value (low
+    confidence, large error). None with fewer than 3 scored landmarks or a constant input."""
+    e = np.asarray(errors, np.float64).ravel()
+    c = np.asarray(confidence, np.float64).ravel()
+    keep = ~np.isnan(e) & np.isfinite(c)
+    if keep.sum() < 3 or np.ptp(e[keep]) == 0 or np.ptp(c[keep]) == 0:
+        return None
+    return round(float(spearmanr(c[keep], e[keep]).statistic), 4)
+
+
+def summarize_landmarks(errors: np.ndarray, confidence: np.ndarray | None = None) -> dict:
+    """Summary of landmark errors (N,68) over N heads: overall and per group; with the
+    landmarks' ``confidence`` (N,68) also ``confidence_vs_error``, their Spearman rank
+    correlation (``confidence_rank_correlation``), overall and per group."""
     e = np.asarray(errors, np.float64).reshape(-1, 68)
-    return {**_stats(e.ravel()),
-            "not_placed": int((e == NOT_PLACED).sum()),
-            "groups": {g: _stats(e[:, s].ravel()) for g, s in GROUPS.items()}}
+    out = {**_stats(e.ravel()),
+           "not_placed": int((e == NOT_PLACED).sum()),
+           "groups": {g: _stats(e[:, s].ravel()) for g, s in GROUPS.items()}}
+    if confidence is not None:
+        c = np.asarray(confidence, np.float64).reshape(e.shape)
+        out["confidence_vs_error"] = confidence_rank_correlation(e, c)
+        for g, s in GROUPS.items():
+            out["groups"][g]["confidence_vs_error"] = confidence_rank_correlation(e[:, s],
+                                                                                  c[:, s])
+    return out
 
 
 def summarize_vertices(errors: np.ndarray, present: np.ndarray, face: np.ndarray) -> dict:
