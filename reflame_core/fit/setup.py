@@ -95,7 +95,7 @@ def scan_frame(scan: Scan, config: FitConfig, device: str, log: Callable[[str], 
             log(f"frame: cannot look for the face ({exc}); using up {frame['up']}, front "
                 f"{frame['front']}")
             return axes
-    if found is None or found.confidence <= 0:
+    if found is None or found.candidates == 0:
         log(f"frame: no face found to orient by; using up {frame['up']}, front "
             f"{frame['front']} (set --up/--front if that is wrong)")
         return axes

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     sim = None
     if auto:
         found = find_frame(scan, detector, device=args.device)
-        if found.confidence > 0:
+        if found.candidates > 0:
             sim = found.to_canonical
             log(f"frame: found {found.describe()} (override with --up/--front)")
         else:

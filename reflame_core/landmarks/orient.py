@@ -30,6 +30,8 @@ REFINE_AZIMUTH = 30.0  # refinement views at azimuth -30, 0, +30 degrees
 AGREE_DEG = 20.0  # candidates within this angle of each other vote together
 SNAP_PITCH_DEG = 30.0  # see _axis_pitch
 REFINE_PASSES = 2  # at most; a pass that turns the frame by under 3 degrees is the last
+CONFIRMED = 0.3  # refinement agreement that settles a reading (else the next is tried)
+MAX_READINGS = 3  # distinct readings tried at most
 # The face's own up (mouth to eyes) leans back from the head's canonical +y, the mouth being
 # ahead of the eyes: by 16.4 degrees on the generator's heads (tuning seeds 2001-2020, truth
 # landmarks; std 1.7 degrees).
@@ -49,7 +51,8 @@ class FoundFrame:
         to_canonical: scan -> canonical similarity (face towards +z, up +y, template size).
         confidence: in [0,1]: the share of the last refinement pass's views that found the
             face and agree, times their mean detection confidence (0: not confirmed; with
-            ``candidates`` 0, no face found at all and the frame is +y up, +z front).
+            ``candidates`` 0, no face found at all and the frame is +y up, +z front). Below
+            ``CONFIRMED`` the frame is a guess from the coarse pass.
         up, front: (3,) unit vectors in the scan frame.
         candidates: coarse views (with image turns) in which a face was found.
     """
@@ -64,9 +67,9 @@ class FoundFrame:
         """One line, e.g. ``up +z (3° off), front -y (5° off), confidence 0.95``."""
         if self.candidates == 0:
             return "no face found from any direction: using up +y, front +z"
-        if self.confidence <= 0:
-            return (f"face seen but not confirmed: up {_nearest_axis(self.up)}, front "
-                    f"{_nearest_axis(self.front)}, confidence 0")
+        if self.confidence < CONFIRMED:
+            return (f"up {_nearest_axis(self.up)}, front {_nearest_axis(self.front)}, "
+                    f"confidence {self.confidence:.2f} (not confirmed: check it)")
         return (f"up {_nearest_axis(self.up)}, front {_nearest_axis(self.front)}, "
                 f"confidence {self.confidence:.2f}")
 
@@ -237,6 +240,19 @@ def _axis_pitch(rotation: np.ndarray) -> np.ndarray:
     return np.stack([x, new_up, np.cross(x, new_up)])
 
 
+def _refine_passes(scan: Scan, rotation: np.ndarray, detector: LandmarkDetector, device: str
+                   ) -> tuple[np.ndarray, float]:
+    """``_refine`` until it turns the frame by less than 3 degrees (``REFINE_PASSES`` at most)."""
+    score = 0.0
+    for _ in range(REFINE_PASSES):
+        refined, score = _refine(scan, rotation, detector, device)
+        moved = rotation_angle_deg(refined, rotation)
+        rotation = refined
+        if moved < 3.0:
+            break
+    return rotation, score
+
+
 def find_frame(scan: Scan, detector: LandmarkDetector, *, device: str = "cpu") -> FoundFrame:
     """The scan -> canonical similarity found from the face itself (see the module doc).
 
@@ -255,15 +271,16 @@ def find_frame(scan: Scan, detector: LandmarkDetector, *, device: str = "cpu") -
         candidates = _coarse_candidates(canon, detector, device, 2 * COARSE_RESOLUTION)
     if not candidates:
         return FoundFrame(start, 0.0, np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, 1.0]), 0)
-    rotation = _clusters(candidates)[0][0]
-    score = 0.0
-    for _ in range(REFINE_PASSES):
-        refined, score = _refine(scan, rotation, detector, device)
-        moved = rotation_angle_deg(refined, rotation)
-        rotation = refined
-        if moved < 3.0:
+    # The most confident reading first; where its refinement does not confirm it (no view
+    # agrees), the next distinct readings are tried and the best confirmed one kept.
+    best, score = None, -1.0
+    for axes, _ in _clusters(candidates)[:MAX_READINGS]:
+        rotation, agreement = _refine_passes(scan, axes, detector, device)
+        if agreement > score:
+            best, score = rotation, agreement
+        if score >= CONFIRMED:
             break
-    rotation = _axis_pitch(rotation)
+    rotation = _axis_pitch(best)
     return FoundFrame(rotated_frame(scan.vertices, rotation), float(score),
                       rotation[1].copy(), rotation[2].copy(), len(candidates))
 
