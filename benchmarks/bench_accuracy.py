@@ -122,7 +122,8 @@ def _devices(device: str) -> list[str]:
 def summarize(heads: list[dict], labels: np.ndarray, fit: bool) -> dict:
     """Landmark (and fit) summaries over ``heads`` (records from ``score_head``)."""
     out = {"heads": len(heads), "detect_seconds": [h["detect_seconds"] for h in heads],
-           "landmarks": summarize_landmarks(np.array([h["landmark_errors"] for h in heads]))}
+           "landmarks": summarize_landmarks(np.array([h["landmark_errors"] for h in heads]),
+                                            np.array([h["confidence"] for h in heads]))}
     if fit:
         out["fit"] = {
             **summarize_vertices(np.array([h["vertex_errors"] for h in heads]),
