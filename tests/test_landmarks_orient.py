@@ -102,3 +102,19 @@ def test_up_or_front_given_turns_auto_orientation_off():
     assert FitConfig.load().get("frame.auto") is True
     assert FitConfig.load(overrides=["frame.up=+z", "frame.front=-y"]).get("frame.auto") is False
     assert FitConfig.load(overrides=["frame.front=-z"]).get("frame.auto") is False
+
+
+def test_fit_frame_from_a_landmark_file_or_the_given_axes(small_synthetic_head):
+    from reflame_core.fit.setup import scan_frame
+
+    head = _posed(small_synthetic_head, rotation_matrix(np.array([0.0, 1.0, 0.0]), 180.0))
+    logged: list[str] = []
+    # frame.auto with landmarks given: the frame is read off them, no detection.
+    sim = scan_frame(head.scan, FitConfig.load(), "cpu", logged.append,
+                     head.true_landmark_set())
+    assert rotation_angle_deg(sim.rotation, head.to_canonical.rotation) < 15.0
+    assert logged and logged[0].startswith("frame: found up +y")
+    # --up/--front given: taken as they are, nothing looked for.
+    sim = scan_frame(head.scan, FitConfig.load(overrides=["frame.up=+y", "frame.front=+z"]),
+                     "cpu", logged.append)
+    assert np.allclose(sim.rotation, np.eye(3)) and len(logged) == 1
