@@ -17,6 +17,7 @@ _AXES = {
     "+y": (0.0, 1.0, 0.0), "-y": (0.0, -1.0, 0.0),
     "+z": (0.0, 0.0, 1.0), "-z": (0.0, 0.0, -1.0),
 }
+AXIS_NAMES = tuple(_AXES)
 
 
 def axis_vector(name: str) -> np.ndarray:

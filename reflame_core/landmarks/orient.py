@@ -6,9 +6,11 @@ renders it at low resolution from the six axis directions, each image also turne
 upright faces), detects, lifts each view's points onto the surface and reads a face frame off
 the 3D landmarks (``face_axes``: eye-to-eye is +x, mouth-to-eyes is up). The most confident
 reading wins (the detector reads faces upside down too, but scores them lower) and is refined
-by a small frontal detection pass in its own frame (twice at most). The
-result is the scan -> canonical ``Similarity`` that ``geometry.frame.canonical_frame`` would
-give for the right axes, for any rotation.
+by a small frontal detection pass in its own frame (twice at most); where that pass does not
+confirm it, the next distinct readings are tried. Yaw and roll come from the face, the pitch
+from the nearest scan axis (``_axis_pitch``). The result is the scan -> canonical
+``Similarity`` that ``geometry.frame.canonical_frame`` would give for the right axes, for any
+rotation.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reflame_core.geometry.frame import _AXES, canonical_frame, rotated_frame
+from reflame_core.geometry.frame import AXIS_NAMES, axis_vector, canonical_frame, rotated_frame
 from reflame_core.geometry.similarity import Similarity
 from reflame_core.io.mesh import Scan
 from reflame_core.landmarks.detector import LandmarkDetector
@@ -75,8 +77,8 @@ class FoundFrame:
 
 
 def _nearest_axis(v: np.ndarray) -> str:
-    names = list(_AXES)
-    dots = np.array([_AXES[n] for n in names]) @ v
+    names = list(AXIS_NAMES)
+    dots = np.array([axis_vector(n) for n in names]) @ v
     best = int(np.argmax(dots))
     off = np.degrees(np.arccos(np.clip(dots[best], -1.0, 1.0)))
     return f"{names[best]} ({off:.0f}° off)"
@@ -117,7 +119,7 @@ def _view_rotations() -> list[np.ndarray]:
     out = []
     for front, up in (("+z", "+y"), ("-z", "+y"), ("+x", "+y"), ("-x", "+y"), ("+y", "+z"),
                       ("-y", "+z")):
-        f, u = np.array(_AXES[front]), np.array(_AXES[up])
+        f, u = axis_vector(front), axis_vector(up)
         out.append(np.stack([np.cross(u, f), u, f]))
     return out
 
@@ -229,7 +231,7 @@ def _axis_pitch(rotation: np.ndarray) -> np.ndarray:
     pitch of a tilted head in its stride.
     """
     x, up = rotation[0], rotation[1]
-    axes = np.array(list(_AXES.values()))
+    axes = np.array([axis_vector(n) for n in AXIS_NAMES])
     axes = axes - np.outer(axes @ x, x)  # onto the plane normal to x
     norms = np.linalg.norm(axes, axis=1)
     cos = (axes @ up) / np.maximum(norms, 1e-12)
