@@ -81,8 +81,10 @@ def test_landmark_editor_pick_move_undo_redo_and_handoff() -> None:
     assert lms.face_idx[5] == UNPLACED and lms.provenance[5] == "detected"
     verts = np.random.default_rng(1).normal(size=(60, 3))
     faces = np.random.default_rng(2).integers(0, 60, (100, 3))
-    pos, edited, enabled = ed.scene_arrays(verts, faces)
-    assert pos.shape == (67, 3) and np.isfinite(pos).all() and not edited.any()
+    shown = ed.scene_arrays(verts, faces)
+    assert shown.positions.shape == (67, 3) and np.isfinite(shown.positions).all()
+    assert not shown.edited.any() and not shown.outlier.any()
+    assert np.allclose(shown.confidence, 0.8)
     ed.select(6)
     assert ed.placed_index() == 5
 
@@ -407,3 +409,123 @@ def test_first_run_lists_the_template_alternatives(tmp_path) -> None:
     (tmp_path / "head_template.obj").write_bytes(b"x")  # half of the other one is not
     fr.check(tmp_path)
     assert not fr.needs()[0].satisfied
+
+
+def test_landmarks_least_confident_first_filtered_and_focused() -> None:
+    ed = LandmarkEditorState()
+    lms = _landmarks()
+    lms.confidence = np.linspace(0.9, 0.1, 68)  # landmark 67 is the least confident
+    ed.set_landmarks(lms)
+    assert [r.index for r in ed.rows()[:3]] == [0, 1, 2]
+    ed.set_order("confidence")
+    rows = ed.rows()
+    assert [r.index for r in rows[:3]] == [67, 66, 65]
+    assert rows[-1].index == 5 and not rows[-1].placed  # nothing to check: last
+    ed.move(67, 3, np.array([1.0, 0.0, 0.0]))  # checked by the artist: after the detected ones
+    assert ed.rows()[0].index == 66 and ed.rows()[-2].index == 67
+    ed.max_confidence = 0.2
+    listed = [r.index for r in ed.rows()]
+    assert listed and all(lms.confidence[i] <= 0.2 for i in listed) and 67 not in listed
+    with pytest.raises(ValueError):
+        ed.set_order("by mood")
+    key = ed.scene_key()
+    ed.select(66, focus=True)
+    assert ed.focus_request == 66 and ed.scene_key() != key
+    ed.select(5, focus=True)  # unplaced: nowhere to look
+    assert ed.focus_request == 66
+
+
+def test_outliers_in_the_table_and_never_on_an_edited_landmark() -> None:
+    from reflame_core.fit.landmark_outliers import LandmarkOutlier
+
+    ed = LandmarkEditorState()
+    ed.set_landmarks(_landmarks())
+    key = ed.scene_key()
+    ed.set_outliers([LandmarkOutlier(30, "nose_tip", 0.3, 0.02),
+                     LandmarkOutlier(8, "chin", 0.2, 0.05)])
+    assert ed.scene_key() != key  # the viewer redraws its rings
+    assert [o.index for o in ed.outliers] == [30, 8]
+    rows = {r.index: r for r in ed.rows()}
+    assert rows[30].outlier_weight == pytest.approx(0.02) and rows[31].outlier_weight is None
+    verts = np.random.default_rng(1).normal(size=(60, 3))
+    faces = np.random.default_rng(2).integers(0, 60, (100, 3))
+    shown = ed.scene_arrays(verts, faces)
+    # rows among the placed landmarks (landmark 5 is unplaced): 30 -> 29, 8 -> 7
+    assert np.flatnonzero(shown.outlier).tolist() == [7, 29]
+    ed.move(30, 4, np.array([0.0, 1.0, 0.0]))  # the artist's point is trusted at once
+    assert [o.index for o in ed.outliers] == [8] and ed.outlier_mask().sum() == 1
+
+
+def test_confidence_colour_ramp_and_sizes() -> None:
+    from reflame_app.state.confidence import confidence_colors, confidence_sizes
+
+    c = confidence_colors([0.0, 0.6, 1.0, np.nan])
+    assert c.shape == (4, 3) and (c >= 0).all() and (c <= 1).all()
+    assert c[0, 0] > 0.9 and c[0, 1] < 0.2  # doubtful: red
+    assert c[2, 1] > 0.7 and c[2, 0] < 0.3  # sure: green
+    assert np.allclose(c[3], c[0])  # no confidence is no confidence
+    s = confidence_sizes(np.linspace(0, 1, 11))
+    assert s[0] == 1.0 and np.all(np.diff(s) < 0) and s[-1] == pytest.approx(0.4)
+
+
+def test_frame_turns_flip_and_labels() -> None:
+    from reflame_app.state.frame import (
+        FRONT,
+        UP,
+        axis_name,
+        frame_from_dict,
+        frame_to_dict,
+        front_flipped,
+        quarter_turn,
+        scan_direction,
+        turned,
+    )
+    from reflame_core.geometry.frame import canonical_frame
+
+    pts = np.random.default_rng(0).normal(size=(50, 3)) * [1.0, 2.0, 0.5]
+    f0 = canonical_frame(pts, up="+z", front="-y")
+    assert axis_name(scan_direction(f0, UP)) == "+z"
+    assert axis_name(scan_direction(f0, FRONT)) == "-y"
+    for axis in "xyz":
+        r = quarter_turn(axis)
+        assert np.allclose(r @ r.T, np.eye(3)) and np.linalg.det(r) == pytest.approx(1.0)
+        f = f0
+        for _ in range(4):
+            f = turned(f, axis)
+        np.testing.assert_array_equal(f.rotation, f0.rotation)  # exactly: integer turns
+        np.testing.assert_array_equal(f.translation, f0.translation)
+    # right-handed quarter turns: about x, up goes to the front; about y, front goes to +x
+    assert np.allclose(quarter_turn("x") @ UP, FRONT)
+    assert np.allclose(quarter_turn("y") @ FRONT, [1.0, 0.0, 0.0])
+    nod = turned(f0, "x")
+    assert axis_name(scan_direction(nod, UP)) == "+y"  # the scan's old back is now up
+    flipped = front_flipped(f0)
+    assert axis_name(scan_direction(flipped, FRONT)) == "+y"
+    assert axis_name(scan_direction(flipped, UP)) == "+z"
+    np.testing.assert_array_equal(front_flipped(flipped).rotation, f0.rotation)
+    # the scan's box centre stays at the canonical origin, its size unchanged
+    moved = nod.apply(pts)
+    assert np.allclose((moved.min(0) + moved.max(0)) / 2, 0.0, atol=1e-9)
+    assert np.ptp(moved, 0).max() == pytest.approx(np.ptp(f0.apply(pts), 0).max())
+    back, source = frame_from_dict(json.loads(json.dumps(frame_to_dict(nod, "corrected"))))
+    assert source == "corrected" and np.allclose(back.matrix, nod.matrix)
+    bad = frame_to_dict(nod, "corrected")
+    bad["rotation"] = np.diag([1.0, 1.0, -1.0]).tolist()  # a mirror, not a rotation
+    with pytest.raises(ValueError):
+        frame_from_dict(bad)
+    assert axis_name(np.array([0.6, 0.8, 0.0])) == "(0.60, 0.80, 0.00)"
+
+
+def test_focus_view_looks_at_the_landmark_from_outside() -> None:
+    from reflame_app.state.views import focus_view
+
+    centre = np.zeros(3)
+    point = np.array([0.0, 0.0, 1.5])  # the nose tip
+    nose_eye, target = focus_view(point, centre, 3.2, 45.0, 1000, 800, 0, 1000)
+    assert np.allclose(target, point) and nose_eye[2] > point[2] and abs(nose_eye[0]) < 1e-9
+    cheek = np.array([1.4, 0.0, 0.2])
+    eye, target = focus_view(cheek, centre, 3.2, 45.0, 1000, 800, 0, 1000)
+    assert eye[0] > cheek[0] and eye[2] > cheek[2]  # from the side, leaning to the front
+    # a free area on the right: the landmark is shown there, not behind the panels
+    eye2, target2 = focus_view(point, centre, 3.2, 45.0, 1000, 800, 400, 1000)
+    assert target2[0] < point[0] and np.allclose(eye2 - target2, nose_eye - point)

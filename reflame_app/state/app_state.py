@@ -18,6 +18,14 @@ import numpy as np
 from reflame_app.session_file import SessionData, autosave_dir, load_session, save_session
 from reflame_app.state.first_run import FirstRunState
 from reflame_app.state.fit_control import FitControlState
+from reflame_app.state.frame import (
+    FrameState,
+    PendingFrame,
+    frame_from_dict,
+    frame_to_dict,
+    front_flipped,
+    turned,
+)
 from reflame_app.state.landmark_editor import LandmarkEditorState
 from reflame_app.state.losses import LossPlotState
 from reflame_app.state.messages import MessageLog
@@ -29,7 +37,7 @@ from reflame_core.assets.flame import (
     load_landmark_embedding,
 )
 from reflame_core.assets.locate import find_flame_dir, save_flame_dir
-from reflame_core.errors import AssetError
+from reflame_core.errors import AssetError, InputFileError
 from reflame_core.fit.config import FitConfig
 from reflame_core.fit.targets import LandmarkTargets
 from reflame_core.geometry.frame import canonical_frame
@@ -46,7 +54,9 @@ class AppState:
 
     Frames: ``scan`` is in the file's own frame; ``scan_canonical`` (what is drawn, and what
     the orbit cameras look at) is ``scan.transformed(to_canonical)``; fitted vertices from
-    the engine are canonical.
+    the engine are canonical. ``to_canonical`` is ``frame.to_canonical``, set from the
+    config's axes when a scan opens and changed with ``set_frame`` (a correction, or an
+    automatic orientation).
     """
 
     def __init__(self, *, flame_dir: str | Path | None = None, device: str = "cpu",
@@ -66,7 +76,8 @@ class AppState:
         self.embedding: LandmarkEmbedding | None = None
         self.scan: Scan | None = None
         self.scan_canonical: Scan | None = None
-        self.to_canonical: Similarity | None = None
+        self.frame = FrameState()
+        self.outliers_version = -1  # the worker's outliers_version last handed to the editor
         self.worker: FitWorker | None = None  # started with the first scan, kept until exit
         self.controller: FitWorker | None = None  # the worker, while it holds a fit session
         self.snapshot: Any = None
@@ -74,6 +85,7 @@ class AppState:
         self.scan_version = 0
         self._scan_query: MeshQuery | None = None
         self._detecting = False
+        self._detect_frame = 0  # frame.version the running detection was asked in
         self._reported_error: str | None = None
         self._views_sent = -1
         self.export_pending: Path | None = None
@@ -125,18 +137,96 @@ class AppState:
         sim = canonical_frame(scan.vertices, up=frame["up"], front=frame["front"])
         self._stop_controller()
         worker = self._ensure_worker()
-        self.scan, self.to_canonical = scan, sim
-        self.scan_canonical = scan.transformed(sim)
-        self._scan_query = None
+        self.scan = scan
+        self._show_frame(sim, "axes")
         worker.open_scan(scan)
         self._detecting = False
         self.editor.set_landmarks(None)
+        self.frame.landmarks_stale = False
+        self.messages.info(f"Opened {Path(path).name}: {len(scan.vertices)} vertices, "
+                           f"{'textured' if scan.has_texture else 'no texture'}")
+
+    @property
+    def to_canonical(self) -> Similarity | None:
+        """Scan -> canonical frame (None before a scan opens)."""
+        return self.frame.to_canonical
+
+    def _show_frame(self, sim: Similarity, source: str) -> None:
+        """Put the scan in frame ``sim``: everything canonical drawn from the old one goes."""
+        self.frame.set(sim, source)
+        self.scan_canonical = self._need_scan().transformed(sim)
+        self._scan_query = None
         self.snapshot = None
         self.loaded_vertices = None
         self.losses = LossPlotState()
+        self.editor.set_outliers([])
         self.scan_version += 1
-        self.messages.info(f"Opened {Path(path).name}: {len(scan.vertices)} vertices, "
-                           f"{'textured' if scan.has_texture else 'no texture'}")
+
+    # ---- the canonical frame ---------------------------------------------------------------
+    def frame_change_costs(self) -> list[str]:
+        """What changing the frame would discard or make stale, one line each; empty when it
+        costs nothing (then ``set_frame`` applies it at once)."""
+        costs = []
+        if self.controller is not None:
+            snap = self.snapshot
+            where = (f" (at {snap.stage}, iteration {snap.iteration})"
+                     if snap is not None and snap.stage else "")
+            costs.append(f"ends the fit session{where}; its fit is dropped")
+        elif self.loaded_vertices is not None:
+            costs.append("drops the fitted mesh loaded from the session")
+        lms = self.editor.landmarks
+        if lms is not None and not self.frame.landmarks_stale:
+            detected = int(sum(p == "detected" for p in np.asarray(lms.provenance)[
+                lms.placed_mask]))
+            if detected:
+                costs.append(f"{detected} detected landmarks were found in the old "
+                             "orientation: they are kept, but detect again")
+        if self._detecting:
+            costs.append("the detection running now is in the old orientation")
+        return costs
+
+    def set_frame(self, sim: Similarity, source: str = "corrected", *,
+                  confirmed: bool = False) -> bool:
+        """Make ``sim`` (scan -> canonical) the frame; any source sets it (the user's
+        corrections, an automatic orientation). A change that would cost work (see
+        ``frame_change_costs``) waits in ``frame.pending`` unless ``confirmed``; returns
+        whether it was applied."""
+        self._need_scan()
+        costs = self.frame_change_costs()
+        if costs and not confirmed:
+            self.frame.pending = PendingFrame(sim, source, costs)
+            return False
+        self._stop_controller()
+        stale = self.frame.landmarks_stale or any("detect" in c for c in costs)
+        self._show_frame(sim, source)
+        self.frame.landmarks_stale = stale
+        self.messages.info(f"Scan frame: {self.frame.describe()}")
+        return True
+
+    def confirm_frame(self) -> None:
+        """Apply the frame change waiting for a yes."""
+        p = self.frame.pending
+        if p is not None:
+            self.set_frame(p.frame, p.source, confirmed=True)
+
+    def cancel_frame(self) -> None:
+        self.frame.pending = None
+
+    def turn_frame(self, axis: str, turns: int = 1) -> bool:
+        """Turn the scan by ``turns`` quarter turns about canonical ``axis`` (x, y or z),
+        starting from a change already waiting, so that clicks add up."""
+        return self.set_frame(turned(self._frame_to_correct(), axis, turns))
+
+    def flip_front(self) -> bool:
+        """Half a turn about up: the face where the back of the head was."""
+        return self.set_frame(front_flipped(self._frame_to_correct()))
+
+    def _frame_to_correct(self) -> Similarity:
+        p = self.frame.pending
+        if p is not None:
+            return p.frame
+        self._need_scan()
+        return self.frame.to_canonical
 
     def _ensure_worker(self) -> FitWorker:
         """The fitting worker process, started on first use (it then warms up while the
@@ -172,6 +262,7 @@ class AppState:
         worker = self._ensure_worker()
         worker.detect(self.to_canonical)
         self._detecting = True
+        self._detect_frame = self.frame.version
         self.messages.info("Detecting landmarks...")
         if wait:
             self._apply_detection(worker.wait_result("detect", timeout=600.0))
@@ -187,6 +278,7 @@ class AppState:
             return
         lms = result.value
         self.editor.set_landmarks(lms)
+        self.frame.landmarks_stale = self._detect_frame != self.frame.version
         placed = int(lms.placed_mask.sum())
         self.messages.info(f"Detected {placed} of {len(lms)} landmarks")
 
@@ -203,11 +295,13 @@ class AppState:
         if targets is None:
             self.messages.info("Fitting without landmarks (none detected or placed)")
         worker = self._ensure_worker()
-        worker.new_session(self.config, targets)
+        worker.new_session(self.config, targets, self.to_canonical)
         self.controller = worker
         self.editor.mark_sent()
         self._views_sent = self.views.version
         self.fit.attach(self.controller, self.config.data["stages"])
+        self.editor.set_outliers([])
+        self.outliers_version = -1
         self.losses = LossPlotState()
         self._reported_error = None
 
@@ -247,6 +341,9 @@ class AppState:
             self._reported_error = str(err)
             self.messages.error(f"Fitting stopped: {c.last_error}")
         snap = c.latest_snapshot()
+        if c.outliers_version != self.outliers_version:
+            self.outliers_version = c.outliers_version
+            self.editor.set_outliers(c.landmark_outliers())
         if snap is None or snap is self.snapshot:
             return False
         self.snapshot = snap
@@ -322,6 +419,8 @@ class AppState:
             overrides=self.fit.overrides(),
             landmarks=landmarks_to_dict(lms) if lms is not None else None,
             fitted_vertices=self.fitted_vertices,
+            frame=(frame_to_dict(self.to_canonical, self.frame.source)
+                   if self.to_canonical is not None else None),
         )
 
     def save_session(self, path: str | Path) -> Path:
@@ -333,6 +432,12 @@ class AppState:
             self.set_flame_dir(data.flame_dir, remember=False)
         if data.scan_path:
             self.open_scan(data.scan_path)
+        if data.frame is not None and self.scan is not None:
+            try:
+                sim, source = frame_from_dict(data.frame)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise InputFileError(Path(path), f"frame: {exc}") from None
+            self._show_frame(sim, source)
         for key, value in data.overrides.items():
             self.config.set(key, value)
         if data.landmarks is not None and self.scan is not None:

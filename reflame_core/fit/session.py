@@ -131,6 +131,8 @@ class FitSession:
         config: the full configuration.
         device: "cpu" or "cuda".
         seed: makes surface sampling reproducible.
+        to_canonical: scan -> canonical frame (e.g. the studio's corrected frame); None:
+            from ``frame.up`` / ``frame.front`` of the config.
     """
 
     def __init__(
@@ -145,6 +147,7 @@ class FitSession:
         seed: int = 0,
         render_backend: str = "auto",
         dense_cue: DenseCue | None = None,
+        to_canonical: Similarity | None = None,
     ) -> None:
         torch.manual_seed(seed)
         self.seed = seed
@@ -154,7 +157,8 @@ class FitSession:
         self.template = template
         self.embedding = embedding
         frame = config.data["frame"]
-        self.to_canonical = canonical_frame(scan.vertices, frame["up"], frame["front"])
+        self.to_canonical = to_canonical or canonical_frame(scan.vertices, frame["up"],
+                                                            frame["front"])
         self.scan_canonical = scan.transformed(self.to_canonical)
         self.faces = torch.as_tensor(template.faces, dtype=torch.int64, device=device)
         self.template_vertices = torch.as_tensor(
