@@ -529,3 +529,80 @@ def test_focus_view_looks_at_the_landmark_from_outside() -> None:
     # a free area on the right: the landmark is shown there, not behind the panels
     eye2, target2 = focus_view(point, centre, 3.2, 45.0, 1000, 800, 400, 1000)
     assert target2[0] < point[0] and np.allclose(eye2 - target2, nose_eye - point)
+
+
+def test_frame_correction_asks_reorients_reaches_the_fit_and_is_saved(
+        small_synthetic_head, flame_dir, tmp_path, monkeypatch) -> None:
+    from reflame_app.state.app_state import AppState
+    from reflame_app.state.frame import front_flipped, turned
+    from reflame_core.io.obj import write_obj
+
+    monkeypatch.setenv("REFLAME_AUTOSAVE_DIR", str(tmp_path / "autosave"))
+    s = small_synthetic_head.scan
+    path = write_obj(tmp_path / "head.obj", s.vertices, s.faces)
+    app = AppState(flame_dir=flame_dir, preset="fast")
+    try:
+        app.config.set("cameras.num_views", 2)
+        app.config.set("cameras.resolution", 48)
+        app.open_scan(path)
+        f0, version = app.to_canonical, app.scan_version
+        assert app.frame.source == "axes" and app.frame.describe().startswith("up +y, front +z")
+        for _ in range(4):  # nothing to lose yet: each turn applies at once
+            assert app.turn_frame("x")
+        assert np.array_equal(app.to_canonical.rotation, f0.rotation)
+        assert app.scan_version == version + 4 and app.frame.source == "corrected"
+        assert app.flip_front()
+        assert np.allclose(app.scan_canonical.vertices, front_flipped(f0).apply(s.vertices),
+                           atol=1e-5)  # what is drawn is the scan in the new frame
+        assert app.flip_front()
+
+        # Detected landmarks and a running fit: a change asks first, then says what it cost.
+        app.editor.set_landmarks(small_synthetic_head.true_landmark_set())
+        app.start_session()
+        app.fit.command("step", 1)
+        assert app.controller.wait_idle(120)
+        app.poll()
+        assert app.snapshot is not None
+        assert np.allclose(app.snapshot.to_canonical.matrix, f0.matrix)
+        assert not app.turn_frame("y")
+        assert not app.turn_frame("y")  # clicks add up while the question is open
+        costs = app.frame.pending.costs
+        assert any("fit session" in c for c in costs)
+        assert any("detect again" in c for c in costs)
+        assert np.array_equal(app.to_canonical.rotation, f0.rotation)  # not yet
+        app.cancel_frame()
+        assert app.frame.pending is None and app.controller is not None
+        assert not app.flip_front()
+        app.confirm_frame()
+        half = front_flipped(f0)
+        assert np.allclose(app.to_canonical.matrix, half.matrix)
+        assert app.controller is None and app.snapshot is None  # the old fit is gone, as said
+        assert app.editor.landmarks is not None and app.frame.landmarks_stale  # kept, flagged
+        assert "front -z" in app.frame.describe()
+        # The next fit runs in the corrected frame.
+        app.start_session()
+        app.fit.command("step", 1)
+        assert app.controller.wait_idle(120)
+        app.poll()
+        assert np.allclose(app.snapshot.to_canonical.matrix, half.matrix)
+
+        # Saved with the session, and back on load.
+        assert app.turn_frame("z") is False
+        app.confirm_frame()
+        saved = app.save_session(tmp_path / "session.json")
+        assert json.loads(saved.read_text())["frame"]["source"] == "corrected"
+    finally:
+        app.shutdown()
+    other = AppState(flame_dir=flame_dir, preset="fast")
+    try:
+        other.load_session(saved)
+        assert np.allclose(other.to_canonical.matrix, turned(half, "z").matrix)
+        assert np.allclose(other.scan_canonical.vertices, turned(half, "z").apply(s.vertices),
+                           atol=1e-5)
+        doc = json.loads(saved.read_text())
+        doc["frame"]["rotation"] = np.diag([1.0, -1.0, 1.0]).tolist()
+        (tmp_path / "bad.json").write_text(json.dumps(doc))
+        with pytest.raises(InputFileError, match="frame"):
+            other.load_session(tmp_path / "bad.json")
+    finally:
+        other.shutdown()
