@@ -164,10 +164,8 @@ class Studio:
         frame_key = (app.scan_version, scene.style.show_frame)
         if frame_key != self._frame_key:
             self._frame_key = frame_key
-            if app.scan_canonical is None:
-                scene.set_frame_arrows(None)
-            else:
-                scene.set_frame_arrows(*frame_arrows(app.scan_canonical.vertices))
+            scene.set_frame_arrows(frame_arrows(app.scan_canonical.vertices)
+                                   if app.scan_canonical is not None else None)
         lmk_key = (app.editor.scene_key(), scene.style.landmarks_by_confidence)
         if lmk_key != self._lmk_version and app.scan_canonical is not None:
             self._lmk_version = lmk_key

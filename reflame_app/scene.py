@@ -13,6 +13,7 @@ import numpy as np
 import polyscope as ps
 
 from reflame_app.state.confidence import confidence_colors, confidence_sizes
+from reflame_app.state.frame import FrameArrows
 from reflame_app.state.landmark_editor import LandmarkDisplay
 from reflame_app.state.residuals import residual_grid, robust_limits
 from reflame_core.io.mesh import Scan
@@ -36,7 +37,7 @@ DISABLED_COLOR = (0.45, 0.45, 0.45)
 OUTLIER_COLOR = (1.00, 0.10, 0.90)  # magenta halo around a landmark the fit contradicts
 UP_COLOR = (0.20, 0.85, 0.30)
 FRONT_COLOR = (0.20, 0.45, 1.00)
-LANDMARK_RADIUS = 0.009  # relative to the scene; a landmark of confidence 0 (see SMALLEST)
+LANDMARK_RADIUS = 0.012  # relative to the scene; a landmark of confidence 0 (see SMALLEST)
 
 
 @dataclass
@@ -200,29 +201,30 @@ class SceneSync:
             pc.add_color_quantity("state", cols, enabled=True)
             sizes = (confidence_sizes(lms.confidence[sel]) if detected and by_conf
                      else np.full(int(sel.sum()), 0.45))
-            pc.add_scalar_quantity("size", sizes)
-            pc.set_point_radius_quantity("size", autoscale=False)
-            pc.set_radius(LANDMARK_RADIUS)
+            # Radius quantities are world lengths (not scaled by the point radius).
+            pc.add_scalar_quantity("radius", sizes * LANDMARK_RADIUS * ps.get_length_scale())
+            pc.set_point_radius_quantity("radius", autoscale=False)
         if lms.outlier.any():
             pc = ps.register_point_cloud(LMK_OUTLIERS, pos[lms.outlier],
-                                         radius=2.0 * LANDMARK_RADIUS, color=OUTLIER_COLOR)
-            pc.set_transparency(0.45)
+                                         radius=2.5 * LANDMARK_RADIUS, color=OUTLIER_COLOR)
+            pc.set_transparency(0.6)
         if selected is not None and 0 <= selected < len(pos):
             ps.register_point_cloud(LMK_SELECTED, pos[selected:selected + 1],
                                     radius=1.3 * LANDMARK_RADIUS, color=SELECTED_COLOR)
 
     # --- the scan's frame ---------------------------------------------------------------
-    def set_frame_arrows(self, origin: np.ndarray | None, up: np.ndarray | None = None,
-                         front: np.ndarray | None = None) -> None:
-        """Arrows (canonical) from ``origin`` along ``up`` (green) and ``front`` (blue):
-        where the studio thinks the top of the head and the face are. None: no arrows."""
+    def set_frame_arrows(self, arrows: FrameArrows | None) -> None:
+        """The up (green) and front (blue) arrows: where the studio thinks the top of the
+        head and the face are. None: no arrows."""
         for name in (FRAME_UP, FRAME_FRONT):
             if ps.has_point_cloud(name):
                 ps.remove_point_cloud(name)
-        if origin is None or not self.style.show_frame:
+        if arrows is None or not self.style.show_frame:
             return
-        for name, vec, color in ((FRAME_UP, up, UP_COLOR), (FRAME_FRONT, front, FRONT_COLOR)):
-            pc = ps.register_point_cloud(name, np.asarray(origin, np.float64)[None],
+        for name, base, vec, color in ((FRAME_UP, arrows.up_base, arrows.up, UP_COLOR),
+                                       (FRAME_FRONT, arrows.front_base, arrows.front,
+                                        FRONT_COLOR)):
+            pc = ps.register_point_cloud(name, np.asarray(base, np.float64)[None],
                                          radius=0.004, color=color)
             pc.add_vector_quantity("direction", np.asarray(vec, np.float64)[None],
                                    vectortype="ambient", enabled=True, color=color,

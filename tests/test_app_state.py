@@ -514,6 +514,14 @@ def test_frame_turns_flip_and_labels() -> None:
     with pytest.raises(ValueError):
         frame_from_dict(bad)
     assert axis_name(np.array([0.6, 0.8, 0.0])) == "(0.60, 0.80, 0.00)"
+    # the viewer's arrows leave the scan's box through its top and its face side
+    from reflame_app.state.frame import frame_arrows
+
+    drawn = nod.apply(pts)
+    arrows = frame_arrows(drawn)
+    assert arrows.up_base[1] == pytest.approx(drawn[:, 1].max()) and arrows.up[1] > 0
+    assert arrows.front_base[2] == pytest.approx(drawn[:, 2].max()) and arrows.front[2] > 0
+    assert not arrows.up[[0, 2]].any() and not arrows.front[:2].any()
 
 
 def test_focus_view_looks_at_the_landmark_from_outside() -> None:
@@ -568,7 +576,7 @@ def test_frame_correction_asks_reorients_reaches_the_fit_and_is_saved(
         assert not app.turn_frame("y")  # clicks add up while the question is open
         costs = app.frame.pending.costs
         assert any("fit session" in c for c in costs)
-        assert any("detect again" in c for c in costs)
+        assert any("detect them again" in c for c in costs)
         assert np.array_equal(app.to_canonical.rotation, f0.rotation)  # not yet
         app.cancel_frame()
         assert app.frame.pending is None and app.controller is not None

@@ -39,8 +39,7 @@ def draw_frame(app: AppState) -> None:
     if psim.IsItemHovered():
         psim.SetTooltip("Half a turn about up: the face where the back of the head was")
     if frame.landmarks_stale:
-        psim.TextColored(RED, "Landmarks were detected in another orientation:")
-        psim.SameLine()
+        psim.TextColored(RED, "The landmarks were detected in another orientation.")
         if button("detect again", not app.detecting):
             with app.messages.guard("Detecting landmarks"):
                 app.detect_landmarks(wait=False)
@@ -51,10 +50,11 @@ def draw_frame(app: AppState) -> None:
 def draw_confirmation(app: AppState) -> None:
     """What the change would cost, and Apply / Cancel."""
     p = app.frame.pending
-    psim.TextColored(RED, f"Turn the scan to: up {axis_name(scan_direction(p.frame, UP))}, "
-                     f"front {axis_name(scan_direction(p.frame, FRONT))}? This")
-    for cost in app.frame.pending.costs:
-        psim.BulletText(cost)
+    psim.TextColored(RED, f"Turn the scan to up {axis_name(scan_direction(p.frame, UP))}, "
+                     f"front {axis_name(scan_direction(p.frame, FRONT))}?")
+    for cost in p.costs:
+        psim.Bullet()
+        psim.TextWrapped(cost)
     if psim.Button("Apply"):
         with app.messages.guard("Changing the orientation"):
             app.confirm_frame()

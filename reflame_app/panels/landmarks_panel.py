@@ -26,7 +26,7 @@ def conf_colour(confidence: float) -> tuple[float, float, float, float]:
 
 
 def draw_landmarks(app: AppState) -> None:
-    if not psim.CollapsingHeader("Landmarks"):
+    if not psim.CollapsingHeader("Landmarks", psim.ImGuiTreeNodeFlags_DefaultOpen):
         return
     ed = app.editor
     if button("Detect landmarks", app.scan is not None and not app.detecting):
@@ -119,7 +119,7 @@ def draw_landmarks(app: AppState) -> None:
                     ed.set_weight(row.index, max(0.0, w))
             psim.TableNextColumn()
             if row.outlier_weight is not None:
-                psim.TextColored(OUTLIER, f"{row.outlier_weight:.2f}")
+                psim.TextColored(OUTLIER, f"{row.outlier_weight:.2g}")
                 if psim.IsItemHovered():
                     psim.SetTooltip("the fit contradicts this landmark: its robust weight")
             psim.PopID()
@@ -139,7 +139,7 @@ def draw_outliers(ed: LandmarkEditorState) -> None:
                         "edited landmark is trusted), or disable it.")
     for o in outliers:
         label = (f"{o.index:2d} {o.name}: off by {100 * o.residual:.1f}% of the head, "
-                 f"weight {o.weight:.2f}")
+                 f"weight {o.weight:.2g}")
         if psim.Selectable(f"{label}##outlier{o.index}", ed.selected == o.index):
             ed.select(o.index, focus=True)
 

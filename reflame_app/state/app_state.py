@@ -171,18 +171,17 @@ class AppState:
             snap = self.snapshot
             where = (f" (at {snap.stage}, iteration {snap.iteration})"
                      if snap is not None and snap.stage else "")
-            costs.append(f"ends the fit session{where}; its fit is dropped")
+            costs.append(f"The fit session{where} ends; its fit is dropped.")
         elif self.loaded_vertices is not None:
-            costs.append("drops the fitted mesh loaded from the session")
-        lms = self.editor.landmarks
-        if lms is not None and not self.frame.landmarks_stale:
-            detected = int(sum(p == "detected" for p in np.asarray(lms.provenance)[
-                lms.placed_mask]))
+            costs.append("The fitted mesh loaded from the session is dropped.")
+        if not self.frame.landmarks_stale:
+            detected = self._detected_landmarks()
             if detected:
                 costs.append(f"{detected} detected landmarks were found in the old "
-                             "orientation: they are kept, but detect again")
+                             "orientation: they are kept, but detect them again.")
         if self._detecting:
-            costs.append("the detection running now is in the old orientation")
+            costs.append("The detection running now is in the old orientation: detect "
+                         "again when it ends.")
         return costs
 
     def set_frame(self, sim: Similarity, source: str = "corrected", *,
@@ -197,11 +196,19 @@ class AppState:
             self.frame.pending = PendingFrame(sim, source, costs)
             return False
         self._stop_controller()
-        stale = self.frame.landmarks_stale or any("detect" in c for c in costs)
+        stale = self.frame.landmarks_stale or self._detected_landmarks() > 0 or self._detecting
         self._show_frame(sim, source)
         self.frame.landmarks_stale = stale
         self.messages.info(f"Scan frame: {self.frame.describe()}")
         return True
+
+    def _detected_landmarks(self) -> int:
+        """How many placed landmarks come from the detector (not edited by hand)."""
+        lms = self.editor.landmarks
+        if lms is None:
+            return 0
+        return sum(p == "detected" for p, on in zip(lms.provenance, lms.placed_mask,
+                                                     strict=True) if on)
 
     def confirm_frame(self) -> None:
         """Apply the frame change waiting for a yes."""

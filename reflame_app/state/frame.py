@@ -61,13 +61,26 @@ def axis_name(direction: np.ndarray, tol: float = 1e-3) -> str:
     return "(" + ", ".join(f"{c:.2f}" for c in d) + ")"
 
 
-def frame_arrows(vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(origin, up, front) (3,) each, canonical: arrows from the scan's box centre out
-    through the top of the head and through the face, for the viewer's frame gizmo."""
+@dataclass(frozen=True)
+class FrameArrows:
+    """The viewer's frame gizmo, canonical: an ``up`` arrow (3,) from ``up_base`` on top of
+    the scan's box, a ``front`` arrow (3,) from ``front_base`` on its face side, so that
+    neither hides in the head."""
+
+    up_base: np.ndarray
+    up: np.ndarray
+    front_base: np.ndarray
+    front: np.ndarray
+
+
+def frame_arrows(vertices: np.ndarray, length: float = 0.3) -> FrameArrows:
+    """Arrows out of the top of the scan's box and out of its front (+z) side, centred on
+    it, ``length`` x its largest side long (``vertices`` (V,3), canonical)."""
     v = np.asarray(vertices, np.float64)
     lo, hi = v.min(0), v.max(0)
-    length = 0.75 * float((hi - lo).max())
-    return (lo + hi) / 2.0, UP * length, FRONT * length
+    centre, size = (lo + hi) / 2.0, float((hi - lo).max())
+    return FrameArrows(np.array([centre[0], hi[1], centre[2]]), UP * length * size,
+                       np.array([centre[0], centre[1], hi[2]]), FRONT * length * size)
 
 
 @dataclass

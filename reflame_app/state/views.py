@@ -155,7 +155,7 @@ def frame_box(low: np.ndarray, high: np.ndarray, fov_deg: float, width: float, h
 
 def focus_view(point: np.ndarray, centre: np.ndarray, size: float, fov_deg: float,
                width: float, height: float, free_left: float, free_right: float,
-               span: float = 0.35) -> tuple[np.ndarray, np.ndarray]:
+               span: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
     """(eye, target) of a view of ``point`` (a landmark) from outside the head: from the
     head's ``centre`` out through the point, leaning to the front (+z), close enough that
     ``span`` x ``size`` fills the window's height, the point centred in the free columns
