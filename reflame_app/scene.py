@@ -37,7 +37,7 @@ DISABLED_COLOR = (0.45, 0.45, 0.45)
 OUTLIER_COLOR = (1.00, 0.10, 0.90)  # magenta halo around a landmark the fit contradicts
 UP_COLOR = (0.20, 0.85, 0.30)
 FRONT_COLOR = (0.20, 0.45, 1.00)
-LANDMARK_RADIUS = 0.012  # relative to the scene; a landmark of confidence 0 (see SMALLEST)
+LANDMARK_RADIUS = 0.016  # relative to the scene; a landmark of confidence 0 (see SMALLEST)
 
 
 @dataclass
@@ -200,17 +200,17 @@ class SceneSync:
             pc = ps.register_point_cloud(name, pos[sel], radius=LANDMARK_RADIUS, color=cols[0])
             pc.add_color_quantity("state", cols, enabled=True)
             sizes = (confidence_sizes(lms.confidence[sel]) if detected and by_conf
-                     else np.full(int(sel.sum()), 0.45))
+                     else np.full(int(sel.sum()), 0.35))
             # Radius quantities are world lengths (not scaled by the point radius).
             pc.add_scalar_quantity("radius", sizes * LANDMARK_RADIUS * ps.get_length_scale())
             pc.set_point_radius_quantity("radius", autoscale=False)
         if lms.outlier.any():
             pc = ps.register_point_cloud(LMK_OUTLIERS, pos[lms.outlier],
-                                         radius=2.5 * LANDMARK_RADIUS, color=OUTLIER_COLOR)
+                                         radius=2.0 * LANDMARK_RADIUS, color=OUTLIER_COLOR)
             pc.set_transparency(0.6)
         if selected is not None and 0 <= selected < len(pos):
             ps.register_point_cloud(LMK_SELECTED, pos[selected:selected + 1],
-                                    radius=1.3 * LANDMARK_RADIUS, color=SELECTED_COLOR)
+                                    radius=1.2 * LANDMARK_RADIUS, color=SELECTED_COLOR)
 
     # --- the scan's frame ---------------------------------------------------------------
     def set_frame_arrows(self, arrows: FrameArrows | None) -> None:

@@ -465,7 +465,7 @@ def test_confidence_colour_ramp_and_sizes() -> None:
     assert c[2, 1] > 0.7 and c[2, 0] < 0.3  # sure: green
     assert np.allclose(c[3], c[0])  # no confidence is no confidence
     s = confidence_sizes(np.linspace(0, 1, 11))
-    assert s[0] == 1.0 and np.all(np.diff(s) < 0) and s[-1] == pytest.approx(0.4)
+    assert s[0] == 1.0 and np.all(np.diff(s) < 0) and s[-1] == pytest.approx(0.3)
 
 
 def test_frame_turns_flip_and_labels() -> None:

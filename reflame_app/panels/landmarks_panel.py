@@ -21,6 +21,11 @@ OUTLIER = (*OUTLIER_COLOR, 1.0)
 ORDER_LABELS = ("by index", "least confident first")
 
 
+def weight_text(weight: float) -> str:
+    """A robust weight as the artist reads it: "<0.01" for a landmark the fit ignores."""
+    return "<0.01" if weight < 0.01 else f"{weight:.2f}"
+
+
 def conf_colour(confidence: float) -> tuple[float, float, float, float]:
     return (*confidence_colors([confidence])[0], 1.0)
 
@@ -79,9 +84,10 @@ def draw_landmarks(app: AppState) -> None:
                         "(1: list all)")
     flags = (psim.ImGuiTableFlags_RowBg | psim.ImGuiTableFlags_ScrollY
              | psim.ImGuiTableFlags_Borders | psim.ImGuiTableFlags_SizingFixedFit)
-    if psim.BeginTable("landmark table", 7, flags, (0, 220)):
-        for name, width in (("#  name", 140), ("group", 52), ("conf", 34), ("source", 52),
-                            ("on", 24), ("weight", 48), ("fit", 34)):
+    if psim.BeginTable("landmark table", 6, flags, (0, 220)):
+        # The group is in the row's tooltip: the columns leave room for the fit's weight.
+        for name, width in (("#  name", 140), ("conf", 34), ("source", 52), ("on", 24),
+                            ("weight", 44), ("fit", 40)):
             psim.TableSetupColumn(name, psim.ImGuiTableColumnFlags_WidthFixed, width)
         psim.TableHeadersRow()
         for row in ed.rows():
@@ -92,8 +98,6 @@ def draw_landmarks(app: AppState) -> None:
                 ed.select(row.index, focus=True)
             if psim.IsItemHovered():
                 psim.SetTooltip(f"{row.index} {row.name} ({row.group})")
-            psim.TableNextColumn()
-            psim.Text(row.group)
             psim.TableNextColumn()
             if row.placed and row.provenance != "edited":
                 psim.TextColored(conf_colour(row.confidence), f"{row.confidence:.2f}")
@@ -119,7 +123,7 @@ def draw_landmarks(app: AppState) -> None:
                     ed.set_weight(row.index, max(0.0, w))
             psim.TableNextColumn()
             if row.outlier_weight is not None:
-                psim.TextColored(OUTLIER, f"{row.outlier_weight:.2g}")
+                psim.TextColored(OUTLIER, weight_text(row.outlier_weight))
                 if psim.IsItemHovered():
                     psim.SetTooltip("the fit contradicts this landmark: its robust weight")
             psim.PopID()
@@ -139,7 +143,7 @@ def draw_outliers(ed: LandmarkEditorState) -> None:
                         "edited landmark is trusted), or disable it.")
     for o in outliers:
         label = (f"{o.index:2d} {o.name}: off by {100 * o.residual:.1f}% of the head, "
-                 f"weight {o.weight:.2g}")
+                 f"weight {weight_text(o.weight)}")
         if psim.Selectable(f"{label}##outlier{o.index}", ed.selected == o.index):
             ed.select(o.index, focus=True)
 

@@ -10,8 +10,8 @@ import numpy as np
 LOW, HIGH = 0.3, 0.9
 _STOPS = np.array([LOW, (LOW + HIGH) / 2, HIGH])
 _COLOURS = np.array([(0.95, 0.10, 0.10), (1.00, 0.70, 0.05), (0.15, 0.80, 0.25)])
-# Point size of a landmark relative to the largest (confidence 0): a sure one is 40% of it.
-SMALLEST = 0.4
+# Point size of a landmark relative to the largest (confidence 0): a sure one is 30% of it.
+SMALLEST = 0.3
 
 
 def confidence_colors(confidence: np.ndarray) -> np.ndarray:
