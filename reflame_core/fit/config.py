@@ -132,6 +132,12 @@ class FitConfig:
             raise ConfigError(f"frame: up {up} and front {front} must be different axes")
         return cfg
 
+    @classmethod
+    def preset(cls, name: str = "default") -> FitConfig:
+        """The shipped defaults with preset ``name`` ("default", "seed", "fast") over them,
+        as ``reflame fit --preset NAME`` uses."""
+        return cls.load(preset=name)
+
     def update(self, table: dict, source: str) -> None:
         _merge(self.data, table, source)
         self.sources.append(source)
