@@ -120,6 +120,11 @@ class FitConfig:
                 cfg.update(_read_toml(path), str(path))
             except ConfigError as exc:
                 raise InputFileError(path, str(exc).split(": ", 1)[-1]) from None
+        return cfg.with_overrides(overrides)
+
+    def with_overrides(self, overrides: list[str] | dict[str, Any] | None) -> FitConfig:
+        """A copy with ``overrides`` (``"key=value"`` strings or a dict) set, checked."""
+        cfg = self.copy()
         items = (
             overrides.items()
             if isinstance(overrides, dict)

@@ -103,7 +103,8 @@ def fit_scan(
         flame: the FLAME folder, or assets already loaded (``setup.load_flame``); None
             looks in $REFLAME_FLAME_DIR, then the user config.
         log: gets one line per notable thing (backups, detection); default: logging.
-        report_extra: more keys for ``report.json`` (``reflame batch`` records its job hash).
+        report_extra: more keys for ``report.json`` (``reflame batch`` records its job hash);
+            the report always has ``status`` (as ``FitResult.status``).
 
     Returns:
         A ``FitResult``. A fit that diverges or is interrupted (SIGINT / SIGTERM in the main
@@ -141,7 +142,7 @@ def fit_scan(
             session.record(f"stopped: {exc}")
         t_fitted = time.perf_counter()
         report = write_fit_outputs(session, out, interrupted_by=interrupted_by,
-                                   extra=report_extra)
+                                   extra={"status": status, **(report_extra or {})})
     t_end = time.perf_counter()
     # Old outputs were backed up before the fit: every one of these files is this run's.
     paths.update({n: out / n for n in FIT_OUTPUT_NAMES if (out / n).is_file()})
