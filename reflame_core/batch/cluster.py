@@ -55,12 +55,12 @@ def local_cluster(envs: list[dict[str, str]], *, dashboard: bool = True) -> Spec
     }
     # Port 0: any free port, so that two batches (or a user's own cluster) never collide.
     scheduler = {"cls": Scheduler, "options": {"port": 0, "dashboard_address": ":0",
-                                               "dashboard": dashboard and _has_bokeh()}}
+                                               "dashboard": dashboard and has_bokeh()}}
     return SpecCluster(workers=workers, scheduler=scheduler, silence_logs=logging.ERROR,
                        name="reflame-batch")
 
 
-def _has_bokeh() -> bool:
+def has_bokeh() -> bool:
     try:
         import bokeh  # noqa: F401
     except ImportError:

@@ -119,7 +119,7 @@ def _run_on_dask(todo: list[Planned], opts: BatchOptions, out: Path, flame_dir: 
                  say: Callable[[str], None]) -> list[SummaryRow]:
     from distributed import wait
 
-    from reflame_core.batch.cluster import ReflameWorkerPlugin
+    from reflame_core.batch.cluster import ReflameWorkerPlugin, has_bokeh
     from reflame_core.batch.task import run_job
 
     client, cluster = _client(opts)
@@ -128,7 +128,8 @@ def _run_on_dask(todo: list[Planned], opts: BatchOptions, out: Path, flame_dir: 
         info = client.scheduler_info()["workers"]
         workers, threads = len(info), sum(w.get("nthreads", 1) for w in info.values())
         where = opts.scheduler or "a local cluster"
-        has_dashboard = "dashboard" in client.scheduler_info().get("services", {})
+        # Dask's dashboard needs bokeh (pip install bokeh) where the scheduler runs.
+        has_dashboard = cluster is None or has_bokeh()
         link = f", dashboard {client.dashboard_link}" if has_dashboard else ""
         say(f"batch: {workers} worker(s) on {where}{link}")
         by_name = {p.name: p for p in todo}
