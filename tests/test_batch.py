@@ -110,6 +110,47 @@ def test_batch_fits_isolates_the_failure_summarises_and_resumes(dataset, flame_d
     assert len(list(out.glob(f"{names[0]}.*.bak"))) == 1
 
 
+def test_a_batch_stopped_midway_resumes_where_it_stopped(dataset, flame_dir, tmp_path, capsys):
+    from reflame_core.batch.jobhash import is_complete, read_report
+
+    out = tmp_path / "out"
+    manifest, _ = dataset
+    args = [a for a in _args(dataset, out, flame_dir) if a != str(dataset[1])]
+    assert args.count(str(manifest)) == 1
+
+    def stop_after_the_first_scan():
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if out.is_dir() and any(p.name.startswith("head_") for p in out.iterdir()):
+                os.kill(os.getpid(), signal.SIGTERM)  # as a job scheduler's timeout does
+                return
+            time.sleep(0.05)
+
+    stopper = threading.Thread(target=stop_after_the_first_scan)
+    stopper.start()
+    assert _main(args) == 143
+    stopper.join()
+    summary = json.loads((out / "summary.json").read_text())
+    statuses = [r["status"] for r in summary["scans"]]
+    assert summary["total"] == 4 and statuses.count("done") >= 1
+    assert set(statuses) <= {"done", "interrupted"} and "interrupted" in statuses
+    # Every folder that looks like a scan's is a complete fit; nothing else is visible.
+    visible = [p for p in out.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    for folder in visible:
+        report = read_report(folder)
+        assert is_complete(folder, report["batch"]["job_hash"])
+    done_before = {r["name"] for r in summary["scans"] if r["status"] == "done"}
+    assert {p.name for p in visible} == done_before
+    capsys.readouterr()
+
+    assert _main(args) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    rows = {r["name"]: r["status"] for r in summary["scans"]}
+    assert {n for n, st in rows.items() if st == "skipped"} == done_before
+    assert summary["done"] == 4 - len(done_before) and summary["failed"] == 0
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # staging cleaned up
+
+
 def test_bad_inputs_exit_2_before_any_fit(tmp_path, flame_dir, capsys):
     out = tmp_path / "out"
     assert _main(["batch", str(tmp_path / "nothing"), "--out", str(out),

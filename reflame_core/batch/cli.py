@@ -51,6 +51,7 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from reflame_core.batch.schedule import BatchOptions, run_batch
     from reflame_core.errors import ReflameError
+    from reflame_core.interrupts import signals_as_interrupts
 
     if args.workers is not None and args.workers < 1:
         raise ReflameError(f"--workers must be at least 1, got {args.workers}")
@@ -59,10 +60,11 @@ def run(args: argparse.Namespace) -> int:
     overrides = list(args.overrides)
     overrides += [f'frame.up="{args.up}"'] if args.up else []
     overrides += [f'frame.front="{args.front}"'] if args.front else []
-    doc = run_batch(BatchOptions(
-        inputs=list(args.inputs), out=args.out, config_path=args.config, preset=args.preset,
-        overrides=overrides, flame_dir=args.flame_dir, device=args.device,
-        workers=args.workers, scheduler=args.scheduler, force=args.force,
-        retries=args.retries, quiet=args.quiet,
-    ))
+    with signals_as_interrupts():  # SIGTERM (a scheduler's timeout) stops it like Ctrl-C
+        doc = run_batch(BatchOptions(
+            inputs=list(args.inputs), out=args.out, config_path=args.config,
+            preset=args.preset, overrides=overrides, flame_dir=args.flame_dir,
+            device=args.device, workers=args.workers, scheduler=args.scheduler,
+            force=args.force, retries=args.retries, quiet=args.quiet,
+        ))
     return EXIT_SOME_FAILED if doc["failed"] else 0

@@ -27,23 +27,36 @@ def _fingerprint(path: Path) -> list:
     return [str(path), st.st_size, st.st_mtime_ns]
 
 
-def input_files(job: BatchJob) -> list[Path]:
+class FolderIndex:
+    """Files of each folder by stem, each folder listed once (a dataset's folder may hold
+    thousands of scans: globbing it once per scan would be quadratic)."""
+
+    def __init__(self) -> None:
+        self._folders: dict[Path, dict[str, list[Path]]] = {}
+
+    def same_stem(self, path: Path) -> list[Path]:
+        """Files beside ``path`` whose name is its stem plus one extension, sorted."""
+        folder = self._folders.get(path.parent)
+        if folder is None:
+            folder = self._folders[path.parent] = {}
+            for p in sorted(path.parent.iterdir()):
+                if p.is_file():
+                    folder.setdefault(p.name.rsplit(".", 1)[0], []).append(p)
+        return [p for p in folder.get(path.stem, []) if p != path]
+
+
+def input_files(job: BatchJob, index: FolderIndex | None = None) -> list[Path]:
     """The files a job reads: the scan, its same-stem siblings, the landmark file."""
-    scan = job.scan
-    siblings = sorted(p for p in scan.parent.glob(f"{glob_escape(scan.stem)}.*")
-                      if p != scan and p.is_file())
-    return [scan, *siblings, *([job.landmarks] if job.landmarks else [])]
+    siblings = (index or FolderIndex()).same_stem(job.scan)
+    return [job.scan, *siblings, *([job.landmarks] if job.landmarks else [])]
 
 
-def glob_escape(text: str) -> str:
-    return "".join(f"[{c}]" if c in "*?[" else c for c in text)
-
-
-def job_hash(job: BatchJob, config: FitConfig) -> str:
-    """sha256 (hex) of the inputs' fingerprints, the full configuration and the version."""
+def job_hash(job: BatchJob, config: FitConfig, index: FolderIndex | None = None) -> str:
+    """sha256 (hex) of the inputs' fingerprints, the full configuration and the version;
+    pass one ``index`` for all the jobs of a batch."""
     doc = {
         "version": __version__,
-        "inputs": [_fingerprint(p) for p in input_files(job)],
+        "inputs": [_fingerprint(p) for p in input_files(job, index)],
         "landmarks": str(job.landmarks) if job.landmarks else None,
         "config": config.data,
     }

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from reflame_core.batch.folder import remove_stale_staging
 from reflame_core.batch.inputs import BatchJob, collect_jobs
-from reflame_core.batch.jobhash import is_complete, job_hash, read_report
+from reflame_core.batch.jobhash import FolderIndex, is_complete, job_hash, read_report
 from reflame_core.batch.naming import output_names
 from reflame_core.batch.summary import SummaryRow, counts, write_summary
 from reflame_core.batch.task import JobOutcome, JobSpec, one_line
@@ -58,13 +58,14 @@ def plan(opts: BatchOptions) -> list[Planned]:
     one scan) fails here, before any fit, naming where it came from."""
     base = FitConfig.load(opts.config_path, preset=opts.preset, overrides=opts.overrides)
     jobs = collect_jobs(opts.inputs)
+    index = FolderIndex()
     out = []
     for job, name in zip(jobs, output_names(jobs), strict=True):
         try:
             cfg = base.with_overrides(list(job.overrides)) if job.overrides else base
         except ConfigError as exc:
             raise InputFileError(job.source, str(exc)) from None
-        out.append(Planned(job, name, cfg, job_hash(job, cfg)))
+        out.append(Planned(job, name, cfg, job_hash(job, cfg, index)))
     return out
 
 
@@ -92,9 +93,31 @@ def run_batch(opts: BatchOptions, log: Callable[[str], None] | None = None) -> d
             todo.append(p)
     say(f"batch: {len(planned)} scans, {len(planned) - len(todo)} already done (skipped), "
         f"{len(todo)} to fit")
-    if todo:
-        for row in _run_on_dask(todo, opts, out, flame_dir, say):
-            rows[row.name] = row
+    finished: list[SummaryRow] = []
+    try:
+        if todo:
+            _run_on_dask(todo, opts, out, flame_dir, say, finished)
+    except KeyboardInterrupt as exc:
+        # What finished stays finished; the summary says which scans the stop cut short.
+        from reflame_core.interrupts import signal_name_of
+
+        rows.update({r.name: r for r in finished})
+        for p in todo:
+            if p.name in rows:
+                continue
+            # A worker may have published a scan the driver had not heard of yet.
+            row = rows[p.name] = SummaryRow(p.name, str(p.job.scan), "interrupted",
+                                            error=f"interrupted by {signal_name_of(exc)}")
+            if is_complete(out / p.name, p.job_hash):
+                row.status, row.error, row.out_dir = "done", "", str(out / p.name)
+                row.add_report(read_report(out / p.name))
+        ordered = [rows[p.name] for p in planned]
+        write_summary(out, ordered, seconds=time.perf_counter() - start)
+        c = counts(ordered)
+        say(f"batch: interrupted: {c['done']} done, {c['skipped']} skipped, {c['failed']} "
+            f"failed, {c.get('interrupted', 0)} not fitted; summary in {out / 'summary.csv'}")
+        raise
+    rows.update({r.name: r for r in finished})
     ordered = [rows[p.name] for p in planned]
     doc = write_summary(out, ordered, seconds=time.perf_counter() - start)
     c = counts(ordered)
@@ -116,9 +139,8 @@ def _client(opts: BatchOptions):
 
 
 def _run_on_dask(todo: list[Planned], opts: BatchOptions, out: Path, flame_dir: str,
-                 say: Callable[[str], None]) -> list[SummaryRow]:
-    from distributed import wait
-
+                 say: Callable[[str], None], rows: list[SummaryRow]) -> None:
+    """Fit ``todo``; appends each scan's row to ``rows`` as it finishes."""
     from reflame_core.batch.cluster import ReflameWorkerPlugin, has_bokeh
     from reflame_core.batch.task import run_job
 
@@ -133,7 +155,6 @@ def _run_on_dask(todo: list[Planned], opts: BatchOptions, out: Path, flame_dir: 
         link = f", dashboard {client.dashboard_link}" if has_dashboard else ""
         say(f"batch: {workers} worker(s) on {where}{link}")
         by_name = {p.name: p for p in todo}
-        rows: list[SummaryRow] = []
         futures = {}
 
         def submit(spec: JobSpec):
@@ -146,34 +167,43 @@ def _run_on_dask(todo: list[Planned], opts: BatchOptions, out: Path, flame_dir: 
             submit(JobSpec(p.name, str(p.job.scan), str(p.job.landmarks or "") or None,
                            str(out), p.config, p.job_hash, flame_dir, opts.device))
         bar = _ProgressBar(len(todo), disable=opts.quiet)
-        pending = set(futures)
-        while pending:
-            try:
-                done, pending = wait(pending, timeout=1.0, return_when="FIRST_COMPLETED")
-            except TimeoutError:
-                done = set()
-            for fut in done:
-                spec = futures.pop(fut)
-                outcome = _outcome(fut, spec)
-                retry = _retry(outcome, spec, by_name[spec.name], opts) \
-                    if outcome.status == "failed" else None
-                if retry is not None:
-                    bar.write(f"{spec.name}: {outcome.error}; retrying "
-                              f"({retry.fallback or 'as before'})")
-                    pending.add(submit(retry))
-                    continue
-                row = _row(outcome, spec, out)
-                rows.append(row)
-                bar.finished(row)
-                if row.status == "failed":
-                    bar.write(f"{row.name}: FAILED: {row.error}")
-            bar.in_flight(min(threads, _in_flight(client, futures)))
-        bar.close()
-        return rows
+        try:
+            _collect(client, futures, submit, by_name, opts, out, bar, threads, rows)
+        finally:
+            bar.close()
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _collect(client, futures: dict, submit, by_name: dict[str, Planned], opts: BatchOptions,
+             out: Path, bar: _ProgressBar, threads: int, rows: list[SummaryRow]) -> None:
+    """Wait for the fits, resubmitting the ones to retry, until every scan has its row."""
+    from distributed import wait
+
+    pending = set(futures)
+    while pending:
+        try:
+            done, pending = wait(pending, timeout=1.0, return_when="FIRST_COMPLETED")
+        except TimeoutError:
+            done = set()
+        for fut in done:
+            spec = futures.pop(fut)
+            outcome = _outcome(fut, spec)
+            retry = _retry(outcome, spec, by_name[spec.name], opts) \
+                if outcome.status == "failed" else None
+            if retry is not None:
+                bar.write(f"{spec.name}: {outcome.error}; retrying "
+                          f"({retry.fallback or 'as before'})")
+                pending.add(submit(retry))
+                continue
+            row = _row(outcome, spec, out)
+            rows.append(row)
+            bar.finished(row)
+            if row.status == "failed":
+                bar.write(f"{row.name}: FAILED: {row.error}")
+        bar.in_flight(min(threads, _in_flight(client, futures)))
 
 
 def _outcome(fut, spec: JobSpec) -> JobOutcome:

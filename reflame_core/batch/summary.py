@@ -17,8 +17,8 @@ FIELDS = ("name", "scan", "status", "seconds", "attempts", "device", "fit_to_sca
 
 @dataclass
 class SummaryRow:
-    """One scan. ``status``: "done" (fitted now), "skipped" (already done, unchanged) or
-    "failed" (``error`` says why, in one line). Distances are in scan units (relative: a
+    """One scan. ``status``: "done" (fitted now), "skipped" (already done, unchanged),
+    "failed" (``error`` says why, in one line) or "interrupted" (the batch was stopped). Distances are in scan units (relative: a
     fraction of the scan's largest side); None when there is no fit."""
 
     name: str
