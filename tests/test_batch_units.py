@@ -181,7 +181,7 @@ def test_out_of_memory_retries_with_preset_fast_then_on_the_cpu():
     p = Planned(BatchJob("/x/s.obj", "/x", overrides=("stages.refine.steps=9",)), "s",
                 FitConfig.preset("default"), "h")
     oom = JobOutcome("s", "failed", 1.0, error="OutOfMemoryError: CUDA out of memory",
-                     transient=True, out_of_memory=True, device="cuda")
+                     out_of_memory=True, device="cuda")
     first = _retry(oom, _spec(), p, opts)
     assert first.attempt == 2 and first.fallback == "preset fast after out of memory"
     assert first.config.get("cameras.num_views") == FitConfig.preset("fast").get(
@@ -194,8 +194,8 @@ def test_out_of_memory_retries_with_preset_fast_then_on_the_cpu():
     assert _retry(oom, _spec(), p, BatchOptions(["x"], "out", retries=0)) is None
     corrupt = JobOutcome("s", "failed", 0.0, error="ScanError: bad", device="cuda")
     assert _retry(corrupt, _spec(), p, opts) is None
-    died = JobOutcome("s", "failed", 0.0, error="KilledWorker: ...", transient=True)
-    assert _retry(died, _spec(), p, opts) == _spec(attempt=2)
+    died = JobOutcome("s", "failed", 0.0, error="KilledWorker: ... all those workers died")
+    assert _retry(died, _spec(), p, opts) is None  # Dask has re-run it already
 
 
 def test_a_job_on_a_corrupt_scan_fails_in_one_line_and_leaves_nothing(tmp_path, flame_dir):
@@ -203,12 +203,12 @@ def test_a_job_on_a_corrupt_scan_fails_in_one_line_and_leaves_nothing(tmp_path, 
     out = tmp_path / "out"
     outcome = run_job(_spec(scan=str(bad), out_root=str(out), flame_dir=str(flame_dir),
                             device="cpu"))
-    assert outcome.status == "failed" and not outcome.transient
+    assert outcome.status == "failed" and not outcome.out_of_memory
     assert "bad.obj" in outcome.error and "\n" not in outcome.error
     assert list(out.iterdir()) == []
 
 
-def test_a_job_out_of_memory_is_transient(tmp_path, flame_dir, monkeypatch):
+def test_a_job_out_of_memory_says_so(tmp_path, flame_dir, monkeypatch):
     import torch
 
     from reflame_core.fit import run as fit_run
@@ -219,7 +219,7 @@ def test_a_job_out_of_memory_is_transient(tmp_path, flame_dir, monkeypatch):
     monkeypatch.setattr(fit_run, "fit_scan", oom)
     outcome = run_job(_spec(scan=str(tmp_path / "s.obj"), out_root=str(tmp_path / "o"),
                             flame_dir=str(flame_dir), device="cpu"))
-    assert outcome.transient and outcome.out_of_memory and "out of memory" in outcome.error
+    assert outcome.out_of_memory and "out of memory" in outcome.error
     assert list((tmp_path / "o").iterdir()) == []
 
 

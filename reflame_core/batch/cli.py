@@ -43,7 +43,7 @@ def add_parser(subparsers) -> None:
                    help="run on this existing Dask cluster (e.g. tcp://host:8786)")
     p.add_argument("--force", action="store_true", help="fit again scans already done")
     p.add_argument("--retries", type=int, default=1, help="retries of a scan that ran out of "
-                   "memory (preset fast, then CPU) or whose worker died (default 1)")
+                   "memory: with preset fast, then on the CPU (default 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(handler=run)
 

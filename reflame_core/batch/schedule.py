@@ -2,8 +2,8 @@
 pass with less memory, write the summary.
 
 Retries (``retries`` per scan): a fit that ran out of memory is tried again with the ``fast``
-preset, then on the CPU; a scan whose worker died (Dask already re-ran it on another worker
-and gave up) is tried again as it was. Each retry is said on stderr and in the summary.
+preset, then on the CPU. Each retry is said on stderr and in the summary. A scan whose worker
+died is given to another worker by Dask itself (up to its ``allowed-failures``).
 """
 
 from __future__ import annotations
@@ -207,27 +207,24 @@ def _collect(client, futures: dict, submit, by_name: dict[str, Planned], opts: B
 
 
 def _outcome(fut, spec: JobSpec) -> JobOutcome:
-    """The job's outcome; a task Dask could not run (its workers kept dying) is a transient
-    failure."""
+    """The job's outcome. A task Dask could not run (KilledWorker: every worker that ran
+    it died, Dask having already given it to ``distributed.scheduler.allowed-failures``
+    workers) fails with that reason; retrying it again would only kill more workers."""
     try:
         return fut.result()
     except Exception as exc:  # noqa: BLE001 - KilledWorker, a lost scheduler...
-        from distributed import KilledWorker
-
         return JobOutcome(spec.name, "failed", 0.0, error=one_line(exc),
-                          transient=isinstance(exc, KilledWorker), device=spec.device,
+                          device=spec.device,
                           attempt=spec.attempt, fallback=spec.fallback)
 
 
 def _retry(outcome: JobOutcome, spec: JobSpec, p: Planned, opts: BatchOptions
            ) -> JobSpec | None:
-    """The next attempt at a transiently failed job, or None (not transient, or no retries
-    left). Out of memory: the ``fast`` preset first (unless in use), then the CPU."""
-    if not outcome.transient or spec.attempt > opts.retries:
+    """The next attempt at a job that ran out of memory: with the ``fast`` preset (unless
+    in use), then on the CPU; None when it failed otherwise or has no retries left."""
+    if not outcome.out_of_memory or spec.attempt > opts.retries:
         return None
     nxt = replace(spec, attempt=spec.attempt + 1)
-    if not outcome.out_of_memory:
-        return nxt  # its worker died: the same again
     said = [spec.fallback] if spec.fallback else []
     if opts.preset != "fast" and "preset fast" not in (spec.fallback or ""):
         fast = FitConfig.load(opts.config_path, preset="fast", overrides=opts.overrides)

@@ -18,8 +18,9 @@ FIELDS = ("name", "scan", "status", "seconds", "attempts", "device", "fit_to_sca
 @dataclass
 class SummaryRow:
     """One scan. ``status``: "done" (fitted now), "skipped" (already done, unchanged),
-    "failed" (``error`` says why, in one line) or "interrupted" (the batch was stopped). Distances are in scan units (relative: a
-    fraction of the scan's largest side); None when there is no fit."""
+    "failed" (``error`` says why, in one line) or "interrupted" (the batch was stopped).
+    Distances are in scan units (relative: a fraction of the scan's largest side); None
+    when there is no fit."""
 
     name: str
     scan: str

@@ -48,14 +48,13 @@ class JobSpec:
 
 @dataclass
 class JobOutcome:
-    """What became of one attempt. ``status``: "done" or "failed"; ``transient``: the
-    failure may pass on a retry (out of memory, with less; a worker that died)."""
+    """What became of one attempt. ``status``: "done" or "failed"; ``out_of_memory``: the
+    failure may pass on a retry that needs less memory."""
 
     name: str
     status: str
     seconds: float
     error: str | None = None
-    transient: bool = False
     out_of_memory: bool = False
     report: dict | None = None
     device: str | None = None
@@ -107,7 +106,7 @@ def run_job(spec: JobSpec) -> JobOutcome:
     except Exception as exc:  # noqa: BLE001 - any failure is this scan's alone
         discard(staging)
         outcome.error = one_line(exc)
-        outcome.transient = outcome.out_of_memory = is_out_of_memory(exc)
+        outcome.out_of_memory = is_out_of_memory(exc)
         outcome.device = _device_of(spec.device)
         _release_gpu_memory()
     else:
