@@ -97,6 +97,15 @@ def test_a_bad_setting_for_one_scan_fails_before_any_fit(tree, tmp_path):
         plan(BatchOptions([str(m)], tmp_path / "out"))
 
 
+def test_the_batch_never_takes_its_own_outputs_as_scans(tree):
+    (tree / "fits" / "a__x.obj").mkdir(parents=True)
+    _touch(tree / "fits" / "a__x.obj" / "fit.obj")
+    planned = plan(BatchOptions([str(tree)], tree / "fits"))
+    assert [p.name for p in planned] == ["a__x.obj", "a__x.ply", "b__c__y", "z"]
+    with pytest.raises(InputFileError, match="inside the output folder"):
+        plan(BatchOptions([str(tree / "fits")], tree / "fits"))
+
+
 def test_output_names_are_stable_and_distinct(tree, tmp_path):
     jobs = collect_jobs([tree])
     names = output_names(jobs)

@@ -57,7 +57,12 @@ def plan(opts: BatchOptions) -> list[Planned]:
     """Every job with its name and config; a bad setting (the batch's, or a manifest's for
     one scan) fails here, before any fit, naming where it came from."""
     base = FitConfig.load(opts.config_path, preset=opts.preset, overrides=opts.overrides)
-    jobs = collect_jobs(opts.inputs)
+    out_dir = Path(opts.out).resolve()
+    # Never the batch's own results (fit.obj...), e.g. with --out inside a scanned folder.
+    jobs = [j for j in collect_jobs(opts.inputs) if out_dir not in j.scan.parents]
+    if not jobs:
+        raise InputFileError(opts.out, "every scan the inputs name is inside the output "
+                             "folder")
     index = FolderIndex()
     out = []
     for job, name in zip(jobs, output_names(jobs), strict=True):
