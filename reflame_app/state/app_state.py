@@ -29,18 +29,13 @@ from reflame_app.state.frame import (
 from reflame_app.state.landmark_editor import LandmarkEditorState
 from reflame_app.state.losses import LossPlotState
 from reflame_app.state.messages import MessageLog
-from reflame_app.state.views import ViewsPanelState, cameras_from_config
-from reflame_core.assets.flame import (
-    FlameTemplate,
-    LandmarkEmbedding,
-    load_flame_template,
-    load_landmark_embedding,
-)
+from reflame_app.state.views import ViewsPanelState
+from reflame_core.assets.flame import FlameTemplate, LandmarkEmbedding
 from reflame_core.assets.locate import find_flame_dir, save_flame_dir
 from reflame_core.errors import AssetError, InputFileError
 from reflame_core.fit.config import FitConfig
-from reflame_core.fit.targets import LandmarkTargets
-from reflame_core.geometry.frame import canonical_frame
+from reflame_core.fit.scene import cameras_from_config, scan_to_canonical
+from reflame_core.fit.setup import landmark_targets, load_flame
 from reflame_core.geometry.similarity import Similarity
 from reflame_core.geometry.surface_query import MeshQuery
 from reflame_core.io.mesh import Scan
@@ -120,8 +115,8 @@ class AppState:
             self.first_run.problem = (f"{folder}: missing {', '.join(self.first_run.missing)}"
                                       f" (download FLAME from https://flame.is.tue.mpg.de)")
             raise AssetError(self.first_run.problem)
-        self.template = load_flame_template(folder)
-        self.embedding = load_landmark_embedding(folder)
+        assets = load_flame(folder)
+        self.template, self.embedding = assets.template, assets.embedding
         self.flame_dir = folder
         if self.worker is not None:
             self.worker.set_assets(self.template, self.embedding)
@@ -133,8 +128,7 @@ class AppState:
     # ---- scan ------------------------------------------------------------------------------
     def open_scan(self, path: str | Path) -> None:
         scan = load_scan(path)
-        frame = self.config.data["frame"]
-        sim = canonical_frame(scan.vertices, up=frame["up"], front=frame["front"])
+        sim = scan_to_canonical(scan, self.config)  # the frame the fit will use
         self._stop_controller()
         worker = self._ensure_worker()
         self.scan = scan
@@ -298,7 +292,7 @@ class AppState:
         self._stop_controller()
         self.config.set("cameras", self.views.layout_of(self.views.cameras))
         lms = self.editor.landmarks
-        targets = LandmarkTargets.from_landmark_set(lms, scan) if lms is not None else None
+        targets = landmark_targets(lms, scan)  # as make_session turns them into targets
         if targets is None:
             self.messages.info("Fitting without landmarks (none detected or placed)")
         worker = self._ensure_worker()
@@ -339,7 +333,7 @@ class AppState:
             return False
         lms = self.editor.take_changes()
         if lms is not None:
-            c.set_landmarks(LandmarkTargets.from_landmark_set(lms, self._need_scan()))
+            c.set_landmarks(landmark_targets(lms, self._need_scan()))
         if self.views.version != self._views_sent:
             self._views_sent = self.views.version
             c.set_cameras(copy.deepcopy(self.views.cameras))

@@ -12,16 +12,6 @@ from reflame_core.render.cameras import OrbitCameras
 LAYOUT_KEYS = ("num_views", "azimuth_range", "elevations", "distance", "fov_deg", "resolution")
 
 
-def cameras_from_config(table: dict) -> OrbitCameras:
-    """OrbitCameras from the ``[cameras]`` table of a FitConfig."""
-    return OrbitCameras(
-        num_views=int(table["num_views"]), azimuth_range=float(table["azimuth_range"]),
-        elevations=tuple(float(e) for e in table["elevations"]),
-        distance=float(table["distance"]), fov_deg=float(table["fov_deg"]),
-        resolution=int(table["resolution"]),
-    )
-
-
 @dataclass
 class ViewsPanelState:
     """The orbit cameras the user edits, which view is looked through, and a ``version``

@@ -78,7 +78,11 @@ def stage_summary(session: FitSession) -> dict[str, dict]:
 
 
 def write_fit_outputs(
-    session: FitSession, out_dir: str | Path, *, interrupted_by: str | None = None
+    session: FitSession,
+    out_dir: str | Path,
+    *,
+    interrupted_by: str | None = None,
+    extra: dict | None = None,
 ) -> dict:
     """Write the fit into ``out_dir``; returns the report dict (also saved as report.json).
 
@@ -88,6 +92,7 @@ def write_fit_outputs(
     Each is written atomically; JSON has null where a number is not finite (e.g. landmark
     losses of a fit without landmarks). ``interrupted_by`` (e.g. "SIGINT") marks a fit
     that was stopped before its last stage ended: report.json's ``interrupted`` is true.
+    ``extra`` adds keys to the report (``reflame batch`` records its job hash there).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -132,6 +137,7 @@ def write_fit_outputs(
         "events": session.events,
         # Detected landmarks the fit ended up contradicting (residual / scan size, weight).
         "landmark_outliers": [o.to_dict() for o in session.landmark_outliers()],
+        **(extra or {}),
     }
     write_json_atomic(out / "report.json", report)
     return report

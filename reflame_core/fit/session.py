@@ -18,6 +18,7 @@ from reflame_core.fit.config import FitConfig
 from reflame_core.fit.dense import DenseCue, GeometricDenseCue
 from reflame_core.fit.landmark_outliers import LandmarkOutlier, find_outliers
 from reflame_core.fit.regions import LEFT_EYEBALL, RIGHT_EYEBALL, region_labels, region_weights
+from reflame_core.fit.scene import cameras_from_config, scan_to_canonical
 from reflame_core.fit.stages.affine import AffineStage
 from reflame_core.fit.stages.base import FitStage, NonFiniteStep
 from reflame_core.fit.stages.deform import DeformStage
@@ -29,7 +30,6 @@ from reflame_core.fit.targets import (
     build_scan_targets,
     landmark_view_weights,
 )
-from reflame_core.geometry.frame import canonical_frame
 from reflame_core.geometry.similarity import Similarity
 from reflame_core.io.mesh import Scan
 from reflame_core.render.cameras import OrbitCameras
@@ -156,9 +156,7 @@ class FitSession:
         self.scan = scan
         self.template = template
         self.embedding = embedding
-        frame = config.data["frame"]
-        self.to_canonical = to_canonical or canonical_frame(scan.vertices, frame["up"],
-                                                            frame["front"])
+        self.to_canonical = to_canonical or scan_to_canonical(scan, config)
         self.scan_canonical = scan.transformed(self.to_canonical)
         self.faces = torch.as_tensor(template.faces, dtype=torch.int64, device=device)
         self.template_vertices = torch.as_tensor(
@@ -174,7 +172,7 @@ class FitSession:
         self._lmk_faces = torch.as_tensor(template.faces[embedding.face_idx], device=device)
         self._lmk_bary = torch.as_tensor(embedding.bary, dtype=torch.float32, device=device)
         self.render_backend = render_backend
-        self.cameras = self._cameras_from_config()
+        self.cameras = cameras_from_config(config.data["cameras"])
         self.renderer = MeshRenderer(self.cameras, backend=render_backend, device=device)
         self.dense_cue = dense_cue or GeometricDenseCue()
         self.rigid: Similarity | None = None
@@ -201,17 +199,6 @@ class FitSession:
         self._skip_disabled()
 
     # ----- construction helpers -------------------------------------------------------
-    def _cameras_from_config(self) -> OrbitCameras:
-        c = self.config.data["cameras"]
-        return OrbitCameras(
-            num_views=int(c["num_views"]),
-            azimuth_range=float(c["azimuth_range"]),
-            elevations=tuple(float(e) for e in c["elevations"]),
-            distance=float(c["distance"]),
-            fov_deg=float(c["fov_deg"]),
-            resolution=int(c["resolution"]),
-        )
-
     def _update_region_weights(self) -> None:
         w = region_weights(self.labels, self.config.data["regions"])
         self.vertex_weights = torch.from_numpy(w).to(self.device)
@@ -510,7 +497,7 @@ class FitSession:
         elif stage == "landmarks":
             self._update_landmark_views()
         elif stage == "cameras":
-            self.set_cameras(self._cameras_from_config())
+            self.set_cameras(cameras_from_config(self.config.data["cameras"]))
 
     def set_cameras(self, cameras: OrbitCameras) -> None:
         """New views (count, range, enabled flags...): scan targets are rebuilt lazily."""

@@ -17,6 +17,7 @@ from reflame_core.assets.flame import FlameTemplate, LandmarkEmbedding
 from reflame_core.fit.config import FitConfig
 from reflame_core.fit.landmark_outliers import LandmarkOutlier
 from reflame_core.fit.session import FitSession, FitSnapshot
+from reflame_core.fit.setup import FitInputs, make_session
 from reflame_core.fit.targets import LandmarkTargets
 from reflame_core.geometry.similarity import Similarity
 from reflame_core.io.mesh import Scan
@@ -144,12 +145,10 @@ class FitRunner:
             raise RuntimeError("no FLAME assets: set the FLAME folder first")
         scan = self._need_scan()
         self.session = None  # free the old session's memory before building the new one
-        session = FitSession(scan, self.template, self.embedding, landmarks, config,
-                             device=self.device, seed=seed, render_backend=self.render_backend,
-                             to_canonical=to_canonical)
-        if restore is not None:
-            session.restore(restore)
-        self.session = session
+        self.session = make_session(FitInputs(scan, self.template, self.embedding, landmarks),
+                                    config, device=self.device, seed=seed,
+                                    render_backend=self.render_backend, restore=restore,
+                                    to_canonical=to_canonical)
         self.session_id += 1
         self._history_sent = 0
         self._texture_sent = None
