@@ -132,3 +132,27 @@ def test_skipping_a_stage_says_so(small_synthetic_head, flame_template, landmark
     session.restart_stage()  # refine is current: restarting it clears nothing of coarse
     session.goto_stage("coarse")
     assert session.stage("coarse").end_reason is None
+
+
+def test_uv_raster_through_a_backend_matches_the_cpu_rasterizer(flame_template):
+    from reflame_core.render.backends import get_backend
+    from reflame_core.texture.uv_raster import rasterize_uv, rasterize_uv_with
+
+    res = 96
+    cpu = rasterize_uv(flame_template.uv, flame_template.uv_faces, res, tile=0)
+    other = rasterize_uv_with(get_backend("torch", "cpu"), flame_template.uv,
+                              flame_template.uv_faces, res, tile=0)
+    covered = cpu.covered | other.covered
+    same_cover = (cpu.covered == other.covered)[covered].mean()
+    assert cpu.covered.sum() > 0.3 * res * res and same_cover > 0.98  # edge texels may differ
+    both = cpu.covered & other.covered
+    same_face = cpu.face_id[both] == other.face_id[both]
+    assert same_face.mean() > 0.97
+    np.testing.assert_allclose(other.bary[both][same_face], cpu.bary[both][same_face], atol=2e-3)
+    # The barycentrics put the texel centre where the UV layout says it is.
+    uv = np.asarray(flame_template.uv, np.float64)
+    rows, cols = np.nonzero(both)
+    corners = uv[np.asarray(flame_template.uv_faces)[other.face_id[rows, cols]]]
+    at = np.einsum("nk,nkc->nc", other.bary[rows, cols], corners)
+    expected = np.stack([(cols + 0.5) / res, 1.0 - (rows + 0.5) / res], 1)
+    assert np.abs(at - expected).max() < 1e-3
