@@ -66,9 +66,19 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def profile_stage(session: FitSession, warmup: int, steps: int, out: Path | None) -> dict:
+def profile_stage(session: FitSession, warmup: int, steps: int, out: Path | None,
+                  tables: bool = True) -> dict:
     """Profile the current stage: ``warmup`` steps, ``steps`` timed, ``steps`` profiled."""
     name = session.current.name
+    # The first step sets the stage up (scan renders and samples, the solver): profiled alone.
+    t = time.perf_counter()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as first:
+        session.step()
+        _sync(session.device)
+    first_ms = 1000 * (time.perf_counter() - t)
+    if out is not None:
+        table = first.key_averages().table(sort_by="cpu_time_total", row_limit=40)
+        (out / f"profile_{name}_first_step.txt").write_text(table)
     for _ in range(warmup):
         session.step()
     _sync(session.device)
@@ -104,6 +114,7 @@ def profile_stage(session: FitSession, warmup: int, steps: int, out: Path | None
     gpu_kernel_ms = sum(_device_self(e) for e in averages if _is_kernel(e)) / 1000 / steps
     result = {
         "stage": name,
+        "first_step_ms": first_ms,
         "wall_ms_per_step": wall_ms,
         "gpu_kernel_ms_per_step": gpu_kernel_ms,
         "kernel_launches_per_step": sum(by_name[k].count for k in LAUNCH_CALLS if k in by_name)
@@ -111,7 +122,7 @@ def profile_stage(session: FitSession, warmup: int, steps: int, out: Path | None
         "host_syncs_per_step": {k: by_name[k].count / steps for k in SYNC_CALLS if k in by_name},
         "ranges": ranges,
     }
-    if out is not None:
+    if out is not None and tables:
         table = averages.table(sort_by="cpu_time_total", row_limit=60)
         (out / f"profile_{name}_cpu.txt").write_text(table)
         if session.device == "cuda":
@@ -148,6 +159,8 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--out", type=Path, default=None, help="folder for the profiler tables")
+    ap.add_argument("--no-step-tables", action="store_true",
+                    help="write only the first steps' tables into --out")
     args = ap.parse_args()
     if args.device == "cpu":
         torch.set_num_threads(min(2, os.cpu_count() or 2))
@@ -160,7 +173,8 @@ def main() -> int:
         session.step()
     stages = []
     while session.current is not None and session.current.name in ("coarse", "refine"):
-        stages.append(profile_stage(session, args.warmup, args.steps, args.out))
+        stages.append(profile_stage(session, args.warmup, args.steps, args.out,
+                                    not args.no_step_tables))
         session.skip_stage()
     result = {
         "device": args.device,

@@ -28,7 +28,7 @@ DENSE_INVERSE_MAX_VERTICES = 20000
 
 
 def laplacian_system(num_vertices: int, faces: torch.Tensor, lambda_: float) -> torch.Tensor:
-    """Sparse (V,V) float32 ``I + lambda * L`` with L the uniform (graph) Laplacian.
+    """Sparse (V,V) float32 ``I + lambda * L`` with L the uniform (graph) Laplacian, coalesced.
 
     Args:
         num_vertices: V.
@@ -36,17 +36,20 @@ def laplacian_system(num_vertices: int, faces: torch.Tensor, lambda_: float) -> 
         lambda_: smoothness; larger values give smoother steps (seed: 30).
     """
     dev = faces.device
+    n = int(num_vertices)
     ii = faces[:, [1, 2, 0]].reshape(-1)
     jj = faces[:, [2, 0, 1]].reshape(-1)
-    adj = torch.stack([torch.cat([ii, jj]), torch.cat([jj, ii])]).unique(dim=1)
-    ones = torch.ones(adj.shape[1], device=dev)
-    diag = torch.arange(num_vertices, device=dev)
-    # Coalescing sums duplicates: the diagonal accumulates each vertex's degree.
-    idx = torch.cat([adj, torch.stack([adj[0], adj[0]]), torch.stack([diag, diag])], dim=1)
-    vals = torch.cat([-lambda_ * ones, lambda_ * ones, torch.ones(num_vertices, device=dev)])
+    diag = torch.arange(n, device=dev)
+    # Entries as flat keys row * V + col: a 1-D unique sorts and de-duplicates them at once
+    # (unique over index pairs, dim=1, is slow), and sorted keys are the coalesced order.
+    keys = torch.cat([ii * n + jj, jj * n + ii, diag * (n + 1)]).unique()
+    rows, cols = keys // n, keys % n
+    off = rows != cols
+    degree = torch.bincount(rows[off], minlength=n).to(torch.float32)
+    vals = torch.where(off, torch.full_like(degree[rows], -lambda_), 1.0 + lambda_ * degree[rows])
     return torch.sparse_coo_tensor(
-        idx, vals, (num_vertices, num_vertices), check_invariants=True
-    ).coalesce()
+        torch.stack([rows, cols]), vals, (n, n), is_coalesced=True, check_invariants=False
+    )
 
 
 class LaplacianSolve:

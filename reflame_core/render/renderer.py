@@ -47,25 +47,23 @@ class MeshRenderer:
         self.cameras = cameras
         self.device = torch.device(device)
         self.backend = get_backend(backend, self.device) if isinstance(backend, str) else backend
-        self._topo_key: tuple | None = None
-        self._topo: tuple[torch.Tensor, object] | None = None
+        # (faces as passed, their version, (int32 faces, adjacency)) of the last two meshes.
+        self._topo: list[tuple[torch.Tensor, int, tuple[torch.Tensor, object]]] = []
 
     def _faces(self, faces: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, object]:
-        """Int32 faces on the device and their antialias adjacency, both reused while the
-        same, unchanged faces tensor comes back (the fitting loop): comparing contents would
-        make the host wait for the device every iteration."""
-        # The key holds the tensor itself, so no other tensor can take its identity.
-        key = (faces, faces._version) if torch.is_tensor(faces) else None
-        old = self._topo_key
-        if key is not None and old is not None and old[0] is faces and old[1] == key[1]:
-            return self._topo
+        """Int32 faces on the device and their antialias adjacency, reused while the same,
+        unchanged faces tensor comes back (the fitting loop renders the fit's faces every
+        iteration, and the scan's now and then): comparing contents would make the host wait
+        for the device every iteration."""
+        if torch.is_tensor(faces):
+            for src, version, cached in self._topo:  # holds src: no other tensor takes its id
+                if src is faces and version == faces._version:
+                    return cached
         faces_t = torch.as_tensor(np.asarray(faces) if not torch.is_tensor(faces) else faces,
                                   device=self.device).to(torch.int32)
-        cached = self._topo
-        if cached is None or cached[0].shape != faces_t.shape or not torch.equal(
-                cached[0], faces_t):
-            cached = (faces_t, self.backend.topology(faces_t))
-        self._topo_key, self._topo = key, cached
+        cached = (faces_t, self.backend.topology(faces_t))
+        if torch.is_tensor(faces):
+            self._topo = [(faces, faces._version, cached), *self._topo[:1]]
         return cached
 
     def clip_positions(self, vertices: torch.Tensor, views: Sequence[int]) -> torch.Tensor:
