@@ -17,9 +17,13 @@ tables as text.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import cProfile
+import io
 import json
 import os
 import platform
+import pstats
 import sys
 import time
 from pathlib import Path
@@ -72,15 +76,16 @@ def profile_stage(session: FitSession, warmup: int, steps: int, out: Path | None
     name = session.current.name
     # The first step sets the stage up (scan renders and samples, the solver): profiled alone.
     t = time.perf_counter()
-    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as first:
+    with python_profile(out, f"{name}_first_step"):
         session.step()
         _sync(session.device)
     first_ms = 1000 * (time.perf_counter() - t)
-    if out is not None:
-        table = first.key_averages().table(sort_by="cpu_time_total", row_limit=40)
-        (out / f"profile_{name}_first_step.txt").write_text(table)
     for _ in range(warmup):
         session.step()
+    with python_profile(out if tables else None, f"{name}_steps"):
+        for _ in range(steps):
+            session.step()
+        _sync(session.device)
     _sync(session.device)
     t = time.perf_counter()
     for _ in range(steps):
@@ -133,6 +138,24 @@ def profile_stage(session: FitSession, warmup: int, steps: int, out: Path | None
     return result
 
 
+@contextlib.contextmanager
+def python_profile(out: Path | None, name: str):
+    """cProfile (Python functions, numpy and the C++ they call, by cumulative time) into
+    ``out/py_NAME.txt``; nothing without ``out``."""
+    if out is None:
+        yield
+        return
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        yield
+    finally:
+        profiler.disable()
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(45)
+        (out / f"py_{name}.txt").write_text(text.getvalue())
+
+
 def _device_total(e) -> float:
     return float(getattr(e, "device_time_total", getattr(e, "cuda_time_total", 0.0)))
 
@@ -161,6 +184,8 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=None, help="folder for the profiler tables")
     ap.add_argument("--no-step-tables", action="store_true",
                     help="write only the first steps' tables into --out")
+    ap.add_argument("--texture", action="store_true",
+                    help="also time (and cProfile into --out) the texture stage")
     args = ap.parse_args()
     if args.device == "cpu":
         torch.set_num_threads(min(2, os.cpu_count() or 2))
@@ -176,6 +201,16 @@ def main() -> int:
         stages.append(profile_stage(session, args.warmup, args.steps, args.out,
                                     not args.no_step_tables))
         session.skip_stage()
+    texture = None
+    if args.texture:
+        session.set_param("texture", "enabled", True)
+        while session.current is not None and session.current.name != "texture":
+            session.step()
+        if session.current is not None:
+            t = time.perf_counter()
+            with python_profile(args.out, "texture"):
+                session.step()
+            texture = {"seconds": time.perf_counter() - t}
     result = {
         "device": args.device,
         "device_name": torch.cuda.get_device_name() if args.device == "cuda"
@@ -189,6 +224,7 @@ def main() -> int:
         "resolution": session.cameras.resolution,
         "overrides": overrides,
         "stages": stages,
+        "texture_stage": texture,
     }
     text = json.dumps(result, indent=1)
     print(text)

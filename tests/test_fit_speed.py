@@ -156,3 +156,48 @@ def test_uv_raster_through_a_backend_matches_the_cpu_rasterizer(flame_template):
     at = np.einsum("nk,nkc->nc", other.bary[rows, cols], corners)
     expected = np.stack([(cols + 0.5) / res, 1.0 - (rows + 0.5) / res], 1)
     assert np.abs(at - expected).max() < 1e-3
+
+
+def test_adam_uniform_steps_as_largesteps_does():
+    from largesteps.optimize import AdamUniform as Reference
+
+    from reflame_core.fit.parameterize import AdamUniform
+
+    torch.manual_seed(0)
+    start = torch.randn(50, 3)
+    ours_p, ref_p = start.clone().requires_grad_(True), start.clone().requires_grad_(True)
+    ours, ref = AdamUniform([ours_p], lr=0.03), Reference([ref_p], lr=0.03)
+    for i in range(5):
+        grad = torch.randn(50, 3)
+        for opt, p in ((ours, ours_p), (ref, ref_p)):
+            opt.zero_grad()
+            (p * grad).sum().backward()
+            opt.step()
+        if i == 2:  # an lr change between steps, as the GUI makes
+            for opt in (ours, ref):
+                opt.param_groups[0]["lr"] = 0.01
+    torch.testing.assert_close(ours_p, ref_p)
+    saved = {k: {n: (t.clone() if torch.is_tensor(t) else t) for n, t in v.items()}
+             for k, v in ours.state_dict()["state"].items()}
+    ours.zero_grad()
+    (ours_p * grad).sum().backward()
+    ours.step()
+    ours.load_state_dict({"state": saved, "param_groups": [{"lr": 0.01, "betas": (0.9, 0.999)}]})
+    assert ours.state[0]["step"] == 5
+
+
+@pytest.mark.parametrize("key, value", [("stages.coarse.plateau_window", -1),
+                                        ("stages.refine.min_steps", -3),
+                                        ("stages.coarse.plateau_tolerance", float("nan"))])
+def test_convergence_settings_out_of_range_are_refused(key, value):
+    from reflame_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=key.split(".")[-1]):
+        FitConfig.load(overrides={key: value})
+
+
+def test_presets_set_their_convergence():
+    assert FitConfig.load(preset="seed").stage("coarse")["plateau_window"] == 0
+    assert FitConfig.load(preset="fast").stage("refine")["plateau_window"] == 0
+    default = FitConfig.load().stage("coarse")
+    assert 0 < default["min_steps"] < default["steps"] and default["plateau_window"] > 0

@@ -6,6 +6,10 @@ here on the vertices' device; the optimiser is largesteps' own. ``LaplacianSolve
 differential coordinates back to vertices: largesteps' sparse Cholesky on the CPU; on a GPU,
 for meshes of FLAME's size, one dense product with ``M^-1`` (computed once, 100 MB for 5023
 vertices), which is a single kernel instead of a level-scheduled triangular solve.
+
+``AdamUniform`` is largesteps' optimiser re-stated without ``torch.optim.Optimizer``: that
+base class's constructor imports ``torch._dynamo`` (and sympy) on first use, 3-10 s before
+the first deformation step of every process.
 """
 
 from __future__ import annotations
@@ -15,7 +19,6 @@ import weakref
 
 import largesteps.parameterize as _lsp
 import torch
-from largesteps.optimize import AdamUniform
 from largesteps.parameterize import from_differential, to_differential
 from largesteps.solvers import CholeskySolver
 
@@ -50,6 +53,57 @@ def laplacian_system(num_vertices: int, faces: torch.Tensor, lambda_: float) -> 
     return torch.sparse_coo_tensor(
         torch.stack([rows, cols]), vals, (n, n), is_coalesced=True, check_invariants=False
     )
+
+
+class AdamUniform:
+    """Adam with uniform scaling by the largest second moment (largesteps 0.2.2's
+    ``AdamUniform``, the same arithmetic): ``p -= lr * m1 / (1e-8 + max(sqrt(m2)))``.
+
+    The parts of the ``torch.optim.Optimizer`` interface the stages use: ``param_groups``
+    (``lr`` can be changed between steps), ``state``, ``zero_grad``, ``step``,
+    ``state_dict`` / ``load_state_dict``.
+    """
+
+    def __init__(self, params, lr: float = 0.1, betas: tuple[float, float] = (0.9, 0.999)):
+        self.param_groups = [{"params": list(params), "lr": lr, "betas": betas}]
+        self.state: dict[int, dict] = {}
+
+    def zero_grad(self) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        for group in self.param_groups:
+            lr = group["lr"]
+            b1, b2 = group["betas"]
+            for i, p in enumerate(group["params"]):
+                state = self.state.setdefault(i, {})
+                if not state:
+                    state["step"] = 0
+                    state["g1"] = torch.zeros_like(p)
+                    state["g2"] = torch.zeros_like(p)
+                g1, g2 = state["g1"], state["g2"]
+                state["step"] += 1
+                grad = p.grad
+                g1.mul_(b1).add_(grad, alpha=1 - b1)
+                g2.mul_(b2).add_(grad.square(), alpha=1 - b2)
+                m1 = g1 / (1 - b1 ** state["step"])
+                m2 = g2 / (1 - b2 ** state["step"])
+                p.sub_(m1 / (1e-8 + m2.sqrt().max()), alpha=lr)
+
+    def state_dict(self) -> dict:
+        return {
+            "state": self.state,
+            "param_groups": [{k: v for k, v in g.items() if k != "params"}
+                             for g in self.param_groups],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.state = {k: dict(v) for k, v in state["state"].items()}
+        for group, saved in zip(self.param_groups, state["param_groups"], strict=True):
+            group.update({k: v for k, v in saved.items() if k != "params"})
 
 
 class LaplacianSolve:

@@ -107,7 +107,7 @@ class FitStage:
         self.end_reason = None
 
 
-def copy_optimizer_state(optimizer: torch.optim.Optimizer) -> dict:
+def copy_optimizer_state(optimizer) -> dict:
     """A deep copy of ``optimizer.state_dict()`` (its moments are updated in place)."""
     state = optimizer.state_dict()
     return {
