@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -201,3 +203,18 @@ def test_presets_set_their_convergence():
     assert FitConfig.load(preset="fast").stage("refine")["plateau_window"] == 0
     default = FitConfig.load().stage("coarse")
     assert 0 < default["min_steps"] < default["steps"] and default["plateau_window"] > 0
+
+
+def test_the_deform_optimiser_does_not_import_torch_dynamo():
+    # torch.optim.Optimizer's constructor imports torch._dynamo (seconds, before the first
+    # deformation step of every process); the fit's optimiser must not pay that.
+    import subprocess
+    import sys
+
+    code = ("import sys, torch\n"
+            "from reflame_core.fit.parameterize import AdamUniform\n"
+            "AdamUniform([torch.zeros(3, requires_grad=True)], lr=0.1)\n"
+            "print('torch._dynamo' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "False"
