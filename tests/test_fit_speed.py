@@ -218,3 +218,26 @@ def test_the_deform_optimiser_does_not_import_torch_dynamo():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, cwd=Path(__file__).resolve().parents[1])
     assert out.stdout.strip() == "False"
+
+
+def test_the_renderer_builds_each_meshs_adjacency_once():
+    from reflame_core.render.cameras import OrbitCameras
+    from reflame_core.render.renderer import MeshRenderer
+
+    renderer = MeshRenderer(OrbitCameras(num_views=2, resolution=16), backend="torch")
+    built = []
+    original = renderer.backend.topology
+    renderer.backend.topology = lambda tri: built.append(tri.clone()) or original(tri)
+    v = torch.rand(4, 3) * 0.5
+    fit = torch.tensor([[0, 1, 2], [0, 2, 3]])
+    scan = np.array([[0, 1, 3]])
+    for _ in range(3):  # the fitting loop: the fit's tensor, now and then the scan's array
+        renderer.render(v, fit)
+        renderer.render(v, scan)
+        renderer.render(v, torch.as_tensor(scan))
+    assert len(built) == 2
+    fit.add_(0)  # changed in place: built again
+    fit[1, 2] = 1
+    out = renderer.render(v, fit)
+    assert len(built) == 3 and torch.equal(built[-1], fit.to(torch.int32))
+    assert out.tri_id.max() <= 1

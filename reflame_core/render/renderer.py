@@ -61,10 +61,18 @@ class MeshRenderer:
                     return cached
         faces_t = torch.as_tensor(np.asarray(faces) if not torch.is_tensor(faces) else faces,
                                   device=self.device).to(torch.int32)
-        cached = (faces_t, self.backend.topology(faces_t))
-        if torch.is_tensor(faces):
-            self._topo = [(faces, faces._version, cached), *self._topo[:1]]
-        return cached
+        others = []
+        found = None
+        for entry in self._topo:  # the same faces in another tensor or array
+            cached = entry[2]
+            if found is None and cached[0].shape == faces_t.shape and torch.equal(
+                    cached[0], faces_t):
+                found = cached
+            else:
+                others.append(entry)
+        found = found or (faces_t, self.backend.topology(faces_t))
+        self._topo = [(faces, getattr(faces, "_version", 0), found), *others[:1]]
+        return found
 
     def clip_positions(self, vertices: torch.Tensor, views: Sequence[int]) -> torch.Tensor:
         """[V,3] world -> [B,V,4] clip coordinates for the given views."""
