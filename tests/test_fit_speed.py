@@ -185,7 +185,7 @@ def test_adam_uniform_steps_as_largesteps_does():
     (ours_p * grad).sum().backward()
     ours.step()
     ours.load_state_dict({"state": saved, "param_groups": [{"lr": 0.01, "betas": (0.9, 0.999)}]})
-    assert ours.state[0]["step"] == 5
+    assert ours.state[ours_p]["step"] == 5
 
 
 @pytest.mark.parametrize("key, value", [("stages.coarse.plateau_window", -1),

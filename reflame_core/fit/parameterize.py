@@ -60,13 +60,13 @@ class AdamUniform:
     ``AdamUniform``, the same arithmetic): ``p -= lr * m1 / (1e-8 + max(sqrt(m2)))``.
 
     The parts of the ``torch.optim.Optimizer`` interface the stages use: ``param_groups``
-    (``lr`` can be changed between steps), ``state``, ``zero_grad``, ``step``,
-    ``state_dict`` / ``load_state_dict``.
+    (``lr`` can be changed between steps), ``state`` (keyed by parameter), ``zero_grad``,
+    ``step``, ``state_dict`` / ``load_state_dict`` (keyed by the parameter's position).
     """
 
     def __init__(self, params, lr: float = 0.1, betas: tuple[float, float] = (0.9, 0.999)):
         self.param_groups = [{"params": list(params), "lr": lr, "betas": betas}]
-        self.state: dict[int, dict] = {}
+        self.state: dict[torch.Tensor, dict] = {}
 
     def zero_grad(self) -> None:
         for group in self.param_groups:
@@ -78,8 +78,8 @@ class AdamUniform:
         for group in self.param_groups:
             lr = group["lr"]
             b1, b2 = group["betas"]
-            for i, p in enumerate(group["params"]):
-                state = self.state.setdefault(i, {})
+            for p in group["params"]:
+                state = self.state.setdefault(p, {})
                 if not state:
                     state["step"] = 0
                     state["g1"] = torch.zeros_like(p)
@@ -93,15 +93,20 @@ class AdamUniform:
                 m2 = g2 / (1 - b2 ** state["step"])
                 p.sub_(m1 / (1e-8 + m2.sqrt().max()), alpha=lr)
 
+    def _params(self) -> list[torch.Tensor]:
+        return [p for group in self.param_groups for p in group["params"]]
+
     def state_dict(self) -> dict:
+        """``{"state": {position: {...}}, "param_groups": [...]}`` (not copied)."""
         return {
-            "state": self.state,
+            "state": {i: self.state[p] for i, p in enumerate(self._params()) if p in self.state},
             "param_groups": [{k: v for k, v in g.items() if k != "params"}
                              for g in self.param_groups],
         }
 
     def load_state_dict(self, state: dict) -> None:
-        self.state = {k: dict(v) for k, v in state["state"].items()}
+        params = self._params()
+        self.state = {params[i]: dict(v) for i, v in state["state"].items()}
         for group, saved in zip(self.param_groups, state["param_groups"], strict=True):
             group.update({k: v for k, v in saved.items() if k != "params"})
 
