@@ -64,17 +64,29 @@ def _write_loss_csv(path: Path, session: FitSession) -> None:
 
 
 def stage_summary(session: FitSession) -> dict[str, dict]:
-    """Per stage: status, iterations, seconds spent, last losses."""
+    """Per stage: status, iterations used and allowed, why it ended, seconds spent, last
+    losses."""
     out: dict[str, dict] = {}
     for s in session.stages:
         reps = [r for r in session.history if r.stage == s.name]
         out[s.name] = {
             "status": s.status,
             "iterations": s.iteration,
+            "max_iterations": s.num_steps(session),
+            "end_reason": s.end_reason,
             "seconds": float(sum(r.seconds for r in reps)),
             "final_losses": reps[-1].losses if reps else {},
         }
     return out
+
+
+def _peak_gpu_memory(device: str) -> int | None:
+    """Most GPU memory PyTorch's allocator held at once in this process, bytes; None on CPU."""
+    if not str(device).startswith("cuda"):
+        return None
+    import torch
+
+    return int(torch.cuda.max_memory_allocated())
 
 
 def write_fit_outputs(
@@ -132,6 +144,7 @@ def write_fit_outputs(
         "interrupted_by": interrupted_by,
         "stages": stage_summary(session),
         "total_seconds": float(sum(r.seconds for r in session.history)),
+        "peak_gpu_memory_bytes": _peak_gpu_memory(session.device),
         "distances_scan_units": dist,
         "distances_relative_to_scan_size": {k: v / height for k, v in dist.items()},
         "events": session.events,

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch.profiler import record_function
 
 from reflame_core.assets.flame import FlameTemplate, LandmarkEmbedding
 from reflame_core.fit.config import FitConfig
@@ -75,6 +76,7 @@ class StageInfo:
     status: str
     iteration: int
     num_steps: int
+    end_reason: str | None = None  # "step_limit", "converged" or "skipped" once it ended
 
 
 @dataclass
@@ -112,7 +114,8 @@ class _Checkpoint:
 
     vertices: torch.Tensor
     index: int
-    stages: list[tuple[str, int, torch.Tensor | None]]  # status, iteration, start_vertices
+    # status, iteration, start_vertices, end_reason
+    stages: list[tuple[str, int, torch.Tensor | None, str | None]]
     stage_state: object  # the current stage's ``save_state()``
     rigid: Similarity | None
     texture: np.ndarray | None
@@ -278,7 +281,8 @@ class FitSession:
         if stage is None:
             return StepReport("done", 0, {}, 0.0, "all stages done")
         start = time.perf_counter()
-        saved = self._checkpoint()
+        with record_function("checkpoint"):
+            saved = self._checkpoint()
         try:
             return self._iterate(stage, saved, start)
         except BaseException:
@@ -300,11 +304,15 @@ class FitSession:
             return self._skip_non_finite(stage, saved, losses, term, what, start)
         self._non_finite_streak = 0
         stage.iteration += 1
-        if self.device == "cuda":
-            torch.cuda.synchronize()
         seconds = time.perf_counter() - start
-        if stage.iteration >= stage.num_steps(self):
+        limit = stage.num_steps(self)
+        converged = stage.converged(self) if stage.iteration < limit else None
+        if stage.iteration >= limit or converged:
             stage.status = "done"
+            stage.end_reason = "converged" if converged else "step_limit"
+            if converged:
+                self.note(f"{stage.name}: {converged}; stopped at iteration {stage.iteration} "
+                          f"of {limit}")
             self._advance()  # before the report: it carries why a following stage is skipped
         report = StepReport(stage.name, stage.iteration, losses, seconds, self._pending_event)
         self._record(report)
@@ -356,7 +364,8 @@ class FitSession:
         return _Checkpoint(
             vertices=self.vertices.detach().clone(),
             index=self.index,
-            stages=[(s.status, s.iteration, s.start_vertices) for s in self.stages],
+            stages=[(s.status, s.iteration, s.start_vertices, s.end_reason)
+                    for s in self.stages],
             # A pending stage's begin() re-initialises it: only a running one has state.
             stage_state=cur.save_state() if cur is not None and cur.status == "running" else None,
             rigid=self.rigid,
@@ -367,8 +376,8 @@ class FitSession:
     def _roll_back(self, saved: _Checkpoint) -> None:
         self.vertices = saved.vertices.clone()
         self.index = saved.index
-        for s, (status, iteration, start_vertices) in zip(self.stages, saved.stages, strict=True):
-            s.status, s.iteration, s.start_vertices = status, iteration, start_vertices
+        for s, (status, iteration, start, end) in zip(self.stages, saved.stages, strict=True):
+            s.status, s.iteration, s.start_vertices, s.end_reason = status, iteration, start, end
         cur = self.current
         if cur is not None and cur.status == "running":
             cur.load_state(saved.stage_state)
@@ -403,6 +412,7 @@ class FitSession:
         """End the current stage where it is and move on."""
         if self.current is not None:
             self.current.status = "skipped" if self.current.iteration == 0 else "done"
+            self.current.end_reason = "skipped"
             self._advance()
             self.version += 1
 
@@ -468,6 +478,7 @@ class FitSession:
             if i < index:
                 s.status = "skipped" if info is not None and info.status == "skipped" else "done"
                 s.iteration = info.iteration if info is not None else s.num_steps(self)
+                s.end_reason = getattr(info, "end_reason", None)
         if index < len(self.stages):
             self.stages[index].iteration = snapshot.iteration
         self.vertices = torch.as_tensor(vertices, device=self.device).clone()
@@ -543,7 +554,8 @@ class FitSession:
             stage=cur.name if cur else None,
             iteration=cur.iteration if cur else 0,
             stages=[
-                StageInfo(s.name, s.status, s.iteration, s.num_steps(self)) for s in self.stages
+                StageInfo(s.name, s.status, s.iteration, s.num_steps(self), s.end_reason)
+                for s in self.stages
             ],
             history=self.history[history_since:],
             to_canonical=self.to_canonical,
