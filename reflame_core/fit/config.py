@@ -123,6 +123,15 @@ class FitConfig:
             except ConfigError as exc:
                 raise InputFileError(path, str(exc).split(": ", 1)[-1]) from None
             axes_given = bool({"up", "front"} & set(table.get("frame", {})))
+        if axes_given:
+            cfg.set("frame.auto", False, "frame.up/frame.front given")
+        return cfg.with_overrides(overrides)
+
+    def with_overrides(self, overrides: list[str] | dict[str, Any] | None) -> FitConfig:
+        """A copy with ``overrides`` (``"key=value"`` strings or a dict) set, checked. Setting
+        ``frame.up`` or ``frame.front`` turns ``frame.auto`` off: the frame is then the
+        user's, not found."""
+        cfg = self.copy()
         items = list(
             overrides.items()
             if isinstance(overrides, dict)
@@ -130,13 +139,18 @@ class FitConfig:
         )
         for key, value in items:
             cfg.set(key, value, "--set")
-        axes_given |= any(key in ("frame.up", "frame.front") for key, _ in items)
-        if axes_given:
+        if any(key in ("frame.up", "frame.front") for key, _ in items):
             cfg.set("frame.auto", False, "frame.up/frame.front given")
         up, front = cfg.get("frame.up"), cfg.get("frame.front")
         if up[1] == front[1]:
             raise ConfigError(f"frame: up {up} and front {front} must be different axes")
         return cfg
+
+    @classmethod
+    def preset(cls, name: str = "default") -> FitConfig:
+        """The shipped defaults with preset ``name`` ("default", "seed", "fast") over them,
+        as ``reflame fit --preset NAME`` uses."""
+        return cls.load(preset=name)
 
     def update(self, table: dict, source: str) -> None:
         _merge(self.data, table, source)

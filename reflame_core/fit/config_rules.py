@@ -73,6 +73,9 @@ RULES: list[tuple[str, Any]] = [
     ("stages.*.max_distance", POSITIVE),
     ("stages.*.min_normal_cos", _range(-1.0, 1.0)),
     ("stages.*.surface_samples", COUNT),
+    ("stages.*.min_steps", _range(0, None)),
+    ("stages.*.plateau_window", _range(0, None)),  # 0: no plateau detection
+    ("stages.*.plateau_tolerance", NON_NEGATIVE),
     ("stages.affine.trim", _range(0.0, 1.0, hi_open=True)),
     ("stages.affine.max_change", _range(0.0, 1.0, lo_open=True, hi_open=True)),
     ("stages.texture.resolution", _range(16, 8192)),
