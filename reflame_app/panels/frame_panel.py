@@ -19,6 +19,8 @@ def draw_frame(app: AppState) -> None:
         psim.TextColored(GREY, "open a scan first")
         return
     psim.Text(f"Scan {frame.describe()}")
+    if app.orienting:
+        psim.TextColored(GREY, "Looking for the face to orient the scan...")
     psim.TextColored((*UP_COLOR, 1.0), "green arrow: up")
     psim.SameLine()
     psim.TextColored((*FRONT_COLOR, 1.0), "blue arrow: out of the face")

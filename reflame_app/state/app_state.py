@@ -81,6 +81,10 @@ class AppState:
         self._scan_query: MeshQuery | None = None
         self._detecting = False
         self._detect_frame = 0  # frame.version the running detection was asked in
+        # frame.version an automatic orientation was asked in (None: none running), and
+        # whether a detection waits for it.
+        self._orient_asked: int | None = None
+        self._detect_when_oriented = False
         self._reported_error: str | None = None
         self._views_sent = -1
         self.export_pending: Path | None = None
@@ -135,6 +139,12 @@ class AppState:
         self._show_frame(sim, "axes")
         worker.open_scan(scan)
         self._detecting = False
+        self._orient_asked, self._detect_when_oriented = None, False
+        if self.config.get("frame.auto"):
+            # Found in the worker (a detection pass: seconds); the scan shows in its own
+            # axes until then.
+            worker.find_frame()
+            self._orient_asked = self.frame.version
         self.editor.set_landmarks(None)
         self.frame.landmarks_stale = False
         self.messages.info(f"Opened {Path(path).name}: {len(scan.vertices)} vertices, "
@@ -256,11 +266,17 @@ class AppState:
     def detect_landmarks(self, wait: bool = True) -> None:
         """Detect landmarks on the scan, in the worker process. With ``wait=False`` (the GUI)
         it returns at once and ``poll()`` applies the result when it comes."""
-        if self._detecting:
+        if self.detecting:
             self.messages.info("Landmark detection is already running")
             return
         self._need_scan()
         worker = self._ensure_worker()
+        if self._orient_asked is not None:  # detect in the frame being found, not the axes
+            if not wait:
+                self._detect_when_oriented = True
+                self.messages.info("Landmark detection starts once the scan is oriented")
+                return
+            self._apply_found_frame(worker.wait_result("find_frame", timeout=600.0))
         worker.detect(self.to_canonical)
         self._detecting = True
         self._detect_frame = self.frame.version
@@ -270,7 +286,8 @@ class AppState:
 
     @property
     def detecting(self) -> bool:
-        return self._detecting
+        """A detection is running, or waits for the scan's orientation."""
+        return self._detecting or self._detect_when_oriented
 
     def _apply_detection(self, result: Any) -> None:
         self._detecting = False
@@ -282,6 +299,28 @@ class AppState:
         self.frame.landmarks_stale = self._detect_frame != self.frame.version
         placed = int(lms.placed_mask.sum())
         self.messages.info(f"Detected {placed} of {len(lms)} landmarks")
+
+    @property
+    def orienting(self) -> bool:
+        return self._orient_asked is not None
+
+    def _apply_found_frame(self, result: Any) -> None:
+        """Take the frame the worker found, unless the frame was set since it was asked for
+        (a correction, a loaded session); a change that would cost work asks first."""
+        asked, self._orient_asked = self._orient_asked, None
+        if result.error is not None:
+            self.messages.error(f"Could not look for the face to orient the scan: "
+                                f"{result.error}")
+        elif asked == self.frame.version:
+            found = result.value
+            if found.candidates == 0:
+                self.messages.info("No face found to orient the scan by: it stays in its own "
+                                   "axes (turn it in the Orientation panel if needed)")
+            elif self.set_frame(found.to_canonical, "auto"):
+                self.messages.info(f"Scan oriented by its face: {found.describe()}")
+        if self._detect_when_oriented:
+            self._detect_when_oriented = False
+            self.detect_landmarks(wait=False)
 
     # ---- fitting ---------------------------------------------------------------------------
     def start_session(self) -> None:
@@ -323,6 +362,10 @@ class AppState:
         w.poll()
         for notice in w.take_notices():
             self.messages.error(notice)
+        if self._orient_asked is not None:
+            result = w.take_result("find_frame")
+            if result is not None:
+                self._apply_found_frame(result)
         if self._detecting:
             result = w.take_result("detect")
             if result is not None:

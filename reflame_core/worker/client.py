@@ -201,6 +201,11 @@ class FitWorker:
         """Detect landmarks on the open scan; the ``LandmarkSet`` comes as result "detect"."""
         return self._ask("detect", to_canonical=to_canonical, backend=backend)
 
+    def find_frame(self, backend: str = "auto") -> int:
+        """Find the open scan's frame from its face; the ``FoundFrame`` comes as result
+        "find_frame"."""
+        return self._ask("find_frame", backend=backend)
+
     def request_residuals(self, views: list[int]) -> int:
         """Per-view residual images; read them with ``latest_residuals()``."""
         return self._ask("residuals", views=list(views))
@@ -250,7 +255,8 @@ class FitWorker:
         return self._residuals
 
     def take_result(self, kind: str) -> Result | None:
-        """The newest result of ``kind`` ("detect", "export", "residuals") not yet taken."""
+        """The newest result of ``kind`` ("detect", "find_frame", "export", "residuals")
+        not yet taken."""
         self.poll()
         return self._results.pop(kind, None)
 

@@ -17,7 +17,7 @@ from reflame_core.fit.session import StageInfo, StepReport
 from reflame_core.geometry.similarity import Similarity
 
 # Commands whose outcome is a value for the studio; the others change the fit's state.
-RESULT_COMMANDS = ("detect", "residuals", "export")
+RESULT_COMMANDS = ("detect", "find_frame", "residuals", "export")
 
 # Worker states: "idle" (no session, or one not started), "running", "paused", "finished"
 # (every stage ended), "error" (the last command or step raised; the session is as after its

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +25,9 @@ from reflame_core.landmarks.detector import LandmarkDetector
 from reflame_core.landmarks.landmark_set import LandmarkSet
 from reflame_core.render.cameras import OrbitCameras
 from reflame_core.worker.protocol import RESULT_COMMANDS, Command, Result, SessionDelta, Update
+
+if TYPE_CHECKING:
+    from reflame_core.landmarks.orient import FoundFrame
 
 
 def one_line(exc: BaseException) -> str:
@@ -219,6 +222,12 @@ class FitRunner:
 
         return detect_landmarks(self._need_scan(), device=self.device,
                                 backend=self._detector(backend), to_canonical=to_canonical)
+
+    def cmd_find_frame(self, backend: str = "auto") -> FoundFrame:
+        """The scan's frame found from its face (``landmarks.orient.find_frame``)."""
+        from reflame_core.landmarks.orient import find_frame
+
+        return find_frame(self._need_scan(), self._detector(backend), device=self.device)
 
     def cmd_residuals(self, views: list[int]) -> dict[str, np.ndarray]:
         return self._need_session().residual_images(list(views))
