@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from reflame_core.fit.regions import REGIONS
 from reflame_core.synthetic.head import SyntheticHead
 from reflame_core.synthetic.truth import head_height
 
@@ -56,13 +57,14 @@ def summarize_landmarks(errors: np.ndarray) -> dict:
             "groups": {g: _stats(e[:, s].ravel()) for g, s in GROUPS.items()}}
 
 
-def summarize_vertices(errors: np.ndarray, present: np.ndarray, face: np.ndarray) -> dict:
+def summarize_vertices(errors: np.ndarray, present: np.ndarray, labels: np.ndarray) -> dict:
     """Summary of fit errors (N,5023) over N heads, with ``present`` (N,5023) the truth masks
-    and ``face`` (5023,) the face region: mean and p95 on the scan, on the face, elsewhere,
-    and for cut-away vertices (where the fit can only extrapolate)."""
-    e = np.asarray(errors, np.float64).reshape(-1, len(face))
+    and ``labels`` (5023,) ``fit/regions.py`` region indices: mean and p95 on the scan, per
+    region group (face; eyeballs; scalp, ears and neck), and for cut-away vertices (where the
+    fit can only extrapolate)."""
+    e = np.asarray(errors, np.float64).reshape(-1, len(labels))
     present = np.asarray(present, bool).reshape(e.shape)
-    face = np.broadcast_to(face, e.shape)
+    labels = np.broadcast_to(np.asarray(labels), e.shape)
 
     def stats(mask: np.ndarray) -> dict:
         x = e[mask]
@@ -71,5 +73,10 @@ def summarize_vertices(errors: np.ndarray, present: np.ndarray, face: np.ndarray
         return {"vertices": int(x.size), "mean": round(float(x.mean()), 5),
                 "p95": round(float(np.percentile(x, 95)), 5)}
 
-    return {**stats(present), "face": stats(present & face), "rest": stats(present & ~face),
+    def region(*names: str) -> np.ndarray:
+        return np.isin(labels, [REGIONS.index(n) for n in names])
+
+    return {**stats(present), "face": stats(present & region("face")),
+            "eyeballs": stats(present & region("eyeballs")),
+            "scalp_ears_neck": stats(present & region("scalp", "ears", "neck")),
             "cut_away": stats(~present)}

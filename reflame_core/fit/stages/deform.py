@@ -15,6 +15,7 @@ from reflame_core.fit.parameterize import (
     laplacian_system,
     to_differential,
 )
+from reflame_core.fit.shape_prior import ShapePrior, unsupported_weights
 from reflame_core.fit.stages.base import FitStage, NonFiniteStep, copy_optimizer_state
 
 if TYPE_CHECKING:
@@ -29,6 +30,8 @@ WEIGHTS = {
     "dense": "w_dense",
     "fit_to_scan": "w_fit_to_scan",
     "scan_to_fit": "w_scan_to_fit",
+    "shape_laplacian": "w_shape_laplacian",
+    "shape_stretch": "w_shape_stretch",
 }
 
 
@@ -45,26 +48,47 @@ class DeformStage(FitStage):
         self.matrix: torch.Tensor | None = None
         self.u: torch.Tensor | None = None
         self.optimizer: AdamUniform | None = None
+        self.prior: ShapePrior | None = None
+        self.built_lambda = 0.0
 
     def begin(self, session: FitSession) -> None:
         session.ensure_targets(int(self.params(session)["surface_samples"]))
+        reference = shape_reference(session)
+        p = self.params(session)
+        weights = unsupported_weights(reference, session.targets.samples,
+                                      float(p["shape_support_distance"]),
+                                      float(p["shape_unsupported_gain"]))
+        self.prior = ShapePrior(reference, session.faces, ~session.eyeball_mask, weights)
         self._rebuild(session, session.vertices.detach())
 
     def _rebuild(self, session: FitSession, vertices: torch.Tensor) -> None:
         p = self.params(session)
-        self.matrix = laplacian_system(len(vertices), session.faces, float(p["lambda"]))
+        self.built_lambda = self._lambda_now(session)
+        self.matrix = laplacian_system(len(vertices), session.faces, self.built_lambda)
         self.u = to_differential(self.matrix, vertices).detach().clone().requires_grad_(True)
         self.optimizer = AdamUniform([self.u], lr=float(p["lr"]))
 
     def param_changed(self, session: FitSession, name: str) -> None:
         if self.optimizer is None:
             return
-        if name == "lambda":
+        if name in ("lambda", "lambda_end", "lambda_phases"):
             self._rebuild(session, session.vertices.detach())
         elif name == "lr":
             self._set_lr(float(self.params(session)["lr"]))
         elif name == "surface_samples":
             session.ensure_targets(int(self.params(session)["surface_samples"]))
+
+    def _lambda_now(self, session: FitSession) -> float:
+        """Large-Steps lambda for this iteration: ``lambda`` annealed geometrically down to
+        ``lambda_end`` in ``lambda_phases`` equal phases (coarse to fine: early steps move
+        the head in large smooth pieces, later ones in small)."""
+        p = self.params(session)
+        start, end = float(p["lambda"]), float(p["lambda_end"])
+        phases = int(p["lambda_phases"])
+        if phases <= 1 or end == start:
+            return start
+        phase = min(phases - 1, self.iteration * phases // max(1, self.num_steps(session)))
+        return start * (end / start) ** (phase / (phases - 1))
 
     def _set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
@@ -76,8 +100,11 @@ class DeformStage(FitStage):
     def step(self, session: FitSession) -> dict[str, float]:
         """One Adam step on ``u``; raises ``NonFiniteStep`` before any non-finite update."""
         p = self.params(session)
+        if self._lambda_now(session) != self.built_lambda:
+            self._rebuild(session, session.vertices.detach())
         self.optimizer.zero_grad()
-        terms = evaluate_terms(session, self.vertices(), p)
+        verts = self.vertices()
+        terms = {**evaluate_terms(session, verts, p), **shape_terms(self.prior, verts, p)}
         weighted = {k: float(p[WEIGHTS[k]]) * v for k, v in terms.items()}
         total = sum(weighted.values())
         report = {k: float(v.detach()) for k, v in terms.items()}
@@ -99,7 +126,8 @@ class DeformStage(FitStage):
 
     def _blame_gradient(self, session: FitSession, p: dict) -> str:
         """The first term whose own gradient is non-finite (re-evaluated; failures only)."""
-        terms = evaluate_terms(session, self.vertices(), p)
+        verts = self.vertices()
+        terms = {**evaluate_terms(session, verts, p), **shape_terms(self.prior, verts, p)}
         for name, value in terms.items():
             if not value.requires_grad:
                 continue
@@ -113,13 +141,13 @@ class DeformStage(FitStage):
             return None
         return (
             self.matrix, self.u, self.optimizer, self.u.detach().clone(),
-            copy_optimizer_state(self.optimizer),
+            copy_optimizer_state(self.optimizer), self.built_lambda,
         )
 
     def load_state(self, state: tuple | None) -> None:
         if state is None:
             return
-        self.matrix, self.u, self.optimizer, u, optimizer_state = state
+        self.matrix, self.u, self.optimizer, u, optimizer_state, self.built_lambda = state
         with torch.no_grad():
             self.u.copy_(u)
         self.u.grad = None
@@ -134,8 +162,29 @@ class DeformStage(FitStage):
         return f"halved the learning rate to {lr:.3g}"
 
 
+def shape_reference(session: FitSession) -> torch.Tensor:
+    """(V,3) the template as the deformation found it: where the first deformation stage that
+    ran (coarse, else refine) started. The shape priors measure change from it."""
+    for name in ("coarse", "refine"):
+        start = session.stage(name).start_vertices
+        if start is not None:
+            return start
+    return session.vertices.detach()
+
+
+def shape_terms(prior: ShapePrior | None, verts: torch.Tensor, p: dict) -> dict[str, torch.Tensor]:
+    """The shape-prior terms whose weight in ``p`` is non-zero, for fitted vertices (V,3)."""
+    terms: dict[str, torch.Tensor] = {}
+    if prior is not None and float(p["w_shape_laplacian"]) != 0.0:
+        terms["shape_laplacian"] = prior.laplacian(verts)
+    if prior is not None and float(p["w_shape_stretch"]) != 0.0:
+        terms["shape_stretch"] = prior.stretch(verts)
+    return terms
+
+
 def evaluate_terms(session: FitSession, verts: torch.Tensor, p: dict) -> dict[str, torch.Tensor]:
-    """Every loss term whose weight in ``p`` is non-zero, for fitted vertices (V,3)."""
+    """Every data term (landmarks, renders, surface) whose weight in ``p`` is non-zero, for
+    fitted vertices (V,3)."""
     on = {k for k, w in WEIGHTS.items() if float(p[w]) != 0.0}
     terms: dict[str, torch.Tensor] = {}
     t = session.targets
