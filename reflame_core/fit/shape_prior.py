@@ -1,15 +1,13 @@
-"""Priors that keep the deformed template close in shape to where the deformation started.
+"""A prior that keeps the deformed template close in shape to where the deformation started.
 
 Where the scan says little (the scalp, the neck, behind the ears) the surface terms only hold
-each vertex to the scan's tangent plane: nothing stops it sliding along the surface. These
-terms measure how the template's shape has changed since the deformation began (the rigid and
-affine stages' template, ``reference``), so that vertices move together with their
-neighbours rather than slide apart:
-
-- ``laplacian``: the Laplacian of the displacement (smooth displacement fields cost nothing,
-  local shearing and bunching do);
-- ``stretch``: relative change of every edge's length (as-rigid-as-possible in its simplest
-  form: no rotations to solve, since the rigid stage has already turned the template).
+each vertex to the scan's tangent plane: nothing stops it sliding along the surface. The
+``stretch`` term measures how the template's shape has changed since the deformation began
+(the rigid and affine stages' template, ``reference``): the relative change of every edge's
+length, as-rigid-as-possible in its simplest form (no rotations to solve, since the rigid
+stage has already turned the template), so that vertices move together with their
+neighbours rather than slide apart. (A Laplacian-of-displacement term was measured too and
+changed nothing; see benchmarks/RESULTS.md.)
 
 Where the scan has no surface at all (cut away, a hole, the back of a front-only scan) the
 data terms pull the template only at the rim, so ``unsupported_weights`` lets those vertices
@@ -20,13 +18,15 @@ from __future__ import annotations
 
 import torch
 
+from reflame_core.fit.losses import nearest
+
 
 class ShapePrior:
-    """Shape-change measures relative to ``reference`` (V,3) on the mesh ``faces`` (F,3).
+    """Shape change relative to ``reference`` (V,3) on the mesh ``faces`` (F,3).
 
-    ``active`` (V,) bool selects the vertices (and edges) that count: the eyeballs, which the
-    eyeball stage places, are left out. ``vertex_weight`` (V,) weighs each vertex's terms
-    (an edge takes the mean of its two ends); 1 everywhere by default.
+    ``active`` (V,) bool selects the edges that count: the eyeballs, which the eyeball stage
+    places, are left out. ``vertex_weight`` (V,) weighs each edge by the mean of its two
+    ends; 1 everywhere by default.
     """
 
     def __init__(self, reference: torch.Tensor, faces: torch.Tensor, active: torch.Tensor,
@@ -39,27 +39,7 @@ class ShapePrior:
         self.edges = edges[active[edges[:, 0]] & active[edges[:, 1]]]
         self.rest = (ref[self.edges[:, 0]] - ref[self.edges[:, 1]]).norm(dim=-1).clamp_min(1e-9)
         weight = torch.ones(v, device=ref.device) if vertex_weight is None else vertex_weight
-        self.vertex_weight = weight[active]
         self.edge_weight = 0.5 * (weight[self.edges[:, 0]] + weight[self.edges[:, 1]])
-        # Uniform Laplacian, rows normalised: (L x)_i = x_i - mean of i's neighbours.
-        both = torch.cat([self.edges, self.edges.flip(1)])
-        degree = torch.zeros(v, device=ref.device).index_add_(
-            0, both[:, 0], torch.ones(len(both), device=ref.device))
-        values = -1.0 / degree[both[:, 0]].clamp_min(1.0)
-        diag = torch.arange(v, device=ref.device)
-        self.laplacian_matrix = torch.sparse_coo_tensor(
-            torch.cat([both.T, torch.stack([diag, diag])], 1),
-            torch.cat([values, (degree > 0).float()]), (v, v)).coalesce()
-        self.reference = ref
-        self.active = active
-        self.edge_length = float(self.rest.mean())
-
-    def laplacian(self, verts: torch.Tensor) -> torch.Tensor:
-        """Mean squared Laplacian of the displacement (V,3) since ``reference``, in units of
-        the mean edge length squared."""
-        lap = torch.sparse.mm(self.laplacian_matrix, verts - self.reference)
-        per_vertex = (lap[self.active] ** 2).sum(-1) / self.edge_length**2
-        return (per_vertex * self.vertex_weight).mean()
 
     def stretch(self, verts: torch.Tensor) -> torch.Tensor:
         """Mean squared relative change of the edge lengths."""
@@ -71,8 +51,6 @@ def unsupported_weights(vertices: torch.Tensor, samples: torch.Tensor, distance:
                         gain: float) -> torch.Tensor:
     """(V,) ``1 + gain`` for vertices (V,3) farther than ``distance`` from every scan sample
     (S,3), else 1."""
-    from reflame_core.fit.losses import nearest
-
     idx = nearest(vertices, samples)
     far = (vertices - samples[idx]).norm(dim=-1) > distance
     return 1.0 + gain * far.float()

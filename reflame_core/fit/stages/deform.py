@@ -30,7 +30,6 @@ WEIGHTS = {
     "dense": "w_dense",
     "fit_to_scan": "w_fit_to_scan",
     "scan_to_fit": "w_scan_to_fit",
-    "shape_laplacian": "w_shape_laplacian",
     "shape_stretch": "w_shape_stretch",
 }
 
@@ -175,8 +174,6 @@ def shape_reference(session: FitSession) -> torch.Tensor:
 def shape_terms(prior: ShapePrior | None, verts: torch.Tensor, p: dict) -> dict[str, torch.Tensor]:
     """The shape-prior terms whose weight in ``p`` is non-zero, for fitted vertices (V,3)."""
     terms: dict[str, torch.Tensor] = {}
-    if prior is not None and float(p["w_shape_laplacian"]) != 0.0:
-        terms["shape_laplacian"] = prior.laplacian(verts)
     if prior is not None and float(p["w_shape_stretch"]) != 0.0:
         terms["shape_stretch"] = prior.stretch(verts)
     return terms
