@@ -4,6 +4,8 @@
     PYTHONPATH=. python benchmarks/bench_accuracy.py --world wild-small --scan-vertices 4000
     PYTHONPATH=. python benchmarks/bench_accuracy.py --scenarios base rotation --heads 2
     PYTHONPATH=. python benchmarks/bench_accuracy.py --fit --set stages.refine.steps=20
+    PYTHONPATH=. python benchmarks/bench_accuracy.py --fit --preset default --device cuda \
+        --jobs 8 --out results.json                      # a GPU machine: 8 heads at a time
 
 Heads: for scenario S and head i, the generator's head of seed ``SCORED_SEEDS[i]`` (1001,
 1002, ...) under S (``reflame_core/synthetic/world.py``). Every scenario sees the same
@@ -11,9 +13,12 @@ underlying heads, so scenarios compare pairwise. Tune on ``TUNING_SEEDS`` (2001-
 on these. Errors and summaries: ``reflame_core/synthetic/scoring.py`` (distance / head height;
 truth cut away from the scan is not scored, an unplaced landmark is a miss).
 
-Landmarks come from ``detect_landmarks`` (MediaPipe) as in bench_landmarks.py. ``--fit`` also
-fits each head the way ``reflame fit`` does (``detect_or_none`` then ``make_session`` and
-``session.run``; preset 'fast' on CPU, texture stage off) and scores the fitted vertices.
+Landmarks come from ``detect_or_none`` exactly as ``reflame fit`` gets them (a detection the
+fit would reject scores as all missed). ``--fit`` then fits each head the way ``reflame fit``
+does (``make_session`` and ``session.run``; texture stage off) with those landmarks, or with
+the true ones (``--landmarks true``: the fit alone, detection taken out), and scores the fitted
+vertices per region. ``--jobs N`` runs N heads at a time in worker processes; with
+``--device cuda`` and several GPUs, heads are dealt round-robin to the GPUs.
 Run from the repository root with PYTHONPATH=. so this checkout's reflame_core is used.
 """
 
@@ -25,6 +30,8 @@ import os
 import platform
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
@@ -33,11 +40,10 @@ from PIL import Image
 
 from reflame_core.assets.flame import load_flame_template, load_landmark_embedding
 from reflame_core.fit.config import FitConfig, parse_override
-from reflame_core.fit.regions import REGIONS, region_labels
+from reflame_core.fit.regions import region_labels
 from reflame_core.fit.setup import FitInputs, detect_or_none, make_session
-from reflame_core.landmarks.detect import detect_landmarks
-from reflame_core.landmarks.detector import get_detector
 from reflame_core.synthetic.scoring import (
+    NOT_PLACED,
     landmark_errors,
     summarize_landmarks,
     summarize_vertices,
@@ -51,14 +57,86 @@ WORLDS = {
     "wild-small": (tuple(SCENARIOS), 2),
 }
 
+# What a worker process loads once (FLAME, the texture, the fit config) and its settings.
+_CONTEXT: dict = {}
 
-def fit_errors(head, template, embedding, config: FitConfig, log) -> tuple[np.ndarray, bool]:
-    """(5023,) relative fit errors, the fit run as ``reflame fit`` runs it, and whether it had
-    landmarks (without a usable detection it fits without, as the CLI does)."""
-    lms = detect_or_none(head.scan, config, "cpu", log)
-    session = make_session(FitInputs(head.scan, template, embedding, lms), config)
-    session.run()
-    return vertex_errors(head, session.vertices_in_scan_frame()), lms is not None
+
+def _load_context(data: Path, preset: str, overrides: list[str], scan_vertices: int,
+                  threads: int, fit: bool, landmarks: str) -> None:
+    torch.set_num_threads(threads)
+    template = load_flame_template(data / "flame")
+    embedding = load_landmark_embedding(data / "flame")
+    _CONTEXT.update(
+        template=template, embedding=embedding, scan_vertices=scan_vertices, fit=fit,
+        landmarks=landmarks,
+        texture=np.asarray(Image.open(data / "textures" / "facescape_texmap.jpg").convert("RGB")),
+        config=FitConfig.load(preset=preset, overrides={
+            "stages.texture.enabled": False, **dict(parse_override(o) for o in overrides)}))
+
+
+def score_head(scenario: str, seed: int, device: str) -> dict:
+    """One head of the world: detect as ``reflame fit`` does, score, and fit if asked.
+
+    Returns plain lists (pickled back from worker processes): ``landmark_errors`` (68,),
+    ``confidence`` (68,), and with ``--fit`` ``vertex_errors`` (5023,) and ``present``."""
+    c = _CONTEXT
+    head = make_world_head(c["template"], c["texture"], c["embedding"], scenario, seed,
+                           target_vertices=c["scan_vertices"])
+    notes: list[str] = []
+    t = time.perf_counter()
+    lms = detect_or_none(head.scan, c["config"], device, notes.append)
+    detect_s = time.perf_counter() - t
+    if lms is None:
+        errors, confidence = np.full(68, NOT_PLACED), np.zeros(68)
+        errors[~head.landmark_present] = np.nan
+    else:
+        errors = landmark_errors(head, lms.positions(head.scan.vertices, head.scan.faces)[:68])
+        confidence = np.asarray(lms.confidence[:68], np.float64)
+    out = {"scenario": scenario, "seed": seed, "device": device,
+           "detect_seconds": round(detect_s, 2), "detected": lms is not None,
+           "landmark_errors": errors.tolist(), "confidence": confidence.tolist(),
+           "notes": notes}
+    if c["fit"]:
+        fit_lms = head.true_landmark_set() if c["landmarks"] == "true" else lms
+        t = time.perf_counter()
+        session = make_session(FitInputs(head.scan, c["template"], c["embedding"], fit_lms),
+                               c["config"], device=device)
+        session.run()
+        out.update(fit_seconds=round(time.perf_counter() - t, 2),
+                   fit_with_landmarks=fit_lms is not None,
+                   vertex_errors=vertex_errors(head, session.vertices_in_scan_frame()).tolist(),
+                   present=head.vertex_present.tolist())
+    scored = errors[~np.isnan(errors)]
+    print(f"{scenario} seed {seed}: within 2% {np.mean(scored < 0.02):.3f}"
+          + (f", fit mean {np.mean(out['vertex_errors']):.4f}" if c["fit"] else ""),
+          file=sys.stderr, flush=True)
+    return out
+
+
+def _devices(device: str) -> list[str]:
+    if device != "cuda":
+        return [device]
+    return [f"cuda:{i}" for i in range(max(1, torch.cuda.device_count()))]
+
+
+def summarize(heads: list[dict], labels: np.ndarray, fit: bool) -> dict:
+    """Landmark (and fit) summaries over ``heads`` (records from ``score_head``)."""
+    out = {"heads": len(heads), "detect_seconds": [h["detect_seconds"] for h in heads],
+           "landmarks": summarize_landmarks(np.array([h["landmark_errors"] for h in heads]))}
+    if fit:
+        out["fit"] = {
+            **summarize_vertices(np.array([h["vertex_errors"] for h in heads]),
+                                 np.array([h["present"] for h in heads]), labels),
+            "fitted_without_landmarks": sum(not h["fit_with_landmarks"] for h in heads),
+            "fit_seconds": [h["fit_seconds"] for h in heads]}
+    return out
+
+
+def _json_safe(value):
+    """NaN (a landmark cut away from the scan: not scored) as null, so the JSON is strict."""
+    if isinstance(value, list):
+        return [None if isinstance(x, float) and np.isnan(x) else x for x in value]
+    return value
 
 
 def main() -> int:
@@ -72,67 +150,58 @@ def main() -> int:
                     help="explicit seeds instead of the first --heads scored seeds")
     ap.add_argument("--scan-vertices", type=int, default=20000)
     ap.add_argument("--fit", action="store_true", help="also fit (slow: minutes per head)")
+    ap.add_argument("--landmarks", choices=("detected", "true"), default="detected",
+                    help="what the fit is given (scoring always scores the detection)")
+    ap.add_argument("--preset", default="fast", help="fit preset (fast, default, seed)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (all visible GPUs)")
     ap.add_argument("--set", dest="overrides", action="append", default=[],
                     metavar="KEY=VALUE", help="fit config override, as `reflame fit --set`")
-    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    ap.add_argument("--jobs", type=int, default=1, help="heads at a time (worker processes)")
+    ap.add_argument("--threads", type=int, default=1, help="torch CPU threads per job")
+    ap.add_argument("--out", type=Path, help="also write the JSON here")
     ap.add_argument("--data", type=Path, default=Path(os.environ.get(
         "REFLAME_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")))
     a = ap.parse_args()
     scenarios, heads = WORLDS[a.world]
     scenarios = tuple(a.scenarios or scenarios)
     seeds = list(a.seeds or SCORED_SEEDS[: a.heads or heads])
-    torch.set_num_threads(a.threads)
+    devices = _devices(a.device)
+    tasks = [(name, seed, devices[i % len(devices)])
+             for i, (name, seed) in enumerate((n, s) for n in scenarios for s in seeds)]
+    context = (a.data, a.preset, a.overrides, a.scan_vertices, a.threads, a.fit, a.landmarks)
+
+    t0 = time.perf_counter()
+    if a.jobs > 1:
+        with ProcessPoolExecutor(a.jobs, mp_context=get_context("spawn"),
+                                 initializer=_load_context, initargs=context) as pool:
+            records = list(pool.map(score_head, *zip(*tasks, strict=True)))
+    else:
+        _load_context(*context)
+        records = [score_head(*task) for task in tasks]
+    wall = time.perf_counter() - t0
 
     template = load_flame_template(a.data / "flame")
-    embedding = load_landmark_embedding(a.data / "flame")
-    texture = np.asarray(Image.open(a.data / "textures" / "facescape_texmap.jpg").convert("RGB"))
-    detector = get_detector("mediapipe")
-    config = FitConfig.load(preset="fast", overrides={
-        **dict(parse_override(o) for o in a.overrides), "stages.texture.enabled": False})
-    face = region_labels(template, embedding) == REGIONS.index("face")
-    notes: list[str] = []
-
-    results: dict[str, dict] = {}
-    all_lm, all_fit, all_present = [], [], []
-    for name in scenarios:
-        lm, fit, present, seconds, blind = [], [], [], [], 0
-        for seed in seeds:
-            head = make_world_head(template, texture, embedding, name, seed,
-                                   target_vertices=a.scan_vertices)
-            t = time.perf_counter()
-            lms = detect_landmarks(head.scan, backend=detector)
-            seconds.append(round(time.perf_counter() - t, 2))
-            lm.append(landmark_errors(head, lms.positions(head.scan.vertices,
-                                                          head.scan.faces)[:68]))
-            if a.fit:
-                e, had_landmarks = fit_errors(
-                    head, template, embedding, config,
-                    lambda m, s=seed, n=name: notes.append(f"{n} seed {s}: {m}"))
-                fit.append(e)
-                present.append(head.vertex_present)
-                blind += not had_landmarks
-        results[name] = {"heads": len(seeds), "detect_seconds": seconds,
-                         "landmarks": summarize_landmarks(np.stack(lm))}
-        if a.fit:
-            results[name]["fit"] = {
-                **summarize_vertices(np.stack(fit), np.stack(present), face),
-                "fitted_without_landmarks": blind}
-        all_lm += lm
-        all_fit += fit
-        all_present += present
-        print(f"{name}: {results[name]['landmarks'].get('within_2pct')}", file=sys.stderr)
-
-    overall = {"landmarks": summarize_landmarks(np.stack(all_lm))}
-    if a.fit:
-        overall["fit"] = summarize_vertices(np.stack(all_fit), np.stack(all_present), face)
-    json.dump({
+    labels = region_labels(template, load_landmark_embedding(a.data / "flame"))
+    per_scenario = {n: summarize([r for r in records if r["scenario"] == n], labels, a.fit)
+                    for n in scenarios}
+    result = {
         "world": a.world, "scenarios": {n: list(SCENARIOS[n]) for n in scenarios},
         "seeds": seeds, "scan_vertices": a.scan_vertices, "fit": a.fit,
-        "fit_overrides": a.overrides if a.fit else [],
-        "machine": platform.processor() or platform.machine(), "torch_threads": a.threads,
-        "overall": overall, "per_scenario": results, "fit_notes": notes,
-    }, sys.stdout, indent=1)
-    print()
+        "fit_landmarks": a.landmarks if a.fit else None, "preset": a.preset,
+        "fit_overrides": a.overrides if a.fit else [], "device": a.device,
+        "gpu": torch.cuda.get_device_name(0) if a.device == "cuda" else None,
+        "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
+        "jobs": a.jobs, "torch_threads": a.threads, "wall_seconds": round(wall, 1),
+        "overall": summarize(records, labels, a.fit), "per_scenario": per_scenario,
+        "notes": {f"{r['scenario']} seed {r['seed']}": r["notes"] for r in records
+                  if r["notes"]},
+        "heads_raw": [{k: _json_safe(v) for k, v in r.items()
+                       if k not in ("vertex_errors", "present")} for r in records],
+    }
+    text = json.dumps(result, indent=1)
+    if a.out:
+        a.out.write_text(text + "\n")
+    print(text)
     return 0
 
 
