@@ -2,11 +2,16 @@
 
 Three 4k-vertex heads: one rotated, one of other proportions, and one whose landmarks are the
 true ones except 10% of them thrown 10% of head height away. The full pipeline (rigid,
-affine, coarse, refine, eyeballs) runs as preset ``fast`` does, lightened for CI: surface
-terms only (no renders, so no silhouette, depth, dense or 2D landmark terms) and fewer steps.
+affine, coarse, refine, eyeballs) runs as preset ``fast`` does, lightened for CI: 4 views of
+64² and fewer steps and surface samples.
 Errors are distances to the true FLAME vertices / head height (``synthetic/scoring.py``).
 Targets: mean <= 0.3% with true landmarks (and with the displaced ones, which the robust
 landmark terms should make as good), p95 <= 2%; eyeballs are scored on their own.
+
+Measured (2-core CPU, shared): mean 0.226% / 0.224% / 0.223%, p95 0.66% / 0.61% / 0.65%,
+eyeballs 0.28% / 0.34% / 0.27% (rotated / proportions / wrong landmarks). A render-free
+variant (surface terms only) was faster but missed: 0.31% / 0.31% / 0.28%. About 3
+CPU-minutes per head on a loaded machine: the slowest module of the suite.
 """
 
 from __future__ import annotations
@@ -25,9 +30,7 @@ from reflame_core.synthetic.world import make_world_head
 from reflame_core.synthetic.wrong_landmarks import displaced_landmarks
 
 LIGHT = {
-    "cameras.num_views": 2, "cameras.resolution": 32,
-    **{f"stages.{stage}.{term}": 0.0 for stage in ("coarse", "refine")
-       for term in ("w_mask", "w_depth", "w_dense", "w_landmark_2d")},
+    "cameras.num_views": 4, "cameras.resolution": 64, "cameras.azimuth_range": 120.0,
     "stages.coarse.steps": 100, "stages.coarse.surface_samples": 4000,
     "stages.refine.steps": 40, "stages.refine.surface_samples": 4000,
     "stages.texture.enabled": False,
@@ -68,3 +71,10 @@ def test_mean_vertex_error_within_target(scores, case):
 @pytest.mark.parametrize("case", list(CASES))
 def test_p95_vertex_error_within_target(scores, case):
     assert scores[case]["p95"] <= 0.02, scores[case]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_eyeballs_follow_the_fit(scores, case):
+    # Before the eyeballs followed their sockets they were the worst region on the benchmark
+    # (0.52% mean on the scored heads); 0.26-0.32% since.
+    assert scores[case]["eyeballs"]["mean"] <= 0.0045, scores[case]["eyeballs"]
