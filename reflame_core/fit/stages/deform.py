@@ -52,13 +52,16 @@ class DeformStage(FitStage):
 
     def begin(self, session: FitSession) -> None:
         session.ensure_targets(int(self.params(session)["surface_samples"]))
+        self._build_prior(session)
+        self._rebuild(session, session.vertices.detach())
+
+    def _build_prior(self, session: FitSession) -> None:
         reference = shape_reference(session)
         p = self.params(session)
         weights = unsupported_weights(reference, session.targets.samples,
                                       float(p["shape_support_distance"]),
                                       float(p["shape_unsupported_gain"]))
         self.prior = ShapePrior(reference, session.faces, ~session.eyeball_mask, weights)
-        self._rebuild(session, session.vertices.detach())
 
     def _rebuild(self, session: FitSession, vertices: torch.Tensor) -> None:
         p = self.params(session)
@@ -76,6 +79,8 @@ class DeformStage(FitStage):
             self._set_lr(float(self.params(session)["lr"]))
         elif name == "surface_samples":
             session.ensure_targets(int(self.params(session)["surface_samples"]))
+        elif name in ("shape_support_distance", "shape_unsupported_gain"):
+            self._build_prior(session)
 
     def _lambda_now(self, session: FitSession) -> float:
         """Large-Steps lambda for this iteration: ``lambda`` annealed geometrically down to
