@@ -30,7 +30,7 @@ import os
 import platform
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
@@ -170,14 +170,27 @@ def main() -> int:
              for i, (name, seed) in enumerate((n, s) for n in scenarios for s in seeds)]
     context = (a.data, a.preset, a.overrides, a.scan_vertices, a.threads, a.fit, a.landmarks)
 
+    # Each head's record is appended to OUT.heads.jsonl as it completes, so a run stopped
+    # early (a time limit) still leaves what it scored.
+    partial = a.out.with_suffix(".heads.jsonl") if a.out else None
+    if partial:
+        partial.write_text("")
+
+    def keep(record: dict) -> dict:
+        if partial:
+            with partial.open("a") as f:
+                f.write(json.dumps({k: _json_safe(v) for k, v in record.items()}) + "\n")
+        return record
+
     t0 = time.perf_counter()
     if a.jobs > 1:
         with ProcessPoolExecutor(a.jobs, mp_context=get_context("spawn"),
                                  initializer=_load_context, initargs=context) as pool:
-            records = list(pool.map(score_head, *zip(*tasks, strict=True)))
+            futures = [pool.submit(score_head, *task) for task in tasks]
+            records = [keep(f.result()) for f in as_completed(futures)]
     else:
         _load_context(*context)
-        records = [score_head(*task) for task in tasks]
+        records = [keep(score_head(*task)) for task in tasks]
     wall = time.perf_counter() - t0
 
     template = load_flame_template(a.data / "flame")

@@ -7,8 +7,8 @@ from __future__ import annotations
 import argparse
 
 from reflame_core.errors import ReflameError
-from reflame_core.fit.cli import pick_device
 from reflame_core.fit.config import PRESETS
+from reflame_core.fit.run import pick_device
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

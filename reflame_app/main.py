@@ -14,17 +14,19 @@ from reflame_app.panels.display_panel import draw_display
 from reflame_app.panels.file_panel import FilePanel
 from reflame_app.panels.first_run import draw_first_run
 from reflame_app.panels.fit_panel import draw_fit
+from reflame_app.panels.frame_panel import draw_frame
 from reflame_app.panels.landmarks_panel import draw_landmarks
 from reflame_app.panels.losses_panel import draw_losses
 from reflame_app.panels.messages import draw_banner
 from reflame_app.panels.views_panel import ViewsPanel
 from reflame_app.scene import SceneSync
 from reflame_app.state.app_state import AppState
+from reflame_app.state.frame import frame_arrows
 from reflame_app.state.manual_landmarks import complete_key_points
 from reflame_app.state.pacing import FramePacer
 from reflame_app.state.picking import ClickGesture, pick_scan
 from reflame_app.state.residuals import scan_to_fit_distances
-from reflame_app.state.views import DockLayout, frame_box
+from reflame_app.state.views import DockLayout, focus_view, frame_box
 from reflame_core.errors import ReflameError
 
 STUDIO_WINDOW = "ReFLAME Studio"
@@ -46,6 +48,7 @@ class Studio:
         self._scan_dist_time = 0.0
         self._scan_version = -1
         self._lmk_version: object = None
+        self._frame_key: object = None
         self._fit_version: object = None
         self._distances: np.ndarray | None = None
         self._distance_time = 0.0
@@ -74,7 +77,8 @@ class Studio:
             draw_banner(app.messages)
             if not app.assets_ready:
                 draw_first_run(app)
-            for draw in (lambda: self.files.draw(app), lambda: draw_landmarks(app),
+            for draw in (lambda: self.files.draw(app), lambda: draw_frame(app),
+                         lambda: draw_landmarks(app),
                          lambda: draw_fit(app), lambda: draw_losses(app.losses),
                          lambda: self.views_panel.draw(app, self.scene),
                          lambda: draw_display(self.scene)):
@@ -122,6 +126,7 @@ class Studio:
             eye, target = frame_box(*scene.scan_bounds, ps.get_vertical_fov_degrees(),
                                     layout.window_w, layout.window_h, left, right)
             ps.look_at_dir(eye, target, (0.0, 1.0, 0.0), fly_to=False)
+        self.focus_landmark(layout)
         if scene.residual_place_frames > 0:
             scene.residual_place_frames -= 1
             h, w = scene.residual_shape or (1, 3)
@@ -129,6 +134,23 @@ class Studio:
             size = (sw, sw * h / w + 40)
             psim.SetWindowSize(RESIDUAL_WINDOW, size)
             psim.SetWindowPos(RESIDUAL_WINDOW, layout.side_window_pos(size[1]))
+
+    def focus_landmark(self, layout: DockLayout) -> None:
+        """Turn the view to the landmark the user picked in a list (``focus_request``)."""
+        app, scene = self.app, self.scene
+        index, app.editor.focus_request = app.editor.focus_request, None
+        if index is None or app.scan_canonical is None or scene.scan_bounds is None:
+            return
+        self.app.views.selected = None
+        scene.set_looked_through(None)
+        low, high = scene.scan_bounds
+        point = app.editor.position(index, app.scan_canonical.vertices,
+                                    app.scan_canonical.faces)
+        left, right = layout.free_x
+        eye, target = focus_view(point, (low + high) / 2, float(np.max(high - low)),
+                                 ps.get_vertical_fov_degrees(), layout.window_w,
+                                 layout.window_h, left, right)
+        ps.look_at_dir(eye, target, (0.0, 1.0, 0.0), fly_to=True)
 
     def sync_scene(self) -> None:
         app, scene = self.app, self.scene
@@ -138,13 +160,18 @@ class Studio:
             scene.frame_request = True
             self._fit_version = None
             self._lmk_version = None
-        if app.editor.scene_key() != self._lmk_version and app.scan_canonical is not None:
-            self._lmk_version = app.editor.scene_key()
-            arrays = app.editor.scene_arrays(app.scan_canonical.vertices, app.scan_canonical.faces)
-            if arrays is None:
-                scene.set_landmarks(None)
-            else:
-                scene.set_landmarks(*arrays, selected=app.editor.placed_index())
+            self._frame_key = None
+        frame_key = (app.scan_version, scene.style.show_frame)
+        if frame_key != self._frame_key:
+            self._frame_key = frame_key
+            scene.set_frame_arrows(frame_arrows(app.scan_canonical.vertices)
+                                   if app.scan_canonical is not None else None)
+        lmk_key = (app.editor.scene_key(), scene.style.landmarks_by_confidence)
+        if lmk_key != self._lmk_version and app.scan_canonical is not None:
+            self._lmk_version = lmk_key
+            scene.set_landmarks(
+                app.editor.scene_arrays(app.scan_canonical.vertices, app.scan_canonical.faces),
+                selected=app.editor.placed_index())
         scene.set_cameras(app.views.cameras, app.views.version)
         verts = app.fitted_vertices
         key = app.snapshot.version if app.snapshot is not None else id(verts)

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 import numpy as np
 import polyscope as ps
 
+from reflame_app.state.confidence import confidence_colors, confidence_sizes
+from reflame_app.state.frame import FrameArrows
+from reflame_app.state.landmark_editor import LandmarkDisplay
 from reflame_app.state.residuals import residual_grid, robust_limits
 from reflame_core.io.mesh import Scan
 
@@ -20,14 +23,21 @@ FIT = "FLAME fit"
 LMK_DETECTED = "landmarks (detected)"
 LMK_EDITED = "landmarks (edited)"
 LMK_SELECTED = "landmark (selected)"
+LMK_OUTLIERS = "landmarks the fit contradicts"
+FRAME_UP = "frame: up"
+FRAME_FRONT = "frame: front"
 CAMERA_GROUP = "orbit views"
 RESIDUAL_IMAGE = "residual images"
 CAMERA_WIDGET_SIZE = 0.05  # frustum size, relative to the scene (scan) size
 
 DETECTED_COLOR = (0.10, 0.55, 1.00)
 EDITED_COLOR = (1.00, 0.55, 0.05)
-SELECTED_COLOR = (1.00, 0.10, 0.10)
+SELECTED_COLOR = (0.10, 0.95, 1.00)  # cyan: red is the confidence ramp's "doubtful"
 DISABLED_COLOR = (0.45, 0.45, 0.45)
+OUTLIER_COLOR = (1.00, 0.10, 0.90)  # magenta halo around a landmark the fit contradicts
+UP_COLOR = (0.20, 0.85, 0.30)
+FRONT_COLOR = (0.20, 0.45, 1.00)
+LANDMARK_RADIUS = 0.016  # relative to the scene; a landmark of confidence 0 (see SMALLEST)
 
 
 @dataclass
@@ -42,6 +52,8 @@ class OverlayStyle:
     auto_range: bool = True  # colour-map top from the data (robust percentile)
     show_scan: bool = True
     show_cameras: bool = False  # the orbit-view frusta are clutter unless asked for
+    show_frame: bool = True  # the scan's up / front arrows
+    landmarks_by_confidence: bool = True  # else: detected blue, edited orange
     max_distance: float = 0.1  # colour-map top, canonical units (when not auto_range)
 
 
@@ -161,30 +173,62 @@ class SceneSync:
         self._style_applied = OverlayStyle(**st.__dict__)
 
     # --- landmarks ----------------------------------------------------------------------
-    def set_landmarks(self, positions: np.ndarray | None, edited: np.ndarray | None = None,
-                      enabled: np.ndarray | None = None, selected: int | None = None) -> None:
-        """positions (N,3) canonical; edited (N,) bool; enabled (N,) bool; selected index.
+    def set_landmarks(self, lms: LandmarkDisplay | None, selected: int | None = None) -> None:
+        """The placed landmarks (canonical), ``selected`` a row of ``lms``.
 
-        Detected and edited landmarks are separate point clouds in different colours so the
-        user sees at a glance what was changed by hand; disabled ones are grey."""
-        for name in (LMK_DETECTED, LMK_EDITED, LMK_SELECTED):
+        Detected and edited landmarks are separate point clouds so the user sees at a glance
+        what was changed by hand (edited: orange). Detected ones are coloured and sized by
+        confidence (``confidence_colors``: red and large = doubtful), or plain blue when
+        ``landmarks_by_confidence`` is off; disabled ones are grey. A magenta halo rings the
+        landmarks the fit contradicts."""
+        for name in (LMK_DETECTED, LMK_EDITED, LMK_SELECTED, LMK_OUTLIERS):
             if ps.has_point_cloud(name):
                 ps.remove_point_cloud(name)
-        if positions is None or len(positions) == 0:
+        if lms is None or len(lms.positions) == 0:
             return
-        n = len(positions)
-        edited = np.zeros(n, bool) if edited is None else np.asarray(edited, bool)
-        enabled = np.ones(n, bool) if enabled is None else np.asarray(enabled, bool)
-        for name, sel, color in ((LMK_DETECTED, ~edited, DETECTED_COLOR),
-                                 (LMK_EDITED, edited, EDITED_COLOR)):
+        pos, edited, enabled = lms.positions, lms.edited, lms.enabled
+        by_conf = self.style.landmarks_by_confidence
+        for name, sel in ((LMK_DETECTED, ~edited), (LMK_EDITED, edited)):
             if not sel.any():
                 continue
-            pc = ps.register_point_cloud(name, positions[sel], radius=0.004, color=color)
-            cols = np.where(enabled[sel, None], np.asarray(color), np.asarray(DISABLED_COLOR))
+            detected = name == LMK_DETECTED
+            cols = np.tile(np.asarray(EDITED_COLOR if not detected else DETECTED_COLOR),
+                           (int(sel.sum()), 1))
+            if detected and by_conf:
+                cols = confidence_colors(lms.confidence[sel])
+            cols[~enabled[sel]] = DISABLED_COLOR
+            pc = ps.register_point_cloud(name, pos[sel], radius=LANDMARK_RADIUS, color=cols[0])
             pc.add_color_quantity("state", cols, enabled=True)
-        if selected is not None and 0 <= selected < n:
-            ps.register_point_cloud(LMK_SELECTED, positions[selected:selected + 1],
-                                    radius=0.008, color=SELECTED_COLOR)
+            sizes = (confidence_sizes(lms.confidence[sel]) if detected and by_conf
+                     else np.full(int(sel.sum()), 0.35))
+            # Radius quantities are world lengths (not scaled by the point radius).
+            pc.add_scalar_quantity("radius", sizes * LANDMARK_RADIUS * ps.get_length_scale())
+            pc.set_point_radius_quantity("radius", autoscale=False)
+        if lms.outlier.any():
+            pc = ps.register_point_cloud(LMK_OUTLIERS, pos[lms.outlier],
+                                         radius=2.0 * LANDMARK_RADIUS, color=OUTLIER_COLOR)
+            pc.set_transparency(0.6)
+        if selected is not None and 0 <= selected < len(pos):
+            ps.register_point_cloud(LMK_SELECTED, pos[selected:selected + 1],
+                                    radius=1.2 * LANDMARK_RADIUS, color=SELECTED_COLOR)
+
+    # --- the scan's frame ---------------------------------------------------------------
+    def set_frame_arrows(self, arrows: FrameArrows | None) -> None:
+        """The up (green) and front (blue) arrows: where the studio thinks the top of the
+        head and the face are. None: no arrows."""
+        for name in (FRAME_UP, FRAME_FRONT):
+            if ps.has_point_cloud(name):
+                ps.remove_point_cloud(name)
+        if arrows is None or not self.style.show_frame:
+            return
+        for name, base, vec, color in ((FRAME_UP, arrows.up_base, arrows.up, UP_COLOR),
+                                       (FRAME_FRONT, arrows.front_base, arrows.front,
+                                        FRONT_COLOR)):
+            pc = ps.register_point_cloud(name, np.asarray(base, np.float64)[None],
+                                         radius=0.004, color=color)
+            pc.add_vector_quantity("direction", np.asarray(vec, np.float64)[None],
+                                   vectortype="ambient", enabled=True, color=color,
+                                   radius=0.012)
 
     # --- orbit cameras ------------------------------------------------------------------
     def set_cameras(self, cameras: object, version: int) -> None:

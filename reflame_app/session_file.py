@@ -1,8 +1,9 @@
 """Save and load a studio session as JSON, and where autosaves go.
 
 A session file holds what is needed to come back to the same work: scan path, FLAME folder,
-config overrides, landmarks (the LandmarkSet's own JSON form) and the fitted vertices
-(5023,3) in the canonical frame. Writes go through a temporary file and a rename so a crash
+config overrides, landmarks (the LandmarkSet's own JSON form), the canonical frame (the
+scan -> canonical similarity, as corrected by the user) and the fitted vertices (5023,3) in
+that frame. Writes go through a temporary file and a rename so a crash
 mid-write never destroys the previous save.
 """
 
@@ -39,6 +40,7 @@ class SessionData:
     overrides: dict[str, Any] = field(default_factory=dict)
     landmarks: dict | None = None
     fitted_vertices: np.ndarray | None = None  # (5023,3) canonical frame
+    frame: dict | None = None  # scan -> canonical Similarity.to_dict() plus "source"
 
     def to_json(self) -> dict:
         return {
@@ -50,6 +52,7 @@ class SessionData:
             "landmarks": self.landmarks,
             "fitted_vertices": None if self.fitted_vertices is None
             else np.asarray(self.fitted_vertices, np.float64).round(7).tolist(),
+            "frame": self.frame,
         }
 
 
@@ -76,10 +79,14 @@ def load_session(path: str | Path) -> SessionData:
         verts = np.asarray(verts, np.float32)
         if verts.ndim != 2 or verts.shape[1] != 3:
             raise InputFileError(path, f"fitted_vertices must be (N,3), got {verts.shape}")
+    frame = raw.get("frame")
+    if frame is not None and not isinstance(frame, dict):
+        raise InputFileError(path, "frame must be an object (scale, rotation, translation)")
     return SessionData(
         scan_path=raw.get("scan_path"),
         flame_dir=raw.get("flame_dir"),
         overrides=dict(raw.get("overrides") or {}),
         landmarks=raw.get("landmarks"),
         fitted_vertices=verts,
+        frame=frame,
     )

@@ -81,8 +81,10 @@ def test_landmark_editor_pick_move_undo_redo_and_handoff() -> None:
     assert lms.face_idx[5] == UNPLACED and lms.provenance[5] == "detected"
     verts = np.random.default_rng(1).normal(size=(60, 3))
     faces = np.random.default_rng(2).integers(0, 60, (100, 3))
-    pos, edited, enabled = ed.scene_arrays(verts, faces)
-    assert pos.shape == (67, 3) and np.isfinite(pos).all() and not edited.any()
+    shown = ed.scene_arrays(verts, faces)
+    assert shown.positions.shape == (67, 3) and np.isfinite(shown.positions).all()
+    assert not shown.edited.any() and not shown.outlier.any()
+    assert np.allclose(shown.confidence, 0.8)
     ed.select(6)
     assert ed.placed_index() == 5
 
@@ -407,3 +409,208 @@ def test_first_run_lists_the_template_alternatives(tmp_path) -> None:
     (tmp_path / "head_template.obj").write_bytes(b"x")  # half of the other one is not
     fr.check(tmp_path)
     assert not fr.needs()[0].satisfied
+
+
+def test_landmarks_least_confident_first_filtered_and_focused() -> None:
+    ed = LandmarkEditorState()
+    lms = _landmarks()
+    lms.confidence = np.linspace(0.9, 0.1, 68)  # landmark 67 is the least confident
+    ed.set_landmarks(lms)
+    assert [r.index for r in ed.rows()[:3]] == [0, 1, 2]
+    ed.set_order("confidence")
+    rows = ed.rows()
+    assert [r.index for r in rows[:3]] == [67, 66, 65]
+    assert rows[-1].index == 5 and not rows[-1].placed  # nothing to check: last
+    ed.move(67, 3, np.array([1.0, 0.0, 0.0]))  # checked by the artist: after the detected ones
+    assert ed.rows()[0].index == 66 and ed.rows()[-2].index == 67
+    ed.max_confidence = 0.2
+    listed = [r.index for r in ed.rows()]
+    assert listed and all(lms.confidence[i] <= 0.2 for i in listed) and 67 not in listed
+    with pytest.raises(ValueError):
+        ed.set_order("by mood")
+    key = ed.scene_key()
+    ed.select(66, focus=True)
+    assert ed.focus_request == 66 and ed.scene_key() != key
+    ed.select(5, focus=True)  # unplaced: nowhere to look
+    assert ed.focus_request == 66
+
+
+def test_outliers_in_the_table_and_never_on_an_edited_landmark() -> None:
+    from reflame_core.fit.landmark_outliers import LandmarkOutlier
+
+    ed = LandmarkEditorState()
+    ed.set_landmarks(_landmarks())
+    key = ed.scene_key()
+    ed.set_outliers([LandmarkOutlier(30, "nose_tip", 0.3, 0.02),
+                     LandmarkOutlier(8, "chin", 0.2, 0.05)])
+    assert ed.scene_key() != key  # the viewer redraws its rings
+    assert [o.index for o in ed.outliers] == [30, 8]
+    rows = {r.index: r for r in ed.rows()}
+    assert rows[30].outlier_weight == pytest.approx(0.02) and rows[31].outlier_weight is None
+    verts = np.random.default_rng(1).normal(size=(60, 3))
+    faces = np.random.default_rng(2).integers(0, 60, (100, 3))
+    shown = ed.scene_arrays(verts, faces)
+    # rows among the placed landmarks (landmark 5 is unplaced): 30 -> 29, 8 -> 7
+    assert np.flatnonzero(shown.outlier).tolist() == [7, 29]
+    ed.move(30, 4, np.array([0.0, 1.0, 0.0]))  # the artist's point is trusted at once
+    assert [o.index for o in ed.outliers] == [8] and ed.outlier_mask().sum() == 1
+
+
+def test_confidence_colour_ramp_and_sizes() -> None:
+    from reflame_app.state.confidence import confidence_colors, confidence_sizes
+
+    c = confidence_colors([0.0, 0.6, 1.0, np.nan])
+    assert c.shape == (4, 3) and (c >= 0).all() and (c <= 1).all()
+    assert c[0, 0] > 0.9 and c[0, 1] < 0.2  # doubtful: red
+    assert c[2, 1] > 0.7 and c[2, 0] < 0.3  # sure: green
+    assert np.allclose(c[3], c[0])  # no confidence is no confidence
+    s = confidence_sizes(np.linspace(0, 1, 11))
+    assert s[0] == 1.0 and np.all(np.diff(s) < 0) and s[-1] == pytest.approx(0.3)
+
+
+def test_frame_turns_flip_and_labels() -> None:
+    from reflame_app.state.frame import (
+        FRONT,
+        UP,
+        axis_name,
+        frame_from_dict,
+        frame_to_dict,
+        front_flipped,
+        quarter_turn,
+        scan_direction,
+        turned,
+    )
+    from reflame_core.geometry.frame import canonical_frame
+
+    pts = np.random.default_rng(0).normal(size=(50, 3)) * [1.0, 2.0, 0.5]
+    f0 = canonical_frame(pts, up="+z", front="-y")
+    assert axis_name(scan_direction(f0, UP)) == "+z"
+    assert axis_name(scan_direction(f0, FRONT)) == "-y"
+    for axis in "xyz":
+        r = quarter_turn(axis)
+        assert np.allclose(r @ r.T, np.eye(3)) and np.linalg.det(r) == pytest.approx(1.0)
+        f = f0
+        for _ in range(4):
+            f = turned(f, axis)
+        np.testing.assert_array_equal(f.rotation, f0.rotation)  # exactly: integer turns
+        np.testing.assert_array_equal(f.translation, f0.translation)
+    # right-handed quarter turns: about x, up goes to the front; about y, front goes to +x
+    assert np.allclose(quarter_turn("x") @ UP, FRONT)
+    assert np.allclose(quarter_turn("y") @ FRONT, [1.0, 0.0, 0.0])
+    nod = turned(f0, "x")
+    assert axis_name(scan_direction(nod, UP)) == "+y"  # the scan's old back is now up
+    flipped = front_flipped(f0)
+    assert axis_name(scan_direction(flipped, FRONT)) == "+y"
+    assert axis_name(scan_direction(flipped, UP)) == "+z"
+    np.testing.assert_array_equal(front_flipped(flipped).rotation, f0.rotation)
+    # the scan's box centre stays at the canonical origin, its size unchanged
+    moved = nod.apply(pts)
+    assert np.allclose((moved.min(0) + moved.max(0)) / 2, 0.0, atol=1e-9)
+    assert np.ptp(moved, 0).max() == pytest.approx(np.ptp(f0.apply(pts), 0).max())
+    back, source = frame_from_dict(json.loads(json.dumps(frame_to_dict(nod, "corrected"))))
+    assert source == "corrected" and np.allclose(back.matrix, nod.matrix)
+    bad = frame_to_dict(nod, "corrected")
+    bad["rotation"] = np.diag([1.0, 1.0, -1.0]).tolist()  # a mirror, not a rotation
+    with pytest.raises(ValueError):
+        frame_from_dict(bad)
+    assert axis_name(np.array([0.6, 0.8, 0.0])) == "(0.60, 0.80, 0.00)"
+    # the viewer's arrows leave the scan's box through its top and its face side
+    from reflame_app.state.frame import frame_arrows
+
+    drawn = nod.apply(pts)
+    arrows = frame_arrows(drawn)
+    assert arrows.up_base[1] == pytest.approx(drawn[:, 1].max()) and arrows.up[1] > 0
+    assert arrows.front_base[2] == pytest.approx(drawn[:, 2].max()) and arrows.front[2] > 0
+    assert not arrows.up[[0, 2]].any() and not arrows.front[:2].any()
+
+
+def test_focus_view_looks_at_the_landmark_from_outside() -> None:
+    from reflame_app.state.views import focus_view
+
+    centre = np.zeros(3)
+    point = np.array([0.0, 0.0, 1.5])  # the nose tip
+    nose_eye, target = focus_view(point, centre, 3.2, 45.0, 1000, 800, 0, 1000)
+    assert np.allclose(target, point) and nose_eye[2] > point[2] and abs(nose_eye[0]) < 1e-9
+    cheek = np.array([1.4, 0.0, 0.2])
+    eye, target = focus_view(cheek, centre, 3.2, 45.0, 1000, 800, 0, 1000)
+    assert eye[0] > cheek[0] and eye[2] > cheek[2]  # from the side, leaning to the front
+    # a free area on the right: the landmark is shown there, not behind the panels
+    eye2, target2 = focus_view(point, centre, 3.2, 45.0, 1000, 800, 400, 1000)
+    assert target2[0] < point[0] and np.allclose(eye2 - target2, nose_eye - point)
+
+
+def test_frame_correction_asks_reorients_reaches_the_fit_and_is_saved(
+        small_synthetic_head, flame_dir, tmp_path, monkeypatch) -> None:
+    from reflame_app.state.app_state import AppState
+    from reflame_app.state.frame import front_flipped, turned
+    from reflame_core.io.obj import write_obj
+
+    monkeypatch.setenv("REFLAME_AUTOSAVE_DIR", str(tmp_path / "autosave"))
+    s = small_synthetic_head.scan
+    path = write_obj(tmp_path / "head.obj", s.vertices, s.faces)
+    app = AppState(flame_dir=flame_dir, preset="fast")
+    try:
+        app.config.set("cameras.num_views", 2)
+        app.config.set("cameras.resolution", 48)
+        app.open_scan(path)
+        f0, version = app.to_canonical, app.scan_version
+        assert app.frame.source == "axes" and app.frame.describe().startswith("up +y, front +z")
+        for _ in range(4):  # nothing to lose yet: each turn applies at once
+            assert app.turn_frame("x")
+        assert np.array_equal(app.to_canonical.rotation, f0.rotation)
+        assert app.scan_version == version + 4 and app.frame.source == "corrected"
+        assert app.flip_front()
+        assert np.allclose(app.scan_canonical.vertices, front_flipped(f0).apply(s.vertices),
+                           atol=1e-5)  # what is drawn is the scan in the new frame
+        assert app.flip_front()
+
+        # Detected landmarks and a running fit: a change asks first, then says what it cost.
+        app.editor.set_landmarks(small_synthetic_head.true_landmark_set())
+        app.start_session()
+        app.fit.command("step", 1)
+        assert app.controller.wait_idle(120)
+        app.poll()
+        assert app.snapshot is not None
+        assert np.allclose(app.snapshot.to_canonical.matrix, f0.matrix)
+        assert not app.turn_frame("y")
+        assert not app.turn_frame("y")  # clicks add up while the question is open
+        costs = app.frame.pending.costs
+        assert any("fit session" in c for c in costs)
+        assert any("detect them again" in c for c in costs)
+        assert np.array_equal(app.to_canonical.rotation, f0.rotation)  # not yet
+        app.cancel_frame()
+        assert app.frame.pending is None and app.controller is not None
+        assert not app.flip_front()
+        app.confirm_frame()
+        half = front_flipped(f0)
+        assert np.allclose(app.to_canonical.matrix, half.matrix)
+        assert app.controller is None and app.snapshot is None  # the old fit is gone, as said
+        assert app.editor.landmarks is not None and app.frame.landmarks_stale  # kept, flagged
+        assert "front -z" in app.frame.describe()
+        # The next fit runs in the corrected frame.
+        app.start_session()
+        app.fit.command("step", 1)
+        assert app.controller.wait_idle(120)
+        app.poll()
+        assert np.allclose(app.snapshot.to_canonical.matrix, half.matrix)
+
+        # Saved with the session, and back on load.
+        assert app.turn_frame("z") is False
+        app.confirm_frame()
+        saved = app.save_session(tmp_path / "session.json")
+        assert json.loads(saved.read_text())["frame"]["source"] == "corrected"
+    finally:
+        app.shutdown()
+    other = AppState(flame_dir=flame_dir, preset="fast")
+    try:
+        other.load_session(saved)
+        assert np.allclose(other.to_canonical.matrix, turned(half, "z").matrix)
+        assert np.allclose(other.scan_canonical.vertices, turned(half, "z").apply(s.vertices),
+                           atol=1e-5)
+        doc = json.loads(saved.read_text())
+        doc["frame"]["rotation"] = np.diag([1.0, -1.0, 1.0]).tolist()
+        (tmp_path / "bad.json").write_text(json.dumps(doc))
+        with pytest.raises(InputFileError, match="frame"):
+            other.load_session(tmp_path / "bad.json")
+    finally:
+        other.shutdown()

@@ -238,3 +238,93 @@ def test_the_studio_replaces_a_worker_that_crashed_too_often(small_synthetic_hea
         assert app.worker.state == "idle" and app.controller is app.worker
     finally:
         app.shutdown()
+
+
+# Jaw, cheek, nose tip, mouth corner, brow (as in test_robust_landmarks).
+DISPLACED = [4, 12, 21, 30, 48]
+
+
+def _displaced(head) -> np.ndarray:
+    """The true landmarks (68,3) with ``DISPLACED`` moved 20-40% of head height (seeded)."""
+    rng = np.random.default_rng(7)
+    height = np.ptp(head.true_vertices, axis=0).max()
+    pts = np.array(head.true_landmarks, np.float64)
+    direction = rng.normal(size=(len(DISPLACED), 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    pts[DISPLACED] += direction * rng.uniform(0.2, 0.4, len(DISPLACED))[:, None] * height
+    return pts
+
+
+def test_runner_sends_landmark_outliers_when_they_change(small_synthetic_head, flame_template,
+                                                         landmark_embedding) -> None:
+    torch.set_num_threads(2)
+    r = FitRunner("cpu", render_backend="torch")
+    r.handle(Command(1, "set_assets", {"template": flame_template,
+                                       "embedding": landmark_embedding}))
+    r.handle(Command(2, "open_scan", {"scan": small_synthetic_head.scan}))
+    pts = _displaced(small_synthetic_head)
+    r.handle(Command(3, "new_session", {"config": _config(),
+                                        "landmarks": LandmarkTargets.from_points(pts)}))
+    assert r.update().session.outliers == []  # before the rigid stage: nothing to say yet
+    assert r.update().session.outliers is None  # and not said again
+    r.handle(Command(4, "step", {"n": 1}))  # rigid
+    while r.wants_step:
+        r.tick()
+    first = r.update()
+    found = first.session.outliers
+    assert sorted(o.index for o in found) == DISPLACED
+    assert all(o.weight < 0.1 and 0.1 < o.residual < 0.5 for o in found)
+    again = r.update()
+    assert again.session.outliers is None  # unchanged: not sent
+    assert first.merged(again).session.outliers == found  # coalesced updates keep them
+    # The artist moves two of them (edited = trusted): they are never outliers again.
+    lm = LandmarkTargets.from_points(pts)
+    lm.trusted[[4, 30]] = True
+    r.handle(Command(5, "set_landmarks", {"landmarks": lm}))
+    after = r.update().session.outliers
+    assert after is not None and not {o.index for o in after} & {4, 30}
+    assert {12, 21, 48} <= {o.index for o in after}
+
+
+def test_the_studio_lists_the_fits_outliers(small_synthetic_head, tmp_path, monkeypatch,
+                                            flame_dir) -> None:
+    """Through the worker process: the studio's panel state lists the landmarks the fit
+    contradicts, and an edited one leaves the list at once and for good."""
+    from reflame_app.state.app_state import AppState
+    from reflame_core.geometry.surface_query import MeshQuery
+    from reflame_core.io.obj import write_obj
+
+    monkeypatch.setenv("REFLAME_AUTOSAVE_DIR", str(tmp_path / "autosave"))
+    head = small_synthetic_head
+    s = head.scan
+    path = write_obj(tmp_path / "head.obj", s.vertices, s.faces)
+    app = AppState(flame_dir=flame_dir, preset="fast")
+    try:
+        for key, value in TINY.items():
+            app.config.set(key, value)
+        app.open_scan(path)
+        lms = head.true_landmark_set()  # "detected" landmarks, five of them far off
+        hits = MeshQuery(s.vertices, s.faces).closest(_displaced(head)[DISPLACED])
+        lms.face_idx[DISPLACED] = hits.face
+        lms.bary[DISPLACED] = hits.bary / hits.bary.sum(1, keepdims=True)
+        app.editor.set_landmarks(lms)
+        app.start_session()
+        app.fit.command("step", 1)
+        end = time.monotonic() + 120
+        while len(app.editor.outliers) < len(DISPLACED):
+            assert time.monotonic() < end, [m.text for m in app.messages.items]
+            app.poll()
+            time.sleep(0.01)
+        assert sorted(o.index for o in app.editor.outliers) == DISPLACED
+        app.editor.move(30, int(lms.face_idx[30]), lms.bary[30])  # the artist confirms it
+        assert 30 not in {o.index for o in app.editor.outliers}
+        app.poll()  # sends the edit; the worker answers with its new list
+        sent = app.worker.outliers_version
+        while app.worker.outliers_version == sent:
+            assert time.monotonic() < end
+            app.poll()
+            time.sleep(0.01)
+        assert 30 not in {o.index for o in app.worker.landmark_outliers()}
+        assert {4, 12, 21, 48} <= {o.index for o in app.editor.outliers}
+    finally:
+        app.shutdown()

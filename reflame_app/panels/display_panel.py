@@ -18,6 +18,14 @@ def draw_display(scene: SceneSync) -> None:
     psim.SameLine()
     _, style.wireframe = psim.Checkbox("wireframe", style.wireframe)
     _, style.show_cameras = psim.Checkbox("view frusta", style.show_cameras)
+    psim.SameLine()
+    _, style.show_frame = psim.Checkbox("up/front arrows", style.show_frame)
+    _, style.landmarks_by_confidence = psim.Checkbox("landmarks by confidence",
+                                                     style.landmarks_by_confidence)
+    if psim.IsItemHovered():
+        psim.SetTooltip("Detected landmarks: red and large = low confidence, amber, green and "
+                        "small = high; edited ones orange; magenta ring = the fit contradicts "
+                        "it. Off: detected blue, edited orange.")
     psim.SetNextItemWidth(200)
     _, style.transparency = psim.SliderFloat("FLAME opacity", style.transparency, 0.05, 1.0)
     psim.Text("Residual colour maps:")

@@ -50,7 +50,8 @@ def draw_fit(app: AppState) -> None:
             psim.TableNextColumn()
             psim.Text(row.status)
             psim.TableNextColumn()
-            psim.ProgressBar(row.progress, (-1, 0), f"{row.iteration}/{row.num_steps}")
+            why = f" ({row.end_reason})" if row.end_reason else ""
+            psim.ProgressBar(row.progress, (-1, 0), f"{row.iteration}/{row.num_steps}{why}")
         psim.EndTable()
     for stage, params in fc.params.items():
         if not psim.TreeNode(f"{stage} parameters"):

@@ -1,4 +1,5 @@
-"""Landmarks panel: detect, table (group, confidence, provenance, enabled, weight),
+"""Landmarks panel: detect, what to check first (the landmarks the fit contradicts, the
+least confident), table (group, confidence, provenance, enabled, weight, fit weight),
 click-to-move, disable/reset, undo/redo, group weights."""
 
 from __future__ import annotations
@@ -7,16 +8,30 @@ import numpy as np
 import polyscope.imgui as psim
 
 from reflame_app.panels.widgets import GREY, button
+from reflame_app.scene import OUTLIER_COLOR
 from reflame_app.state.app_state import AppState
+from reflame_app.state.confidence import confidence_colors
+from reflame_app.state.landmark_editor import ORDERS, LandmarkEditorState
 from reflame_app.state.manual_landmarks import diagram_points
 from reflame_core.landmarks.definitions import GROUPS
 
 EDITED = (1.0, 0.6, 0.1, 1.0)
 DETECTED = (0.4, 0.7, 1.0, 1.0)
+OUTLIER = (*OUTLIER_COLOR, 1.0)
+ORDER_LABELS = ("by index", "least confident first")
+
+
+def weight_text(weight: float) -> str:
+    """A robust weight as the artist reads it: "<0.01" for a landmark the fit ignores."""
+    return "<0.01" if weight < 0.01 else f"{weight:.2f}"
+
+
+def conf_colour(confidence: float) -> tuple[float, float, float, float]:
+    return (*confidence_colors([confidence])[0], 1.0)
 
 
 def draw_landmarks(app: AppState) -> None:
-    if not psim.CollapsingHeader("Landmarks"):
+    if not psim.CollapsingHeader("Landmarks", psim.ImGuiTreeNodeFlags_DefaultOpen):
         return
     ed = app.editor
     if button("Detect landmarks", app.scan is not None and not app.detecting):
@@ -49,6 +64,7 @@ def draw_landmarks(app: AppState) -> None:
         if psim.SmallButton("reset"):
             with app.messages.guard("Resetting the landmark"):
                 ed.reset(i)
+    draw_outliers(ed)
     if psim.TreeNode("group weights"):
         for g in GROUPS:
             changed, w = psim.InputFloat(g, float(lms.group_weights[g]), 0.1, 1.0, "%.2f")
@@ -56,11 +72,22 @@ def draw_landmarks(app: AppState) -> None:
                 with app.messages.guard("Setting a group weight"):
                     ed.set_group_weight(g, max(0.0, w))
         psim.TreePop()
+    psim.SetNextItemWidth(170)
+    changed, k = psim.Combo("order", ORDERS.index(ed.order), list(ORDER_LABELS))
+    if changed:
+        ed.set_order(ORDERS[k])
+    psim.SameLine()
+    psim.SetNextItemWidth(110)
+    _, ed.max_confidence = psim.SliderFloat("max conf", ed.max_confidence, 0.0, 1.0, "%.2f")
+    if psim.IsItemHovered():
+        psim.SetTooltip("List only detected landmarks at or below this confidence "
+                        "(1: list all)")
     flags = (psim.ImGuiTableFlags_RowBg | psim.ImGuiTableFlags_ScrollY
              | psim.ImGuiTableFlags_Borders | psim.ImGuiTableFlags_SizingFixedFit)
     if psim.BeginTable("landmark table", 6, flags, (0, 220)):
-        for name, width in (("#  name", 140), ("group", 52), ("conf", 34), ("source", 52),
-                            ("on", 24), ("weight", 48)):
+        # The group is in the row's tooltip: the columns leave room for the fit's weight.
+        for name, width in (("#  name", 140), ("conf", 34), ("source", 52), ("on", 24),
+                            ("weight", 44), ("fit", 40)):
             psim.TableSetupColumn(name, psim.ImGuiTableColumnFlags_WidthFixed, width)
         psim.TableHeadersRow()
         for row in ed.rows():
@@ -68,13 +95,14 @@ def draw_landmarks(app: AppState) -> None:
             psim.TableNextRow()
             psim.TableNextColumn()
             if psim.Selectable(f"{row.index:2d} {row.name}", ed.selected == row.index):
-                ed.select(row.index)
+                ed.select(row.index, focus=True)
             if psim.IsItemHovered():
                 psim.SetTooltip(f"{row.index} {row.name} ({row.group})")
             psim.TableNextColumn()
-            psim.Text(row.group)
-            psim.TableNextColumn()
-            psim.Text(f"{row.confidence:.2f}" if row.placed else "-")
+            if row.placed and row.provenance != "edited":
+                psim.TextColored(conf_colour(row.confidence), f"{row.confidence:.2f}")
+            else:
+                psim.TextColored(GREY, f"{row.confidence:.2f}" if row.placed else "-")
             psim.TableNextColumn()
             if row.placed:
                 edited = row.provenance == "edited"
@@ -93,8 +121,31 @@ def draw_landmarks(app: AppState) -> None:
             if changed and psim.IsItemDeactivatedAfterEdit():
                 with app.messages.guard("Setting the weight"):
                     ed.set_weight(row.index, max(0.0, w))
+            psim.TableNextColumn()
+            if row.outlier_weight is not None:
+                psim.TextColored(OUTLIER, weight_text(row.outlier_weight))
+                if psim.IsItemHovered():
+                    psim.SetTooltip("the fit contradicts this landmark: its robust weight")
             psim.PopID()
         psim.EndTable()
+
+
+def draw_outliers(ed: LandmarkEditorState) -> None:
+    """"Look here first": the landmarks the fit contradicts (largest residual first), with
+    their robust weight; a click selects one and turns the view to it."""
+    outliers = ed.outliers
+    if not outliers:
+        return
+    psim.TextColored(OUTLIER, f"Look here first: the fit contradicts {len(outliers)} "
+                     "landmark" + ("s" if len(outliers) > 1 else ""))
+    if psim.IsItemHovered():
+        psim.SetTooltip("Ringed in magenta in the view. Move each to where it belongs (an "
+                        "edited landmark is trusted), or disable it.")
+    for o in outliers:
+        label = (f"{o.index:2d} {o.name}: off by {100 * o.residual:.1f}% of the head, "
+                 f"weight {weight_text(o.weight)}")
+        if psim.Selectable(f"{label}##outlier{o.index}", ed.selected == o.index):
+            ed.select(o.index, focus=True)
 
 
 _DIAGRAM_CACHE: dict[int, np.ndarray] = {}

@@ -18,21 +18,24 @@ import numpy as np
 from reflame_app.session_file import SessionData, autosave_dir, load_session, save_session
 from reflame_app.state.first_run import FirstRunState
 from reflame_app.state.fit_control import FitControlState
+from reflame_app.state.frame import (
+    FrameState,
+    PendingFrame,
+    frame_from_dict,
+    frame_to_dict,
+    front_flipped,
+    turned,
+)
 from reflame_app.state.landmark_editor import LandmarkEditorState
 from reflame_app.state.losses import LossPlotState
 from reflame_app.state.messages import MessageLog
-from reflame_app.state.views import ViewsPanelState, cameras_from_config
-from reflame_core.assets.flame import (
-    FlameTemplate,
-    LandmarkEmbedding,
-    load_flame_template,
-    load_landmark_embedding,
-)
+from reflame_app.state.views import ViewsPanelState
+from reflame_core.assets.flame import FlameTemplate, LandmarkEmbedding
 from reflame_core.assets.locate import find_flame_dir, save_flame_dir
-from reflame_core.errors import AssetError
+from reflame_core.errors import AssetError, InputFileError
 from reflame_core.fit.config import FitConfig
-from reflame_core.fit.targets import LandmarkTargets
-from reflame_core.geometry.frame import canonical_frame
+from reflame_core.fit.scene import cameras_from_config, scan_to_canonical
+from reflame_core.fit.setup import landmark_targets, load_flame
 from reflame_core.geometry.similarity import Similarity
 from reflame_core.geometry.surface_query import MeshQuery
 from reflame_core.io.mesh import Scan
@@ -46,7 +49,9 @@ class AppState:
 
     Frames: ``scan`` is in the file's own frame; ``scan_canonical`` (what is drawn, and what
     the orbit cameras look at) is ``scan.transformed(to_canonical)``; fitted vertices from
-    the engine are canonical.
+    the engine are canonical. ``to_canonical`` is ``frame.to_canonical``, set from the
+    config's axes when a scan opens and changed with ``set_frame`` (a correction, or an
+    automatic orientation).
     """
 
     def __init__(self, *, flame_dir: str | Path | None = None, device: str = "cpu",
@@ -66,7 +71,8 @@ class AppState:
         self.embedding: LandmarkEmbedding | None = None
         self.scan: Scan | None = None
         self.scan_canonical: Scan | None = None
-        self.to_canonical: Similarity | None = None
+        self.frame = FrameState()
+        self.outliers_version = -1  # the worker's outliers_version last handed to the editor
         self.worker: FitWorker | None = None  # started with the first scan, kept until exit
         self.controller: FitWorker | None = None  # the worker, while it holds a fit session
         self.snapshot: Any = None
@@ -74,6 +80,7 @@ class AppState:
         self.scan_version = 0
         self._scan_query: MeshQuery | None = None
         self._detecting = False
+        self._detect_frame = 0  # frame.version the running detection was asked in
         self._reported_error: str | None = None
         self._views_sent = -1
         self.export_pending: Path | None = None
@@ -108,8 +115,8 @@ class AppState:
             self.first_run.problem = (f"{folder}: missing {', '.join(self.first_run.missing)}"
                                       f" (download FLAME from https://flame.is.tue.mpg.de)")
             raise AssetError(self.first_run.problem)
-        self.template = load_flame_template(folder)
-        self.embedding = load_landmark_embedding(folder)
+        assets = load_flame(folder)
+        self.template, self.embedding = assets.template, assets.embedding
         self.flame_dir = folder
         if self.worker is not None:
             self.worker.set_assets(self.template, self.embedding)
@@ -121,22 +128,106 @@ class AppState:
     # ---- scan ------------------------------------------------------------------------------
     def open_scan(self, path: str | Path) -> None:
         scan = load_scan(path)
-        frame = self.config.data["frame"]
-        sim = canonical_frame(scan.vertices, up=frame["up"], front=frame["front"])
+        sim = scan_to_canonical(scan, self.config)  # the frame the fit will use
         self._stop_controller()
         worker = self._ensure_worker()
-        self.scan, self.to_canonical = scan, sim
-        self.scan_canonical = scan.transformed(sim)
-        self._scan_query = None
+        self.scan = scan
+        self._show_frame(sim, "axes")
         worker.open_scan(scan)
         self._detecting = False
         self.editor.set_landmarks(None)
+        self.frame.landmarks_stale = False
+        self.messages.info(f"Opened {Path(path).name}: {len(scan.vertices)} vertices, "
+                           f"{'textured' if scan.has_texture else 'no texture'}")
+
+    @property
+    def to_canonical(self) -> Similarity | None:
+        """Scan -> canonical frame (None before a scan opens)."""
+        return self.frame.to_canonical
+
+    def _show_frame(self, sim: Similarity, source: str) -> None:
+        """Put the scan in frame ``sim``: everything canonical drawn from the old one goes."""
+        self.frame.set(sim, source)
+        self.scan_canonical = self._need_scan().transformed(sim)
+        self._scan_query = None
         self.snapshot = None
         self.loaded_vertices = None
         self.losses = LossPlotState()
+        self.editor.set_outliers([])
         self.scan_version += 1
-        self.messages.info(f"Opened {Path(path).name}: {len(scan.vertices)} vertices, "
-                           f"{'textured' if scan.has_texture else 'no texture'}")
+
+    # ---- the canonical frame ---------------------------------------------------------------
+    def frame_change_costs(self) -> list[str]:
+        """What changing the frame would discard or make stale, one line each; empty when it
+        costs nothing (then ``set_frame`` applies it at once)."""
+        costs = []
+        if self.controller is not None:
+            snap = self.snapshot
+            where = (f" (at {snap.stage}, iteration {snap.iteration})"
+                     if snap is not None and snap.stage else "")
+            costs.append(f"The fit session{where} ends; its fit is dropped.")
+        elif self.loaded_vertices is not None:
+            costs.append("The fitted mesh loaded from the session is dropped.")
+        if not self.frame.landmarks_stale:
+            detected = self._detected_landmarks()
+            if detected:
+                costs.append(f"{detected} detected landmarks were found in the old "
+                             "orientation: they are kept, but detect them again.")
+        if self._detecting:
+            costs.append("The detection running now is in the old orientation: detect "
+                         "again when it ends.")
+        return costs
+
+    def set_frame(self, sim: Similarity, source: str = "corrected", *,
+                  confirmed: bool = False) -> bool:
+        """Make ``sim`` (scan -> canonical) the frame; any source sets it (the user's
+        corrections, an automatic orientation). A change that would cost work (see
+        ``frame_change_costs``) waits in ``frame.pending`` unless ``confirmed``; returns
+        whether it was applied."""
+        self._need_scan()
+        costs = self.frame_change_costs()
+        if costs and not confirmed:
+            self.frame.pending = PendingFrame(sim, source, costs)
+            return False
+        self._stop_controller()
+        stale = self.frame.landmarks_stale or self._detected_landmarks() > 0 or self._detecting
+        self._show_frame(sim, source)
+        self.frame.landmarks_stale = stale
+        self.messages.info(f"Scan frame: {self.frame.describe()}")
+        return True
+
+    def _detected_landmarks(self) -> int:
+        """How many placed landmarks come from the detector (not edited by hand)."""
+        lms = self.editor.landmarks
+        if lms is None:
+            return 0
+        return sum(p == "detected" for p, on in zip(lms.provenance, lms.placed_mask,
+                                                     strict=True) if on)
+
+    def confirm_frame(self) -> None:
+        """Apply the frame change waiting for a yes."""
+        p = self.frame.pending
+        if p is not None:
+            self.set_frame(p.frame, p.source, confirmed=True)
+
+    def cancel_frame(self) -> None:
+        self.frame.pending = None
+
+    def turn_frame(self, axis: str, turns: int = 1) -> bool:
+        """Turn the scan by ``turns`` quarter turns about canonical ``axis`` (x, y or z),
+        starting from a change already waiting, so that clicks add up."""
+        return self.set_frame(turned(self._frame_to_correct(), axis, turns))
+
+    def flip_front(self) -> bool:
+        """Half a turn about up: the face where the back of the head was."""
+        return self.set_frame(front_flipped(self._frame_to_correct()))
+
+    def _frame_to_correct(self) -> Similarity:
+        p = self.frame.pending
+        if p is not None:
+            return p.frame
+        self._need_scan()
+        return self.frame.to_canonical
 
     def _ensure_worker(self) -> FitWorker:
         """The fitting worker process, started on first use (it then warms up while the
@@ -172,6 +263,7 @@ class AppState:
         worker = self._ensure_worker()
         worker.detect(self.to_canonical)
         self._detecting = True
+        self._detect_frame = self.frame.version
         self.messages.info("Detecting landmarks...")
         if wait:
             self._apply_detection(worker.wait_result("detect", timeout=600.0))
@@ -187,6 +279,7 @@ class AppState:
             return
         lms = result.value
         self.editor.set_landmarks(lms)
+        self.frame.landmarks_stale = self._detect_frame != self.frame.version
         placed = int(lms.placed_mask.sum())
         self.messages.info(f"Detected {placed} of {len(lms)} landmarks")
 
@@ -199,15 +292,17 @@ class AppState:
         self._stop_controller()
         self.config.set("cameras", self.views.layout_of(self.views.cameras))
         lms = self.editor.landmarks
-        targets = LandmarkTargets.from_landmark_set(lms, scan) if lms is not None else None
+        targets = landmark_targets(lms, scan)  # as make_session turns them into targets
         if targets is None:
             self.messages.info("Fitting without landmarks (none detected or placed)")
         worker = self._ensure_worker()
-        worker.new_session(self.config, targets)
+        worker.new_session(self.config, targets, self.to_canonical)
         self.controller = worker
         self.editor.mark_sent()
         self._views_sent = self.views.version
         self.fit.attach(self.controller, self.config.data["stages"])
+        self.editor.set_outliers([])
+        self.outliers_version = -1
         self.losses = LossPlotState()
         self._reported_error = None
 
@@ -238,7 +333,7 @@ class AppState:
             return False
         lms = self.editor.take_changes()
         if lms is not None:
-            c.set_landmarks(LandmarkTargets.from_landmark_set(lms, self._need_scan()))
+            c.set_landmarks(landmark_targets(lms, self._need_scan()))
         if self.views.version != self._views_sent:
             self._views_sent = self.views.version
             c.set_cameras(copy.deepcopy(self.views.cameras))
@@ -247,6 +342,9 @@ class AppState:
             self._reported_error = str(err)
             self.messages.error(f"Fitting stopped: {c.last_error}")
         snap = c.latest_snapshot()
+        if c.outliers_version != self.outliers_version:
+            self.outliers_version = c.outliers_version
+            self.editor.set_outliers(c.landmark_outliers())
         if snap is None or snap is self.snapshot:
             return False
         self.snapshot = snap
@@ -322,6 +420,8 @@ class AppState:
             overrides=self.fit.overrides(),
             landmarks=landmarks_to_dict(lms) if lms is not None else None,
             fitted_vertices=self.fitted_vertices,
+            frame=(frame_to_dict(self.to_canonical, self.frame.source)
+                   if self.to_canonical is not None else None),
         )
 
     def save_session(self, path: str | Path) -> Path:
@@ -333,6 +433,12 @@ class AppState:
             self.set_flame_dir(data.flame_dir, remember=False)
         if data.scan_path:
             self.open_scan(data.scan_path)
+        if data.frame is not None and self.scan is not None:
+            try:
+                sim, source = frame_from_dict(data.frame)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise InputFileError(Path(path), f"frame: {exc}") from None
+            self._show_frame(sim, source)
         for key, value in data.overrides.items():
             self.config.set(key, value)
         if data.landmarks is not None and self.scan is not None:

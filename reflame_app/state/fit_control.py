@@ -18,10 +18,13 @@ class StageRow:
     status: str
     iteration: int
     num_steps: int
+    end_reason: str | None = None  # why a finished stage ended ("converged", ...)
 
     @property
     def progress(self) -> float:
-        """0..1 (a stage without a step count is done or not)."""
+        """0..1 (a stage without a step count is done or not; a converged one is full)."""
+        if self.status == "done":
+            return 1.0
         if self.num_steps > 0:
             return min(1.0, self.iteration / self.num_steps)
         return 1.0 if self.status == "done" else 0.0
@@ -135,7 +138,8 @@ def stage_rows(stages: Any, fit_state: str | None = None) -> list[StageRow]:
         if status == "running" and fit_state in ("paused", "idle", "stopped", "error"):
             status = "paused" if fit_state in ("paused", "idle") else fit_state
         rows.append(StageRow(str(get("name")), status,
-                             int(get("iteration", 0) or 0), int(get("num_steps", 0) or 0)))
+                             int(get("iteration", 0) or 0), int(get("num_steps", 0) or 0),
+                             get("end_reason")))
     return rows
 
 

@@ -1,5 +1,6 @@
 """Landmark editor panel: table rows, selection, click-to-move, enable/reset/undo/redo,
-per-landmark and per-group weights. The edits themselves are LandmarkSet operations (so
+per-landmark and per-group weights, and what to look at first (least confident landmarks,
+landmarks the fit contradicts). The edits themselves are LandmarkSet operations (so
 undo/redo is the core's); this object adds selection, pick handling and change tracking."""
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ from reflame_app.state.manual_landmarks import (
     landmark_hint,
     placement_queue,
 )
+from reflame_core.fit.landmark_outliers import LandmarkOutlier
 from reflame_core.landmarks.landmark_set import LandmarkSet
+
+# Table orders: iBUG index, or least confident first (edited ones after the detected ones:
+# the artist has seen them; unplaced ones last: nothing to check).
+ORDERS = ("index", "confidence")
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,19 @@ class LandmarkRow:
     enabled: bool
     placed: bool
     weight: float
+    outlier_weight: float | None = None  # the fit's robust weight, when it is an outlier
+
+
+@dataclass(frozen=True)
+class LandmarkDisplay:
+    """What the viewer draws of the M placed landmarks: positions (M,3) in the mesh's frame,
+    edited / enabled / outlier (M,) bool, confidence (M,) in [0,1]."""
+
+    positions: np.ndarray
+    edited: np.ndarray
+    enabled: np.ndarray
+    confidence: np.ndarray
+    outlier: np.ndarray
 
 
 class LandmarkEditorState:
@@ -49,6 +68,11 @@ class LandmarkEditorState:
         # What the table calls non-edited landmarks: "detected", or "estimated" when they
         # were initialised from five clicked key points.
         self.unedited_label = "detected"
+        self.order = "index"
+        self.max_confidence = 1.0  # the table lists landmarks up to this confidence
+        self.focus_request: int | None = None  # a landmark the viewer should turn to
+        self._outliers: list[LandmarkOutlier] = []
+        self.outliers_version = 0
 
     def set_landmarks(self, lms: LandmarkSet | None) -> None:
         self.landmarks = lms
@@ -69,22 +93,66 @@ class LandmarkEditorState:
         return self.landmarks
 
     def rows(self) -> list[LandmarkRow]:
+        """The table: in ``order``, without placed landmarks above ``max_confidence``."""
         lms = self.landmarks
         if lms is None:
             return []
         groups = lms.groups
-        return [
+        outlier = {o.index: o.weight for o in self.outliers}
+        rows = [
             LandmarkRow(i, lms.names[i], groups[i], float(lms.confidence[i]), lms.provenance[i],
-                        bool(lms.enabled[i]), bool(lms.placed_mask[i]), float(lms.weight[i]))
+                        bool(lms.enabled[i]), bool(lms.placed_mask[i]), float(lms.weight[i]),
+                        outlier.get(i))
             for i in range(len(lms))
         ]
+        if self.max_confidence < 1.0:  # only detected ones at or below it
+            top = self.max_confidence
+            rows = [r for r in rows
+                    if r.placed and r.provenance != "edited" and r.confidence <= top]
+        if self.order == "confidence":
+            rows.sort(key=lambda r: (not r.placed, r.provenance == "edited", r.confidence,
+                                     r.index))
+        return rows
+
+    def set_order(self, order: str) -> None:
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {ORDERS}, got {order!r}")
+        self.order = order
+
+    # ---- what the fit contradicts --------------------------------------------------------
+    @property
+    def outliers(self) -> list[LandmarkOutlier]:
+        """The fit's outliers (largest residual first), less any landmark edited since the
+        fit last said so: an artist's point is trusted, never an outlier."""
+        lms = self.landmarks
+        if lms is None:
+            return []
+        return [o for o in self._outliers
+                if o.index < len(lms) and lms.provenance[o.index] != "edited"]
+
+    def set_outliers(self, outliers: list[LandmarkOutlier]) -> None:
+        """The outliers the fitting worker sent (``LandmarkOutlier.index`` is the iBUG index,
+        which is also the row of the 68 iBUG landmarks in a ``LandmarkSet``)."""
+        self._outliers = list(outliers)
+        self.outliers_version += 1
+
+    def outlier_mask(self) -> np.ndarray:
+        """(N,) bool: the landmark is one of ``outliers``."""
+        n = len(self.landmarks) if self.landmarks is not None else 0
+        mask = np.zeros(n, bool)
+        mask[[o.index for o in self.outliers]] = True
+        return mask
 
     # ---- selection and picking -----------------------------------------------------------
-    def select(self, index: int | None, *, place: bool = False) -> None:
+    def select(self, index: int | None, *, place: bool = False, focus: bool = False) -> None:
+        """Select a landmark (None: none); ``place``: the next click on the scan moves it;
+        ``focus``: the viewer turns to it (when it has a surface point)."""
         if index is not None:
             self._lms().index(index)
         self.selected = index
         self.placing = place and index is not None
+        if focus and index is not None and self._lms().placed_mask[index]:
+            self.focus_request = index
 
     def apply_pick(self, structure_name: str, structure_data: Mapping[str, Any],
                    target: str) -> bool:
@@ -158,10 +226,10 @@ class LandmarkEditorState:
         return (f"Click: {landmark_hint(i, self.landmarks.names[i])}  "
                 f"({len(m.done) + 1} of {m.total})")
 
-    def scene_key(self) -> tuple[int, int | None]:
-        """Changes when the 3D landmark display must be redrawn: an edit or a new selection
-        (so the selected landmark is highlighted as soon as it is chosen)."""
-        return self.version, self.selected
+    def scene_key(self) -> tuple[int, int | None, int]:
+        """Changes when the 3D landmark display must be redrawn: an edit, a new selection
+        (so the selected landmark is highlighted as soon as it is chosen), new outliers."""
+        return self.version, self.selected, self.outliers_version
 
     # ---- edits ---------------------------------------------------------------------------
     def _edited(self) -> None:
@@ -209,17 +277,21 @@ class LandmarkEditorState:
         """The fitter was created with the current landmarks: nothing to send."""
         self._sent_version = self.version
 
-    def scene_arrays(self, vertices: np.ndarray, faces: np.ndarray
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """(positions (M,3), edited (M,), enabled (M,)) of the placed landmarks, on a mesh in
-        the scan's topology (any frame), plus the row of the selection -> see ``placed_index``."""
+    def scene_arrays(self, vertices: np.ndarray, faces: np.ndarray) -> LandmarkDisplay | None:
+        """The placed landmarks as the viewer draws them, on a mesh in the scan's topology
+        (any frame); the selection's row among them -> see ``placed_index``."""
         lms = self.landmarks
         if lms is None:
             return None
         placed = lms.placed_mask
-        pos = lms.positions(vertices, faces)[placed]
-        edited = np.array([p == "edited" for p in lms.provenance])[placed]
-        return pos, edited, lms.enabled[placed]
+        edited = np.array([p == "edited" for p in lms.provenance])
+        return LandmarkDisplay(lms.positions(vertices, faces)[placed], edited[placed],
+                               lms.enabled[placed], lms.confidence[placed],
+                               self.outlier_mask()[placed])
+
+    def position(self, index: int, vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+        """(3,) landmark ``index`` on a mesh in the scan's topology (any frame)."""
+        return self._lms().positions(vertices, faces)[index]
 
     def placed_index(self) -> int | None:
         """The selected landmark's index among the placed ones (what ``scene_arrays`` lists)."""

@@ -12,16 +12,6 @@ from reflame_core.render.cameras import OrbitCameras
 LAYOUT_KEYS = ("num_views", "azimuth_range", "elevations", "distance", "fov_deg", "resolution")
 
 
-def cameras_from_config(table: dict) -> OrbitCameras:
-    """OrbitCameras from the ``[cameras]`` table of a FitConfig."""
-    return OrbitCameras(
-        num_views=int(table["num_views"]), azimuth_range=float(table["azimuth_range"]),
-        elevations=tuple(float(e) for e in table["elevations"]),
-        distance=float(table["distance"]), fov_deg=float(table["fov_deg"]),
-        resolution=int(table["resolution"]),
-    )
-
-
 @dataclass
 class ViewsPanelState:
     """The orbit cameras the user edits, which view is looked through, and a ``version``
@@ -151,3 +141,26 @@ def frame_box(low: np.ndarray, high: np.ndarray, fov_deg: float, width: float, h
     shift = np.array([-ndc * dist * tan_h, 0.0, 0.0])
     target = center + shift
     return target + np.array([0.0, 0.0, dist]), target
+
+
+def focus_view(point: np.ndarray, centre: np.ndarray, size: float, fov_deg: float,
+               width: float, height: float, free_left: float, free_right: float,
+               span: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """(eye, target) of a view of ``point`` (a landmark) from outside the head: from the
+    head's ``centre`` out through the point, leaning to the front (+z), close enough that
+    ``span`` x ``size`` fills the window's height, the point centred in the free columns
+    free_left..free_right (+y stays up on screen)."""
+    p, c = np.asarray(point, np.float64), np.asarray(centre, np.float64)
+    out = p - c
+    n = np.linalg.norm(out)
+    out = out / n if n > 1e-9 else np.zeros(3)
+    d = out + np.array([0.0, 0.0, 1.0])
+    d = d / np.linalg.norm(d) if np.linalg.norm(d) > 1e-9 else np.array([0.0, 0.0, 1.0])
+    tan_v = np.tan(np.radians(fov_deg) / 2)
+    dist = span * size / 2 / tan_v
+    right = np.cross(np.array([0.0, 1.0, 0.0]), d)  # camera right for a view along -d
+    right = right / np.linalg.norm(right) if np.linalg.norm(right) > 1e-9 else np.array(
+        [1.0, 0.0, 0.0])
+    ndc = (free_left + free_right) / width - 1.0
+    target = p - right * ndc * dist * tan_v * width / height
+    return target + d * dist, target

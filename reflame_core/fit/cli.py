@@ -1,20 +1,13 @@
-"""``reflame fit SCAN --out DIR``: the headless fit."""
+"""``reflame fit SCAN --out DIR``: the headless fit, a thin wrapper over ``fit_scan``."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from reflame_core.fit.config import PRESETS, FitConfig
 from reflame_core.fit.config_rules import AXES
-
-if TYPE_CHECKING:
-    from reflame_core.fit.session import FitSession
-
-EXIT_DIVERGED = 3  # outputs written as of the last finite step
-DETECTED_LANDMARKS = "detected_landmarks.json"  # written when the fit detected its own
 
 
 def add_parser(subparsers) -> None:
@@ -49,119 +42,31 @@ def add_parser(subparsers) -> None:
     p.set_defaults(handler=run_fit)
 
 
-def pick_device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        from reflame_core.errors import ReflameError
-
-        raise ReflameError("--device cuda: no CUDA device is available to PyTorch")
-    return name
-
-
 def run_fit(args: argparse.Namespace) -> int:
-    from reflame_core.fit.session import NonFiniteStepError
-    from reflame_core.interrupts import exit_code_of, signal_name_of, signals_as_interrupts
-    from reflame_core.io.output_folder import check_output_dir
+    """``reflame fit``: the settings from the flags, then ``fit_scan`` with progress bars."""
+    from reflame_core.fit.progress import StageBars
+    from reflame_core.fit.run import exit_code, fit_scan
 
     def log(message: str) -> None:
         print(message, file=sys.stderr)
 
-    # Everything that can be checked without computing is checked first: a bad setting or
-    # output folder fails in a second, not after minutes of fitting.
     overrides = list(args.overrides)
     overrides += [f'frame.up="{args.up}"'] if args.up else []
     overrides += [f'frame.front="{args.front}"'] if args.front else []
     config = FitConfig.load(args.config, preset=args.preset, overrides=overrides)
-    check_output_dir(args.out)
-    device = pick_device(args.device)
-    with signals_as_interrupts():
-        session = _prepare(args, config, device, log)
-        interrupt: KeyboardInterrupt | None = None
-        diverged: NonFiniteStepError | None = None
-        try:
-            _run_session(session, quiet=args.quiet)
-        except KeyboardInterrupt as exc:
-            interrupt = exc
-        except NonFiniteStepError as exc:  # the session is as after its last finite step
-            diverged = exc
-            log(f"reflame fit: {exc}; writing the fit as of its last finite step")
-            session.record(f"stopped: {exc}")
-        interrupted_by = signal_name_of(interrupt) if interrupt else None
-        if interrupted_by:
-            log(f"interrupted ({interrupted_by}): writing the fit as it is now")
-            session.record(f"interrupted by {interrupted_by}")
-        from reflame_core.fit.outputs import write_fit_outputs
-
-        report = write_fit_outputs(session, args.out, interrupted_by=interrupted_by)
-    rel = report["distances_relative_to_scan_size"]
+    bars = StageBars(disable=args.quiet)
+    try:
+        result = fit_scan(args.scan, args.out, landmarks=args.landmarks, config=config,
+                          device=args.device, progress=bars, flame=args.flame_dir, log=log)
+    finally:
+        bars.close()
+    rel = result.report["distances_relative_to_scan_size"]
     print(
-        f"wrote {args.out}  ({report['total_seconds']:.1f} s; fit->scan mean "
+        f"wrote {args.out}  ({result.report['total_seconds']:.1f} s; fit->scan mean "
         f"{100 * rel['fit_to_scan_mean']:.2f}% of scan size, scan->fit mean "
         f"{100 * rel['scan_to_fit_mean']:.2f}%)"
-        + (f"; interrupted by {interrupted_by}" if interrupted_by else "")
-        + ("; STOPPED: the fit diverged (see report.json events)" if diverged else "")
+        + (f"; interrupted by {result.interrupted_by}" if result.interrupted_by else "")
+        + ("; STOPPED: the fit diverged (see report.json events)"
+           if result.status == "diverged" else "")
     )
-    if interrupt:
-        return exit_code_of(interrupt)
-    return EXIT_DIVERGED if diverged else 0
-
-
-def _prepare(args: argparse.Namespace, config: FitConfig, device: str, log) -> FitSession:
-    """Inputs loaded and checked, the output folder ready (old files backed up), the session
-    built."""
-    from reflame_core.fit.outputs import FIT_OUTPUT_NAMES
-    from reflame_core.fit.setup import load_inputs, make_session
-    from reflame_core.io.output_folder import prepare_output_dir
-
-    inputs = load_inputs(
-        args.scan,
-        flame_dir=args.flame_dir,
-        landmarks=args.landmarks,
-        config=config,
-        device=device,
-        log=log,
-    )
-    detected = args.landmarks is None and inputs.landmarks is not None
-    prepare_output_dir(args.out, FIT_OUTPUT_NAMES + ((DETECTED_LANDMARKS,) if detected else ()),
-                       log)
-    if detected:
-        # Saved before fitting: the user can correct them (GUI) and fit again with --landmarks.
-        from reflame_core.landmarks.landmark_json import save_landmarks
-
-        path = args.out / DETECTED_LANDMARKS
-        save_landmarks(path, inputs.landmarks, inputs.scan.vertices, inputs.scan.faces)
-        log(f"landmarks: wrote {path} (edit it and pass it with --landmarks)")
-    return make_session(inputs, config, device=device)
-
-
-def _run_session(session: FitSession, *, quiet: bool) -> None:
-    """Step ``session`` to the end with one progress bar per stage (on stderr)."""
-    from tqdm import tqdm
-
-    bar, bar_stage = None, None
-    try:
-        while not session.done:
-            stage = session.current
-            if stage.name != bar_stage:
-                if bar is not None:
-                    bar.close()
-                bar_stage = stage.name
-                bar = tqdm(
-                    total=stage.num_steps(session),
-                    desc=stage.name,
-                    disable=quiet,
-                    file=sys.stderr,
-                    leave=True,
-                )
-            report = session.step()
-            bar.update(1)
-            if report.event:
-                tqdm.write(f"{report.stage}: {report.event}", file=sys.stderr)
-            if "total" in report.losses:
-                bar.set_postfix(loss=f"{report.losses['total']:.4g}", refresh=False)
-    finally:
-        if bar is not None:
-            bar.close()
+    return exit_code(result)

@@ -120,6 +120,11 @@ class FitConfig:
                 cfg.update(_read_toml(path), str(path))
             except ConfigError as exc:
                 raise InputFileError(path, str(exc).split(": ", 1)[-1]) from None
+        return cfg.with_overrides(overrides)
+
+    def with_overrides(self, overrides: list[str] | dict[str, Any] | None) -> FitConfig:
+        """A copy with ``overrides`` (``"key=value"`` strings or a dict) set, checked."""
+        cfg = self.copy()
         items = (
             overrides.items()
             if isinstance(overrides, dict)
@@ -131,6 +136,12 @@ class FitConfig:
         if up[1] == front[1]:
             raise ConfigError(f"frame: up {up} and front {front} must be different axes")
         return cfg
+
+    @classmethod
+    def preset(cls, name: str = "default") -> FitConfig:
+        """The shipped defaults with preset ``name`` ("default", "seed", "fast") over them,
+        as ``reflame fit --preset NAME`` uses."""
+        return cls.load(preset=name)
 
     def update(self, table: dict, source: str) -> None:
         _merge(self.data, table, source)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from reflame_core.fit.robust import RobustSettings, robust_factors
+from reflame_core.fit.robust import RobustSettings, robust_factors, robust_factors_torch
 from reflame_core.landmarks.definitions import landmark_definitions
 
 if TYPE_CHECKING:
@@ -62,9 +62,13 @@ def factors_for(session: FitSession, residuals: np.ndarray) -> tuple[np.ndarray,
 
 
 def landmark_factors(session: FitSession, vertices: torch.Tensor) -> torch.Tensor:
-    """(L,) robust factors at ``vertices``, on the session's device, without gradient."""
-    factors, _ = factors_for(session, landmark_residuals(session, vertices))
-    return torch.as_tensor(factors, device=session.vertices.device)
+    """(L,) robust factors at ``vertices``, on the session's device, without gradient (and
+    without waiting for the device: the fitting loop calls it every iteration)."""
+    lm = session.landmark_targets
+    with torch.no_grad():
+        pred = session.embedding_points(vertices.detach())[session.landmark_index]
+        residuals = (pred - session.landmark_points).norm(dim=-1)
+    return robust_factors_torch(residuals, lm.weights > 0, lm.trusted, robust_settings(session))
 
 
 def find_outliers(session: FitSession) -> list[LandmarkOutlier]:

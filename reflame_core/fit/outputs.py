@@ -64,21 +64,37 @@ def _write_loss_csv(path: Path, session: FitSession) -> None:
 
 
 def stage_summary(session: FitSession) -> dict[str, dict]:
-    """Per stage: status, iterations, seconds spent, last losses."""
+    """Per stage: status, iterations used and allowed, why it ended, seconds spent, last
+    losses."""
     out: dict[str, dict] = {}
     for s in session.stages:
         reps = [r for r in session.history if r.stage == s.name]
         out[s.name] = {
             "status": s.status,
             "iterations": s.iteration,
+            "max_iterations": s.num_steps(session),
+            "end_reason": s.end_reason,
             "seconds": float(sum(r.seconds for r in reps)),
             "final_losses": reps[-1].losses if reps else {},
         }
     return out
 
 
+def _peak_gpu_memory(device: str) -> int | None:
+    """Most GPU memory PyTorch's allocator held at once in this process, bytes; None on CPU."""
+    if not str(device).startswith("cuda"):
+        return None
+    import torch
+
+    return int(torch.cuda.max_memory_allocated())
+
+
 def write_fit_outputs(
-    session: FitSession, out_dir: str | Path, *, interrupted_by: str | None = None
+    session: FitSession,
+    out_dir: str | Path,
+    *,
+    interrupted_by: str | None = None,
+    extra: dict | None = None,
 ) -> dict:
     """Write the fit into ``out_dir``; returns the report dict (also saved as report.json).
 
@@ -88,6 +104,7 @@ def write_fit_outputs(
     Each is written atomically; JSON has null where a number is not finite (e.g. landmark
     losses of a fit without landmarks). ``interrupted_by`` (e.g. "SIGINT") marks a fit
     that was stopped before its last stage ended: report.json's ``interrupted`` is true.
+    ``extra`` adds keys to the report (``reflame batch`` records its job hash there).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -127,11 +144,13 @@ def write_fit_outputs(
         "interrupted_by": interrupted_by,
         "stages": stage_summary(session),
         "total_seconds": float(sum(r.seconds for r in session.history)),
+        "peak_gpu_memory_bytes": _peak_gpu_memory(session.device),
         "distances_scan_units": dist,
         "distances_relative_to_scan_size": {k: v / height for k, v in dist.items()},
         "events": session.events,
         # Detected landmarks the fit ended up contradicting (residual / scan size, weight).
         "landmark_outliers": [o.to_dict() for o in session.landmark_outliers()],
+        **(extra or {}),
     }
     write_json_atomic(out / "report.json", report)
     return report

@@ -91,3 +91,52 @@ def robust_factors(
     factors = geman_mcclure_weight(residuals, scale)
     factors[np.asarray(trusted, bool)] = 1.0
     return factors.astype(np.float32), scale
+
+
+def robust_factors_torch(
+    residuals, active: np.ndarray, trusted: np.ndarray, settings: RobustSettings
+):
+    """``robust_factors`` on a torch tensor of residuals (L,), on its device, without a
+    round trip to the host (the fitting loop calls it every iteration). Returns (L,) float32.
+
+    ``active`` and ``trusted`` are (L,) bool numpy arrays (fixed while the landmarks are).
+    """
+    import torch
+
+    n = residuals.shape[0]
+    device = residuals.device
+    if settings.kernel == "none":
+        return torch.ones(n, dtype=torch.float32, device=device)
+    floor = settings.scale_floor * settings.head_height
+    r = residuals.detach().abs().double()
+    active = np.asarray(active, bool)
+    k = int(active.sum())
+    if k == 0:
+        scale = torch.full((), floor, dtype=torch.float64, device=device)
+    else:
+        # The active residuals sort first (inactive ones count as +inf); np.median takes the
+        # mean of the two middle values for an even count. No host copy: masks only.
+        inactive = _device_mask(~active, device)
+        ordered = torch.sort(torch.where(inactive, torch.inf, r)).values
+        median = 0.5 * (ordered[(k - 1) // 2] + ordered[k // 2])
+        scale = (settings.tuning * MAD_TO_SIGMA * median).clamp_min(floor)
+    c2 = scale * scale
+    factors = (c2 / (c2 + r * r)) ** 2
+    keep = _device_mask(np.asarray(trusted, bool), device)
+    return torch.where(keep, torch.ones_like(factors), factors).float()
+
+
+_MASKS: dict[tuple, object] = {}
+
+
+def _device_mask(mask: np.ndarray, device):
+    """A bool mask on ``device``, copied there once per distinct mask (a copy from the host
+    makes the host wait for the device)."""
+    import torch
+
+    key = (str(device), mask.tobytes())
+    if key not in _MASKS:
+        if len(_MASKS) > 64:
+            _MASKS.clear()
+        _MASKS[key] = torch.as_tensor(mask, device=device)
+    return _MASKS[key]

@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+from torch.profiler import record_function
 
 from reflame_core.assets.flame import FlameTemplate, LandmarkEmbedding
 from reflame_core.fit.config import FitConfig
 from reflame_core.fit.dense import DenseCue, GeometricDenseCue
 from reflame_core.fit.landmark_outliers import LandmarkOutlier, find_outliers
 from reflame_core.fit.regions import LEFT_EYEBALL, RIGHT_EYEBALL, region_labels, region_weights
+from reflame_core.fit.scene import cameras_from_config, scan_to_canonical
 from reflame_core.fit.stages.affine import AffineStage
 from reflame_core.fit.stages.base import FitStage, NonFiniteStep
 from reflame_core.fit.stages.deform import DeformStage
@@ -29,7 +31,6 @@ from reflame_core.fit.targets import (
     build_scan_targets,
     landmark_view_weights,
 )
-from reflame_core.geometry.frame import canonical_frame
 from reflame_core.geometry.similarity import Similarity
 from reflame_core.io.mesh import Scan
 from reflame_core.render.cameras import OrbitCameras
@@ -75,6 +76,7 @@ class StageInfo:
     status: str
     iteration: int
     num_steps: int
+    end_reason: str | None = None  # "step_limit", "converged" or "skipped" once it ended
 
 
 @dataclass
@@ -112,7 +114,8 @@ class _Checkpoint:
 
     vertices: torch.Tensor
     index: int
-    stages: list[tuple[str, int, torch.Tensor | None]]  # status, iteration, start_vertices
+    # status, iteration, start_vertices, end_reason
+    stages: list[tuple[str, int, torch.Tensor | None, str | None]]
     stage_state: object  # the current stage's ``save_state()``
     rigid: Similarity | None
     texture: np.ndarray | None
@@ -131,6 +134,8 @@ class FitSession:
         config: the full configuration.
         device: "cpu" or "cuda".
         seed: makes surface sampling reproducible.
+        to_canonical: scan -> canonical frame (e.g. the studio's corrected frame); None:
+            from ``frame.up`` / ``frame.front`` of the config.
     """
 
     def __init__(
@@ -145,6 +150,7 @@ class FitSession:
         seed: int = 0,
         render_backend: str = "auto",
         dense_cue: DenseCue | None = None,
+        to_canonical: Similarity | None = None,
     ) -> None:
         torch.manual_seed(seed)
         self.seed = seed
@@ -153,8 +159,7 @@ class FitSession:
         self.scan = scan
         self.template = template
         self.embedding = embedding
-        frame = config.data["frame"]
-        self.to_canonical = canonical_frame(scan.vertices, frame["up"], frame["front"])
+        self.to_canonical = to_canonical or scan_to_canonical(scan, config)
         self.scan_canonical = scan.transformed(self.to_canonical)
         self.faces = torch.as_tensor(template.faces, dtype=torch.int64, device=device)
         self.template_vertices = torch.as_tensor(
@@ -170,7 +175,7 @@ class FitSession:
         self._lmk_faces = torch.as_tensor(template.faces[embedding.face_idx], device=device)
         self._lmk_bary = torch.as_tensor(embedding.bary, dtype=torch.float32, device=device)
         self.render_backend = render_backend
-        self.cameras = self._cameras_from_config()
+        self.cameras = cameras_from_config(config.data["cameras"])
         self.renderer = MeshRenderer(self.cameras, backend=render_backend, device=device)
         self.dense_cue = dense_cue or GeometricDenseCue()
         self.rigid: Similarity | None = None
@@ -197,17 +202,6 @@ class FitSession:
         self._skip_disabled()
 
     # ----- construction helpers -------------------------------------------------------
-    def _cameras_from_config(self) -> OrbitCameras:
-        c = self.config.data["cameras"]
-        return OrbitCameras(
-            num_views=int(c["num_views"]),
-            azimuth_range=float(c["azimuth_range"]),
-            elevations=tuple(float(e) for e in c["elevations"]),
-            distance=float(c["distance"]),
-            fov_deg=float(c["fov_deg"]),
-            resolution=int(c["resolution"]),
-        )
-
     def _update_region_weights(self) -> None:
         w = region_weights(self.labels, self.config.data["regions"])
         self.vertex_weights = torch.from_numpy(w).to(self.device)
@@ -287,7 +281,8 @@ class FitSession:
         if stage is None:
             return StepReport("done", 0, {}, 0.0, "all stages done")
         start = time.perf_counter()
-        saved = self._checkpoint()
+        with record_function("checkpoint"):
+            saved = self._checkpoint()
         try:
             return self._iterate(stage, saved, start)
         except BaseException:
@@ -309,11 +304,15 @@ class FitSession:
             return self._skip_non_finite(stage, saved, losses, term, what, start)
         self._non_finite_streak = 0
         stage.iteration += 1
-        if self.device == "cuda":
-            torch.cuda.synchronize()
         seconds = time.perf_counter() - start
-        if stage.iteration >= stage.num_steps(self):
+        limit = stage.num_steps(self)
+        converged = stage.converged(self) if stage.iteration < limit else None
+        if stage.iteration >= limit or converged:
             stage.status = "done"
+            stage.end_reason = "converged" if converged else "step_limit"
+            if converged:
+                self.note(f"{stage.name}: {converged}; stopped at iteration {stage.iteration} "
+                          f"of {limit}")
             self._advance()  # before the report: it carries why a following stage is skipped
         report = StepReport(stage.name, stage.iteration, losses, seconds, self._pending_event)
         self._record(report)
@@ -365,7 +364,8 @@ class FitSession:
         return _Checkpoint(
             vertices=self.vertices.detach().clone(),
             index=self.index,
-            stages=[(s.status, s.iteration, s.start_vertices) for s in self.stages],
+            stages=[(s.status, s.iteration, s.start_vertices, s.end_reason)
+                    for s in self.stages],
             # A pending stage's begin() re-initialises it: only a running one has state.
             stage_state=cur.save_state() if cur is not None and cur.status == "running" else None,
             rigid=self.rigid,
@@ -376,8 +376,8 @@ class FitSession:
     def _roll_back(self, saved: _Checkpoint) -> None:
         self.vertices = saved.vertices.clone()
         self.index = saved.index
-        for s, (status, iteration, start_vertices) in zip(self.stages, saved.stages, strict=True):
-            s.status, s.iteration, s.start_vertices = status, iteration, start_vertices
+        for s, (status, iteration, start, end) in zip(self.stages, saved.stages, strict=True):
+            s.status, s.iteration, s.start_vertices, s.end_reason = status, iteration, start, end
         cur = self.current
         if cur is not None and cur.status == "running":
             cur.load_state(saved.stage_state)
@@ -412,6 +412,7 @@ class FitSession:
         """End the current stage where it is and move on."""
         if self.current is not None:
             self.current.status = "skipped" if self.current.iteration == 0 else "done"
+            self.current.end_reason = "skipped"
             self._advance()
             self.version += 1
 
@@ -477,6 +478,7 @@ class FitSession:
             if i < index:
                 s.status = "skipped" if info is not None and info.status == "skipped" else "done"
                 s.iteration = info.iteration if info is not None else s.num_steps(self)
+                s.end_reason = getattr(info, "end_reason", None)
         if index < len(self.stages):
             self.stages[index].iteration = snapshot.iteration
         self.vertices = torch.as_tensor(vertices, device=self.device).clone()
@@ -506,7 +508,7 @@ class FitSession:
         elif stage == "landmarks":
             self._update_landmark_views()
         elif stage == "cameras":
-            self.set_cameras(self._cameras_from_config())
+            self.set_cameras(cameras_from_config(self.config.data["cameras"]))
 
     def set_cameras(self, cameras: OrbitCameras) -> None:
         """New views (count, range, enabled flags...): scan targets are rebuilt lazily."""
@@ -552,7 +554,8 @@ class FitSession:
             stage=cur.name if cur else None,
             iteration=cur.iteration if cur else 0,
             stages=[
-                StageInfo(s.name, s.status, s.iteration, s.num_steps(self)) for s in self.stages
+                StageInfo(s.name, s.status, s.iteration, s.num_steps(self), s.end_reason)
+                for s in self.stages
             ],
             history=self.history[history_since:],
             to_canonical=self.to_canonical,

@@ -1,4 +1,5 @@
-"""From file names to a ready ``FitSession``: the one path the CLI and the GUI share."""
+"""From file names to a ready ``FitSession``: the one construction path that ``fit_scan`` (so
+``reflame fit`` and ``reflame batch``), the studio's worker and the benchmarks share."""
 
 from __future__ import annotations
 
@@ -15,43 +16,59 @@ from reflame_core.assets.flame import (
 from reflame_core.assets.locate import find_flame_dir
 from reflame_core.errors import InputFileError, ReflameError
 from reflame_core.fit.config import FitConfig
-from reflame_core.fit.session import FitSession
+from reflame_core.fit.scene import scan_to_canonical
+from reflame_core.fit.session import FitSession, FitSnapshot
 from reflame_core.fit.targets import LandmarkTargets
+from reflame_core.geometry.similarity import Similarity
 from reflame_core.io.mesh import Scan
 from reflame_core.io.scan import load_scan
 from reflame_core.landmarks.landmark_set import LandmarkSet
 from reflame_core.landmarks.plausibility import landmark_problems, orientation_warning
 
 
+@dataclass(frozen=True)
+class FlameAssets:
+    """The FLAME files a fit needs, loaded once (a batch worker keeps them for every scan)."""
+
+    template: FlameTemplate
+    embedding: LandmarkEmbedding
+    folder: Path | None = None
+
+
 @dataclass
 class FitInputs:
+    """What a session is built from; ``landmarks`` are on the scan (a ``LandmarkSet`` as
+    loaded or detected, or ``LandmarkTargets`` as the studio sends them), or None."""
+
     scan: Scan
     template: FlameTemplate
     embedding: LandmarkEmbedding
-    landmarks: LandmarkSet | None
+    landmarks: LandmarkSet | LandmarkTargets | None
 
 
-def load_flame(flame_dir: str | Path | None = None) -> tuple[FlameTemplate, LandmarkEmbedding]:
+def load_flame(flame_dir: str | Path | None = None) -> FlameAssets:
     """Template and landmark embedding from the FLAME folder (flag, env var or config)."""
     folder = find_flame_dir(flame_dir)
-    return load_flame_template(folder), load_landmark_embedding(folder)
+    return FlameAssets(load_flame_template(folder), load_landmark_embedding(folder), folder)
 
 
 def load_inputs(
     scan_path: str | Path,
     *,
-    flame_dir: str | Path | None,
+    flame_dir: str | Path | FlameAssets | None,
     landmarks: str | Path | None,
     config: FitConfig,
     device: str = "cpu",
     log: Callable[[str], None] = lambda _m: None,
 ) -> FitInputs:
-    """Load FLAME, the scan and its landmarks (from ``landmarks`` or detected).
+    """Load FLAME (unless ``flame_dir`` already holds the loaded assets), the scan and its
+    landmarks (from ``landmarks`` or detected).
 
     Detection failing (no detector installed, no face found) is logged and the fit goes on
     without landmarks; a bad landmark file is an error.
     """
-    template, embedding = load_flame(flame_dir)
+    flame = flame_dir if isinstance(flame_dir, FlameAssets) else load_flame(flame_dir)
+    template, embedding = flame.template, flame.embedding
     scan = load_scan(scan_path)
     if landmarks is not None:
         from reflame_core.landmarks.landmark_json import load_landmarks
@@ -83,9 +100,8 @@ def detect_or_none(
     failing in a way nobody foresaw; the fit then goes on without landmarks."""
     from reflame_core.landmarks.detect import detect_landmarks
 
-    frame = config.data["frame"]
     try:
-        lms = detect_landmarks(scan, up=frame["up"], front=frame["front"], device=device)
+        lms = detect_landmarks(scan, to_canonical=scan_to_canonical(scan, config), device=device)
     except ReflameError as exc:
         log(f"landmarks: detection unavailable ({exc}); fitting without landmarks")
         return None
@@ -109,14 +125,39 @@ def detect_or_none(
     return lms
 
 
+def landmark_targets(
+    landmarks: LandmarkSet | LandmarkTargets | None, scan: Scan
+) -> LandmarkTargets | None:
+    """The 3D targets (scan frame) of landmarks on ``scan``; targets pass through."""
+    if landmarks is None or isinstance(landmarks, LandmarkTargets):
+        return landmarks
+    return LandmarkTargets.from_landmark_set(landmarks, scan)
+
+
 def make_session(
-    inputs: FitInputs, config: FitConfig, *, device: str = "cpu", **kwargs
+    inputs: FitInputs,
+    config: FitConfig,
+    *,
+    device: str = "cpu",
+    seed: int = 0,
+    render_backend: str = "auto",
+    restore: FitSnapshot | None = None,
+    to_canonical: Similarity | None = None,
 ) -> FitSession:
-    targets = (
-        LandmarkTargets.from_landmark_set(inputs.landmarks, inputs.scan)
-        if inputs.landmarks is not None
-        else None
+    """The ``FitSession`` on ``inputs``; with ``restore`` (the last snapshot of a studio
+    worker that died) it continues from there. ``to_canonical``: the scan's frame when it is
+    not the config's axes (the studio's corrected or found frame)."""
+    session = FitSession(
+        inputs.scan,
+        inputs.template,
+        inputs.embedding,
+        landmark_targets(inputs.landmarks, inputs.scan),
+        config,
+        device=device,
+        seed=seed,
+        render_backend=render_backend,
+        to_canonical=to_canonical,
     )
-    return FitSession(
-        inputs.scan, inputs.template, inputs.embedding, targets, config, device=device, **kwargs
-    )
+    if restore is not None:
+        session.restore(restore)
+    return session

@@ -185,7 +185,7 @@ class OrbitCameras:
         """
         mvp = self.mvp() if views is None else self.mvp()[np.asarray(list(views), dtype=int)]
         if isinstance(points, torch.Tensor):
-            m = torch.as_tensor(mvp, dtype=points.dtype, device=points.device)
+            m = device_matrices(mvp, points.dtype, points.device)
             clip = torch.einsum("nij,pj->npi", m[:, :, :3], points) + m[:, None, :, 3]
         else:
             pts = np.asarray(points, dtype=np.float64)
@@ -195,6 +195,23 @@ class OrbitCameras:
         y = (0.5 - clip[..., 1] / w * 0.5) * self.resolution
         pix = torch.stack([x, y], -1) if isinstance(clip, torch.Tensor) else np.stack([x, y], -1)
         return pix, w
+
+
+# (device, dtype) -> (matrices as last copied, their device copy).
+_DEVICE_MATRICES: dict[tuple, tuple[np.ndarray, torch.Tensor]] = {}
+
+
+def device_matrices(matrices: np.ndarray, dtype: torch.dtype, device) -> torch.Tensor:
+    """``matrices`` as a tensor on ``device``, copied only when they changed since the last
+    call for this device and dtype: a copy from host memory makes the host wait for the
+    device, and the fitting loop projects every iteration with the same cameras."""
+    key = (str(device), dtype, matrices.shape)
+    cached = _DEVICE_MATRICES.get(key)
+    if cached is not None and np.array_equal(cached[0], matrices):
+        return cached[1]
+    tensor = torch.as_tensor(matrices, dtype=dtype, device=device)
+    _DEVICE_MATRICES[key] = (matrices.copy(), tensor)
+    return tensor
 
 
 def _directions(azimuth_deg: np.ndarray, elevation_deg: np.ndarray) -> np.ndarray:

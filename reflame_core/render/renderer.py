@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from reflame_core.render.backends import get_backend
-from reflame_core.render.cameras import OrbitCameras
+from reflame_core.render.cameras import OrbitCameras, device_matrices
 
 
 @dataclass
@@ -47,23 +47,37 @@ class MeshRenderer:
         self.cameras = cameras
         self.device = torch.device(device)
         self.backend = get_backend(backend, self.device) if isinstance(backend, str) else backend
-        self._topo_key: torch.Tensor | None = None
-        self._topo = None
+        # (faces as passed, their version, (int32 faces, adjacency)) of the last two meshes.
+        self._topo: list[tuple[torch.Tensor, int, tuple[torch.Tensor, object]]] = []
 
-    def _topology(self, faces: torch.Tensor):
-        # Reuse the antialias adjacency while the faces stay the same (the fitting loop).
-        key = self._topo_key
-        if key is None or key.shape != faces.shape or not torch.equal(key, faces):
-            self._topo_key = faces.clone()
-            self._topo = self.backend.topology(faces)
-        return self._topo
+    def _faces(self, faces: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, object]:
+        """Int32 faces on the device and their antialias adjacency, reused while the same,
+        unchanged faces tensor comes back (the fitting loop renders the fit's faces every
+        iteration, and the scan's now and then): comparing contents would make the host wait
+        for the device every iteration."""
+        if torch.is_tensor(faces):
+            for src, version, cached in self._topo:  # holds src: no other tensor takes its id
+                if src is faces and version == faces._version:
+                    return cached
+        faces_t = torch.as_tensor(np.asarray(faces) if not torch.is_tensor(faces) else faces,
+                                  device=self.device).to(torch.int32)
+        others = []
+        found = None
+        for entry in self._topo:  # the same faces in another tensor or array
+            cached = entry[2]
+            if found is None and cached[0].shape == faces_t.shape and torch.equal(
+                    cached[0], faces_t):
+                found = cached
+            else:
+                others.append(entry)
+        found = found or (faces_t, self.backend.topology(faces_t))
+        self._topo = [(faces, getattr(faces, "_version", 0), found), *others[:1]]
+        return found
 
     def clip_positions(self, vertices: torch.Tensor, views: Sequence[int]) -> torch.Tensor:
         """[V,3] world -> [B,V,4] clip coordinates for the given views."""
-        mvp = torch.as_tensor(
-            self.cameras.mvp()[np.asarray(list(views), dtype=int)],
-            dtype=vertices.dtype, device=vertices.device,
-        )
+        mvp = device_matrices(self.cameras.mvp()[np.asarray(list(views), dtype=int)],
+                              vertices.dtype, vertices.device)
         return torch.einsum("bij,vj->bvi", mvp[:, :, :3], vertices) + mvp[:, None, :, 3]
 
     def render(
@@ -90,13 +104,11 @@ class MeshRenderer:
         if not view_ids:
             raise ValueError("no views to render: every camera view is disabled")
         vertices = torch.as_tensor(vertices, device=dev, dtype=torch.float32)
-        faces_t = torch.as_tensor(np.asarray(faces) if not torch.is_tensor(faces) else faces,
-                                  device=dev).to(torch.int32)
+        faces_t, topo = self._faces(faces)
         pos = self.clip_positions(vertices, view_ids)
         be = self.backend
         rast = be.rasterize(pos, faces_t, self.cameras.image_size)
         covered = (rast[..., 3:4] > 0).float()
-        topo = self._topology(faces_t)
 
         # One interpolate call for depth (clip w = camera depth) and every user attribute.
         names = list(attrs or {})

@@ -21,7 +21,7 @@ from reflame_core.errors import ScanError
 from reflame_core.geometry.surface_query import MeshQuery, SurfaceHits
 from reflame_core.io.mesh import Scan, vertex_normals
 from reflame_core.texture.inpaint import push_pull_fill
-from reflame_core.texture.uv_raster import UVRaster, rasterize_uv
+from reflame_core.texture.uv_raster import UVRaster, rasterize_uv, rasterize_uv_with
 
 BakeMethod = Literal["closest", "normal_ray"]
 
@@ -57,6 +57,7 @@ def bake_texture(
     max_distance: float | None = None,
     min_cos: float = 0.2,
     query: MeshQuery | None = None,
+    backend=None,
 ) -> BakeResult:
     """Bake the scan's colour into FLAME's UV layout.
 
@@ -74,6 +75,8 @@ def bake_texture(
         min_cos: texels where the scan surface faces away from the fitted surface
             (cosine between normals below this) are invalid.
         query: a prebuilt ``MeshQuery`` over ``scan`` to reuse between bakes.
+        backend: a render backend to rasterize FLAME's UV layout with (nvdiffrast on a GPU
+            is much faster than the CPU rasterizer); default the CPU rasterizer.
 
     Returns:
         BakeResult.
@@ -90,7 +93,7 @@ def bake_texture(
     if max_distance is None:
         max_distance = 0.03 * float((verts.max(0) - verts.min(0)).max())
 
-    raster = flame_uv_raster(template, resolution)
+    raster = flame_uv_raster(template, resolution, backend)
     covered = raster.covered
     points = raster.interpolate(verts, template.faces)  # (N,3)
     normals = raster.interpolate(vertex_normals(verts, template.faces), template.faces)
@@ -123,13 +126,24 @@ def bake_texture(
     return BakeResult(texture=texture, valid=valid, source_distance=distance)
 
 
-def flame_uv_raster(template: FlameTemplate, resolution: int) -> UVRaster:
-    """The tile-0 UV raster of ``template`` at ``resolution``, cached (it never changes)."""
+def flame_uv_raster(template: FlameTemplate, resolution: int, backend=None) -> UVRaster:
+    """The tile-0 UV raster of ``template`` at ``resolution``, cached (it never changes);
+    through ``backend`` when given (see ``rasterize_uv_with``)."""
     key = (
         np.ascontiguousarray(template.uv, np.float32).tobytes(),
         np.ascontiguousarray(template.uv_faces, np.int64).tobytes(),
     )
+    if backend is not None:
+        cache_key = (key, int(resolution), type(backend).__name__, str(backend.device))
+        if cache_key not in _BACKEND_RASTERS:
+            _BACKEND_RASTERS.clear()  # one template and size at a time
+            _BACKEND_RASTERS[cache_key] = rasterize_uv_with(
+                backend, template.uv, template.uv_faces, resolution, tile=0)
+        return _BACKEND_RASTERS[cache_key]
     return _cached_raster(key, int(resolution))
+
+
+_BACKEND_RASTERS: dict[tuple, UVRaster] = {}
 
 
 @lru_cache(maxsize=4)

@@ -60,6 +60,8 @@ class TextureStage(FitStage):
                 vertices, session.template, session.scan_canonical,
                 resolution=int(p.get("resolution", 1024)),
                 method=str(p.get("method", "normal_ray")),
+                # On a GPU the fitting renderer's backend rasterizes the UV layout.
+                backend=session.renderer.backend if session.device == "cuda" else None,
             )
             session.texture = bake.texture
             if self._refine_steps(session) > 0:

@@ -31,6 +31,7 @@ import numpy as np
 
 from reflame_core.assets.flame import FlameTemplate, LandmarkEmbedding
 from reflame_core.fit.config import FitConfig
+from reflame_core.fit.landmark_outliers import LandmarkOutlier
 from reflame_core.fit.session import FitSnapshot, StepReport
 from reflame_core.fit.targets import LandmarkTargets
 from reflame_core.geometry.similarity import Similarity
@@ -73,6 +74,8 @@ class FitWorker:
         self._session_key: tuple[int, int] | None = None  # (restarts, session_id)
         self._history: list[StepReport] = []
         self._texture: np.ndarray | None = None
+        self._outliers: list[LandmarkOutlier] = []
+        self.outliers_version = 0  # increases whenever ``landmark_outliers()`` changes
         self._snapshot: FitSnapshot | None = None
         self._results: dict[str, Result] = {}
         self._awaited: dict[int, str] = {}  # seq -> kind of result commands not answered yet
@@ -156,10 +159,12 @@ class FitWorker:
         """Load the landmark detector in the worker ahead of the first detection."""
         self._send("warm_up")
 
-    def new_session(self, config: FitConfig, landmarks: LandmarkTargets | None) -> None:
-        """A new fit of the open scan (not started: ``start()`` runs it)."""
+    def new_session(self, config: FitConfig, landmarks: LandmarkTargets | None,
+                    to_canonical: Similarity | None = None) -> None:
+        """A new fit of the open scan (not started: ``start()`` runs it), in the frame
+        ``to_canonical`` (None: the config's ``frame.up`` / ``frame.front``)."""
         self._session_log = [self._send("new_session", config=config.copy(),
-                                        landmarks=landmarks)]
+                                        landmarks=landmarks, to_canonical=to_canonical)]
 
     def start(self) -> None:
         self._send("start")
@@ -234,6 +239,12 @@ class FitWorker:
         self.poll()
         return self._snapshot
 
+    def landmark_outliers(self) -> list[LandmarkOutlier]:
+        """The landmarks the current fit contradicts, as the worker last sent them
+        (largest residual first; empty without a session)."""
+        self.poll()
+        return self._outliers
+
     def latest_residuals(self) -> dict | None:
         self.poll()
         return self._residuals
@@ -292,10 +303,14 @@ class FitWorker:
         if delta is None:
             self._snapshot, self._history, self._texture = None, [], None
             self._session_key = None
+            self._set_outliers([])
             return
         if (self.restarts, delta.session_id) != self._session_key:
             self._session_key = (self.restarts, delta.session_id)
             self._history, self._texture = [], None
+            self._set_outliers([])
+        if delta.outliers is not None:
+            self._set_outliers(delta.outliers)
         del self._history[delta.history_start:]
         self._history.extend(delta.new_history)
         if delta.texture is not None:
@@ -305,6 +320,11 @@ class FitWorker:
             stages=delta.stages, history=self._history, to_canonical=delta.to_canonical,
             version=delta.version, events=delta.events, texture=self._texture,
             rigid=delta.rigid)
+
+    def _set_outliers(self, outliers: list[LandmarkOutlier]) -> None:
+        if outliers or self._outliers:
+            self._outliers = list(outliers)
+            self.outliers_version += 1
 
     def _on_death(self) -> None:
         code = self._process.exitcode

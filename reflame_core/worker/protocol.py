@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from reflame_core.fit.landmark_outliers import LandmarkOutlier
 from reflame_core.fit.session import StageInfo, StepReport
 from reflame_core.geometry.similarity import Similarity
 
@@ -48,6 +49,8 @@ class SessionDelta:
     ``history_start`` is the index (in the session's whole history) of ``new_history[0]``;
     ``texture`` is sent once per new texture (``texture_version``), else None; ``rigid`` is
     the rigid stage's scan alignment (kept so that a restarted worker can go on).
+    ``outliers`` (the landmarks the fit contradicts, ``FitSession.landmark_outliers()``) is
+    sent only when they changed, else None (unchanged).
     """
 
     session_id: int
@@ -63,6 +66,7 @@ class SessionDelta:
     rigid: Similarity | None = None
     texture_version: int = 0
     texture: np.ndarray | None = None
+    outliers: list[LandmarkOutlier] | None = None
 
     def merged(self, newer: SessionDelta) -> SessionDelta:
         """``newer`` with this delta's unsent records (and texture) kept in front."""
@@ -75,7 +79,9 @@ class SessionDelta:
         texture = newer.texture
         if texture is None and self.texture_version == newer.texture_version:
             texture = self.texture
-        return replace(newer, new_history=history, history_start=start, texture=texture)
+        outliers = self.outliers if newer.outliers is None else newer.outliers
+        return replace(newer, new_history=history, history_start=start, texture=texture,
+                       outliers=outliers)
 
 
 @dataclass

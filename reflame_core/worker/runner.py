@@ -15,7 +15,9 @@ import numpy as np
 
 from reflame_core.assets.flame import FlameTemplate, LandmarkEmbedding
 from reflame_core.fit.config import FitConfig
+from reflame_core.fit.landmark_outliers import LandmarkOutlier
 from reflame_core.fit.session import FitSession, FitSnapshot
+from reflame_core.fit.setup import FitInputs, make_session
 from reflame_core.fit.targets import LandmarkTargets
 from reflame_core.geometry.similarity import Similarity
 from reflame_core.io.mesh import Scan
@@ -56,6 +58,8 @@ class FitRunner:
         self._history_sent = 0
         self._texture_sent: int | None = None
         self._texture_version = 0
+        self._outliers_key: tuple[int, int] | None = None  # (version, id of the targets)
+        self._outliers_sent: list[LandmarkOutlier] | None = None
         self._detectors: dict[str, LandmarkDetector] = {}  # built once: model loads take s
 
     # ---- dispatch ------------------------------------------------------------------------
@@ -132,21 +136,23 @@ class FitRunner:
         self.error = self.error_trace = None
 
     def cmd_new_session(self, config: FitConfig, landmarks: LandmarkTargets | None,
-                        restore: FitSnapshot | None = None, seed: int = 0) -> None:
+                        restore: FitSnapshot | None = None, seed: int = 0,
+                        to_canonical: Similarity | None = None) -> None:
         """A fresh ``FitSession``; with ``restore`` (the last snapshot of a worker that
-        died) it continues from there, paused."""
+        died) it continues from there, paused. ``to_canonical``: the studio's frame (None:
+        the config's axes)."""
         if self.template is None or self.embedding is None:
             raise RuntimeError("no FLAME assets: set the FLAME folder first")
         scan = self._need_scan()
         self.session = None  # free the old session's memory before building the new one
-        session = FitSession(scan, self.template, self.embedding, landmarks, config,
-                             device=self.device, seed=seed, render_backend=self.render_backend)
-        if restore is not None:
-            session.restore(restore)
-        self.session = session
+        self.session = make_session(FitInputs(scan, self.template, self.embedding, landmarks),
+                                    config, device=self.device, seed=seed,
+                                    render_backend=self.render_backend, restore=restore,
+                                    to_canonical=to_canonical)
         self.session_id += 1
         self._history_sent = 0
         self._texture_sent = None
+        self._outliers_key = self._outliers_sent = None
         self.error = self.error_trace = None
         self.state = "paused" if restore is not None else "idle"
         self._steps_left = None
@@ -264,4 +270,30 @@ class FitRunner:
             rigid=snap.rigid,
             texture_version=self._texture_version,
             texture=texture,
+            outliers=self._outliers_delta(s),
         )
+
+    def _outliers_delta(self, s: FitSession) -> list[LandmarkOutlier] | None:
+        """The session's landmark outliers when they changed since the last update, else
+        None. Worked out once per new step or new landmarks (68 residuals: well under a
+        millisecond), and empty until the rigid stage has placed the template: before it the
+        residuals say nothing about the landmarks."""
+        key = (s.version, id(s.landmark_targets))
+        if key == self._outliers_key:
+            return None
+        self._outliers_key = key
+        current = s.landmark_outliers() if s.rigid is not None else []
+        if self._outliers_sent is not None and same_outliers(current, self._outliers_sent):
+            return None
+        self._outliers_sent = current
+        return current
+
+
+def same_outliers(a: list[LandmarkOutlier], b: list[LandmarkOutlier],
+                  tolerance: float = 0.01) -> bool:
+    """The same landmarks, with robust weights and residuals (fractions of head height)
+    within ``tolerance``: a change below it is not worth a message nor a redraw."""
+    if [o.index for o in a] != [o.index for o in b]:
+        return False
+    return all(abs(x.weight - y.weight) <= tolerance and abs(x.residual - y.residual) <= tolerance
+               for x, y in zip(a, b, strict=True))

@@ -10,6 +10,8 @@ if TYPE_CHECKING:
     from reflame_core.fit.session import FitSession
 
 STATUSES = ("pending", "running", "done", "skipped")
+# Why a stage ended: it ran all its steps, its loss stopped falling, or the user skipped it.
+END_REASONS = ("step_limit", "converged", "skipped")
 
 
 class NonFiniteStep(Exception):
@@ -47,6 +49,7 @@ class FitStage:
         self.status = "pending"
         self.iteration = 0
         self.start_vertices: torch.Tensor | None = None
+        self.end_reason: str | None = None  # one of END_REASONS once the stage has ended
 
     def params(self, session: FitSession) -> dict:
         return session.config.stage(self.name)
@@ -63,7 +66,13 @@ class FitStage:
         return None
 
     def num_steps(self, session: FitSession) -> int:
+        """The most iterations the stage runs (it may end earlier, see ``converged``)."""
         return int(self.params(session).get("steps", 1))
+
+    def converged(self, session: FitSession) -> str | None:
+        """After an iteration: why the stage may end before its step count (a sentence for
+        the event log), or None to go on."""
+        return None
 
     def begin(self, session: FitSession) -> None:
         """Called before the first iteration (and again after a restart or a restore)."""
@@ -95,9 +104,10 @@ class FitStage:
     def reset(self) -> None:
         self.status = "pending"
         self.iteration = 0
+        self.end_reason = None
 
 
-def copy_optimizer_state(optimizer: torch.optim.Optimizer) -> dict:
+def copy_optimizer_state(optimizer) -> dict:
     """A deep copy of ``optimizer.state_dict()`` (its moments are updated in place)."""
     state = optimizer.state_dict()
     return {

@@ -6,12 +6,13 @@ import math
 from typing import TYPE_CHECKING
 
 import torch
+from torch.profiler import record_function
 
 from reflame_core.fit import losses
 from reflame_core.fit.landmark_outliers import landmark_factors
 from reflame_core.fit.parameterize import (
     AdamUniform,
-    from_differential,
+    LaplacianSolve,
     laplacian_system,
     to_differential,
 )
@@ -45,15 +46,19 @@ class DeformStage(FitStage):
         super().__init__()
         self.name = name
         self.matrix: torch.Tensor | None = None
+        self.solver: LaplacianSolve | None = None
         self.u: torch.Tensor | None = None
+        self._solved: torch.Tensor | None = None  # M^-1 u for the current u, once known
         self.optimizer: AdamUniform | None = None
         self.prior: ShapePrior | None = None
         self.built_lambda = 0.0
+        self.totals: list[float] = []  # total loss of every iteration so far (convergence)
 
     def begin(self, session: FitSession) -> None:
         session.ensure_targets(int(self.params(session)["surface_samples"]))
         self._build_prior(session)
         self._rebuild(session, session.vertices.detach())
+        self.totals = []
 
     def _build_prior(self, session: FitSession) -> None:
         reference = shape_reference(session)
@@ -67,13 +72,15 @@ class DeformStage(FitStage):
         p = self.params(session)
         self.built_lambda = self._lambda_now(session)
         self.matrix = laplacian_system(len(vertices), session.faces, self.built_lambda)
+        self.solver = LaplacianSolve(self.matrix)
         self.u = to_differential(self.matrix, vertices).detach().clone().requires_grad_(True)
+        self._solved = None
         self.optimizer = AdamUniform([self.u], lr=float(p["lr"]))
 
     def param_changed(self, session: FitSession, name: str) -> None:
         if self.optimizer is None:
             return
-        if name in ("lambda", "lambda_end", "lambda_phases"):
+        if name in ("lambda", "lambda_end", "lambda_phases", "lambda_steps"):
             self._rebuild(session, session.vertices.detach())
         elif name == "lr":
             self._set_lr(float(self.params(session)["lr"]))
@@ -84,14 +91,16 @@ class DeformStage(FitStage):
 
     def _lambda_now(self, session: FitSession) -> float:
         """Large-Steps lambda for this iteration: ``lambda`` annealed geometrically down to
-        ``lambda_end`` in ``lambda_phases`` equal phases (coarse to fine: early steps move
-        the head in large smooth pieces, later ones in small)."""
+        ``lambda_end`` in ``lambda_phases`` equal phases over the first ``lambda_steps``
+        iterations (coarse to fine: early steps move the head in large smooth pieces, later
+        ones in small), then ``lambda_end``."""
         p = self.params(session)
         start, end = float(p["lambda"]), float(p["lambda_end"])
         phases = int(p["lambda_phases"])
         if phases <= 1 or end == start:
             return start
-        phase = min(phases - 1, self.iteration * phases // max(1, self.num_steps(session)))
+        horizon = max(1, min(int(p["lambda_steps"]), self.num_steps(session)))
+        phase = min(phases - 1, self.iteration * phases // horizon)
         return start * (end / start) ** (phase / (phases - 1))
 
     def _set_lr(self, lr: float) -> None:
@@ -99,33 +108,50 @@ class DeformStage(FitStage):
             group["lr"] = lr
 
     def vertices(self) -> torch.Tensor:
-        return from_differential(self.matrix, self.u, "Cholesky")
+        """(V,3) vertices of the current ``u``, differentiable in ``u``."""
+        return self.solver(self.u, self._solved)
 
     def step(self, session: FitSession) -> dict[str, float]:
-        """One Adam step on ``u``; raises ``NonFiniteStep`` before any non-finite update."""
+        """One Adam step on ``u``; raises ``NonFiniteStep`` before any non-finite update.
+
+        The host waits for the device once per step: every loss term, the total and whether
+        the gradient is finite come back in one copy, after the backward pass.
+        """
         p = self.params(session)
         if self._lambda_now(session) != self.built_lambda:
             self._rebuild(session, session.vertices.detach())
         self.optimizer.zero_grad()
-        verts = self.vertices()
+        with record_function("solve"):
+            verts = self.vertices()
         terms = {**evaluate_terms(session, verts, p), **shape_terms(self.prior, verts, p)}
-        weighted = {k: float(p[WEIGHTS[k]]) * v for k, v in terms.items()}
-        total = sum(weighted.values())
-        report = {k: float(v.detach()) for k, v in terms.items()}
-        report["total"] = float(total.detach()) if torch.is_tensor(total) else float(total)
+        total = sum(float(p[WEIGHTS[k]]) * v for k, v in terms.items())
+        if not torch.is_tensor(total) or not total.requires_grad:
+            report = {k: float(v.detach()) for k, v in terms.items()}
+            report["total"] = float(total.detach()) if torch.is_tensor(total) else float(total)
+            return report  # no term is on: nothing to optimise
+        with record_function("backward"):
+            total.backward()
+        grad = self.u.grad
+        grad.masked_fill_(session.eyeball_mask[:, None], 0.0)
+        with record_function("readback"):
+            values = torch.stack(
+                [*(v.detach().float() for v in terms.values()), total.detach().float(),
+                 torch.isfinite(grad).all().float()]
+            ).tolist()
+        report = dict(zip([*terms, "total"], values[:-1], strict=True))
         if not math.isfinite(report["total"]):
             bad = [k for k, v in report.items() if not math.isfinite(v)]
             raise NonFiniteStep(bad[0], report)
-        if not torch.is_tensor(total) or not total.requires_grad:
-            return report  # no term is on: nothing to optimise
-        total.backward()
-        self.u.grad[session.eyeball_mask] = 0.0
-        if not torch.isfinite(self.u.grad).all():
+        if values[-1] != 1.0:
             # Adam would carry a NaN in its moments from now on: stop before it steps.
             raise NonFiniteStep(self._blame_gradient(session, p), report, "gradient")
-        self.optimizer.step()
-        with torch.no_grad():
-            session.vertices = self.vertices()
+        with record_function("optimizer"):
+            self.optimizer.step()
+        with torch.no_grad(), record_function("solve"):
+            self._solved = None  # u changed; the next step's forward reuses this solve
+            self._solved = self.vertices()
+            session.vertices = self._solved
+        self.totals.append(report["total"])
         return report
 
     def _blame_gradient(self, session: FitSession, p: dict) -> str:
@@ -140,18 +166,40 @@ class DeformStage(FitStage):
                 return name
         return "total"
 
+    def converged(self, session: FitSession) -> str | None:
+        """The loss has plateaued: after ``min_steps``, the mean total loss of the last
+        ``plateau_window`` iterations fell less than ``plateau_tolerance`` (relative) below
+        the mean of the window before."""
+        p = self.params(session)
+        window = int(p.get("plateau_window", 0))
+        n = len(self.totals)
+        if window <= 0 or n < max(int(p.get("min_steps", 0)), 2 * window):
+            return None
+        last = sum(self.totals[-window:]) / window
+        before = sum(self.totals[-2 * window : -window]) / window
+        tolerance = float(p.get("plateau_tolerance", 0.0))
+        gain = (before - last) / max(abs(before), 1e-12)
+        if gain >= tolerance:
+            return None
+        return (f"converged (the mean loss of the last {window} steps fell {100 * gain:.2f}%, "
+                f"under {100 * tolerance:g}%)")
+
     def save_state(self) -> tuple | None:
         if self.optimizer is None:
             return None
         return (
-            self.matrix, self.u, self.optimizer, self.u.detach().clone(),
-            copy_optimizer_state(self.optimizer), self.built_lambda,
+            self.matrix, self.solver, self.u, self.optimizer, self.u.detach().clone(),
+            copy_optimizer_state(self.optimizer), len(self.totals),
+            self.built_lambda,
         )
 
     def load_state(self, state: tuple | None) -> None:
         if state is None:
             return
-        self.matrix, self.u, self.optimizer, u, optimizer_state, self.built_lambda = state
+        self.matrix, self.solver, self.u, self.optimizer, u, optimizer_state, count, \
+            self.built_lambda = state
+        del self.totals[count:]
+        self._solved = None
         with torch.no_grad():
             self.u.copy_(u)
         self.u.grad = None
@@ -191,47 +239,63 @@ def evaluate_terms(session: FitSession, verts: torch.Tensor, p: dict) -> dict[st
     terms: dict[str, torch.Tensor] = {}
     t = session.targets
     if on & {"mask", "depth", "dense"}:
-        out = session.renderer.render(
-            verts,
-            session.faces,
-            attrs={"position": verts, "weight": session.vertex_weights[:, None]},
-            views=t.view_ids,
-        )
-        both = losses.erode(t.covered & (out.tri_id >= 0)[..., None])
-        weight = out.attrs["weight"]
-        if "mask" in on:
-            terms["mask"] = losses.mask_l1(out.mask, t.mask)
-        if "depth" in on:
-            terms["depth"] = losses.depth_l1(out.depth, t.depth, both, weight)
-        if "dense" in on:
-            terms["dense"] = session.dense_cue.loss(out, t, both, weight)
-    lm = session.landmark_targets
-    if lm is not None and on & {"landmark_2d", "landmark_3d"}:
-        pred = session.embedding_points(verts)[session.landmark_index]
-        # IRLS: robust factors from this iteration's 3D residuals. The 2D term takes the same
-        # factors: a landmark whose 3D target is wrong projects to a wrong pixel too.
-        robust = landmark_factors(session, verts)
-        if "landmark_3d" in on:
-            terms["landmark_3d"] = losses.landmark_3d(
-                pred, session.landmark_points, session.landmark_weight_3d * robust
+        with record_function("render"):
+            out = session.renderer.render(
+                verts,
+                session.faces,
+                attrs={"position": verts, "weight": session.vertex_weights[:, None]},
+                views=t.view_ids,
             )
-        if "landmark_2d" in on:
-            px, _ = session.cameras.project(pred, t.view_ids)
-            tgt_px, w = session.landmark_2d
-            terms["landmark_2d"] = losses.landmark_2d(
-                px, tgt_px, w * robust[None, :], session.cameras.resolution
-            )
+        with record_function("image_losses"):
+            both = losses.erode(t.covered & (out.tri_id >= 0)[..., None])
+            weight = out.attrs["weight"]
+            if "mask" in on:
+                terms["mask"] = losses.mask_l1(out.mask, t.mask)
+            if "depth" in on:
+                terms["depth"] = losses.depth_l1(out.depth, t.depth, both, weight)
+            if "dense" in on:
+                terms["dense"] = session.dense_cue.loss(out, t, both, weight)
+    if session.landmark_targets is not None and on & {"landmark_2d", "landmark_3d"}:
+        with record_function("landmark_terms"):
+            terms.update(_landmark_terms(session, verts, on))
     if on & {"fit_to_scan", "scan_to_fit"}:
-        normals = losses.vertex_normals_torch(verts.detach(), session.faces)
-        f2s, s2f = losses.surface_terms(
-            verts,
-            normals,
-            session.vertex_weights,
-            t.samples,
-            t.sample_normals,
-            max_distance=float(p["max_distance"]),
-            min_normal_cos=float(p["min_normal_cos"]),
-            sample_tree=t.sample_tree,
-        )
-        terms["fit_to_scan"], terms["scan_to_fit"] = f2s, s2f
+        with record_function("surface_terms"):
+            terms["fit_to_scan"], terms["scan_to_fit"] = _surface_terms(session, verts, p)
     return terms
+
+
+def _landmark_terms(session: FitSession, verts: torch.Tensor, on: set[str]
+                    ) -> dict[str, torch.Tensor]:
+    terms = {}
+    t = session.targets
+    pred = session.embedding_points(verts)[session.landmark_index]
+    # IRLS: robust factors from this iteration's 3D residuals. The 2D term takes the same
+    # factors: a landmark whose 3D target is wrong projects to a wrong pixel too.
+    with record_function("robust_factors"):
+        robust = landmark_factors(session, verts)
+    if "landmark_3d" in on:
+        terms["landmark_3d"] = losses.landmark_3d(
+            pred, session.landmark_points, session.landmark_weight_3d * robust
+        )
+    if "landmark_2d" in on:
+        px, _ = session.cameras.project(pred, t.view_ids)
+        tgt_px, w = session.landmark_2d
+        terms["landmark_2d"] = losses.landmark_2d(
+            px, tgt_px, w * robust[None, :], session.cameras.resolution
+        )
+    return terms
+
+
+def _surface_terms(session: FitSession, verts: torch.Tensor, p: dict):
+    t = session.targets
+    normals = losses.vertex_normals_torch(verts.detach(), session.faces)
+    return losses.surface_terms(
+        verts,
+        normals,
+        session.vertex_weights,
+        t.samples,
+        t.sample_normals,
+        max_distance=float(p["max_distance"]),
+        min_normal_cos=float(p["min_normal_cos"]),
+        sample_tree=t.sample_tree,
+    )
