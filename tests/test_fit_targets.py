@@ -10,8 +10,8 @@ landmark terms should make as good), p95 <= 2%; eyeballs are scored on their own
 
 Measured (2-core CPU, shared): mean 0.226% / 0.224% / 0.223%, p95 0.66% / 0.61% / 0.65%,
 eyeballs 0.28% / 0.34% / 0.27% (rotated / proportions / wrong landmarks). A render-free
-variant (surface terms only) was faster but missed: 0.31% / 0.31% / 0.28%. About 3
-CPU-minutes per head on a loaded machine: the slowest module of the suite.
+variant (surface terms only) was faster but missed: 0.31% / 0.31% / 0.28%. After merging
+main's speed work the three fits take seconds each on an idle 2-core machine.
 """
 
 from __future__ import annotations
