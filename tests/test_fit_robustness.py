@@ -13,7 +13,7 @@ import torch
 
 from reflame_core.fit.config import FitConfig
 from reflame_core.fit.session import FitSession, NonFiniteStepError
-from reflame_core.fit.stages import deform, rigid
+from reflame_core.fit.stages import deform, eyeballs, rigid
 from reflame_core.fit.targets import LandmarkTargets
 from reflame_core.geometry.similarity import Similarity
 from reflame_core.texture import refine
@@ -186,16 +186,19 @@ def test_a_fault_while_moving_on_is_undone_too(session, monkeypatch):
 
 # ----- 3. non-finite losses -------------------------------------------------------------------
 def _nan_in(term, grad_only=False):
-    """evaluate_terms with ``term`` poisoned: its value (or only its gradient) is NaN."""
-    original = deform.evaluate_terms
+    """The deform function that computes ``term`` (``evaluate_terms``, or ``shape_terms`` for
+    the shape prior) with ``term`` poisoned: its value (or only its gradient) is NaN. Returns
+    (function name, poisoned function)."""
+    where = "shape_terms" if term.startswith("shape_") else "evaluate_terms"
+    original = getattr(deform, where)
 
-    def poisoned(session, verts, p):
-        terms = original(session, verts, p)
+    def poisoned(*args):
+        terms = original(*args)
         value = terms[term]
         terms[term] = _NanGrad.apply(value) if grad_only else value * float("nan")
         return terms
 
-    return poisoned
+    return where, poisoned
 
 
 class _NanGrad(torch.autograd.Function):
@@ -233,14 +236,14 @@ def _nan_in_every_deform_term(session, monkeypatch):
     stage = session.current
     assert (stage.iteration, stage.status) == (1, "running")
     terms = [k for k in deform.WEIGHTS if float(stage.params(session)[deform.WEIGHTS[k]]) != 0]
-    assert len(terms) == (7 if stage.name == "coarse" else 6)  # refine has no mask term
+    assert len(terms) == (8 if stage.name == "coarse" else 7)  # refine has no mask term
     lr = stage.optimizer.param_groups[0]["lr"]
     for term in terms:
         with monkeypatch.context() as m:
-            m.setattr(deform, "evaluate_terms", _nan_in(term))
+            m.setattr(deform, *_nan_in(term))
             _skip_and_check(session, term)
     with monkeypatch.context() as m:  # a finite loss whose gradient is not
-        m.setattr(deform, "evaluate_terms", _nan_in("depth", grad_only=True))
+        m.setattr(deform, *_nan_in("depth", grad_only=True))
         report = _skip_and_check(session, "depth", "gradient")
         assert np.isfinite(report.losses["total"])
     assert "halved the learning rate" in report.event
@@ -266,12 +269,10 @@ def test_nan_in_rigid_eyeballs_and_texture_is_skipped(session, monkeypatch):
         _skip_and_check(session, "landmark_3d")
     assert session.rigid is None
     session.run(1 + 2 + 3 + 2)  # rigid, affine, coarse, refine
-    # eyeballs: the fitted eye landmarks they are placed from
+    # eyeballs: the socket fit they are placed by gone NaN
     assert session.current.name == "eyeballs"
-    original = session.embedding_points
     with monkeypatch.context() as m:
-        m.setattr(session, "embedding_points", lambda v: original(v) if v is
-                  session.template_vertices else original(v) * float("nan"))
+        m.setattr(eyeballs, "_affine", lambda src, dst: (np.eye(3), np.full(3, np.nan)))
         _skip_and_check(session, "eyeball_shift")
     session.step()
     # texture refinement: tv (poisons Adam through its gradient), then l1
@@ -297,7 +298,7 @@ def test_nan_in_rigid_eyeballs_and_texture_is_skipped(session, monkeypatch):
 def test_non_finite_steps_in_a_row_raise_naming_the_term(session, monkeypatch):
     session.run(4)  # rigid, affine 1-2, coarse 1
     session.max_non_finite_steps = 3
-    monkeypatch.setattr(deform, "evaluate_terms", _nan_in("scan_to_fit"))
+    monkeypatch.setattr(deform, *_nan_in("scan_to_fit"))
     _skip_and_check(session, "scan_to_fit")
     _skip_and_check(session, "scan_to_fit")
     before = fingerprint(session)

@@ -69,8 +69,13 @@ RULES: list[tuple[str, Any]] = [
     ("stages.*.steps", _range(0, None)),  # 0 steps: the stage only sets itself up
     ("stages.*.lr", POSITIVE),
     ("stages.*.lambda", POSITIVE),
+    ("stages.*.lambda_end", POSITIVE),
+    ("stages.*.lambda_phases", _range(1, None)),
+    ("stages.*.lambda_steps", _range(1, None)),
     ("stages.*.w_*", NON_NEGATIVE),
     ("stages.*.max_distance", POSITIVE),
+    ("stages.*.shape_support_distance", POSITIVE),
+    ("stages.*.shape_unsupported_gain", NON_NEGATIVE),
     ("stages.*.min_normal_cos", _range(-1.0, 1.0)),
     ("stages.*.surface_samples", COUNT),
     ("stages.*.min_steps", _range(0, None)),
@@ -78,6 +83,7 @@ RULES: list[tuple[str, Any]] = [
     ("stages.*.plateau_tolerance", NON_NEGATIVE),
     ("stages.affine.trim", _range(0.0, 1.0, hi_open=True)),
     ("stages.affine.max_change", _range(0.0, 1.0, lo_open=True, hi_open=True)),
+    ("stages.eyeballs.socket_radius", _range(1.0, None, lo_open=True)),
     ("stages.texture.resolution", _range(16, 8192)),
     ("stages.texture.refine_steps", _range(0, None)),
 ]

@@ -16,6 +16,7 @@ from reflame_core.fit.parameterize import (
     laplacian_system,
     to_differential,
 )
+from reflame_core.fit.shape_prior import ShapePrior, unsupported_weights
 from reflame_core.fit.stages.base import FitStage, NonFiniteStep, copy_optimizer_state
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ WEIGHTS = {
     "dense": "w_dense",
     "fit_to_scan": "w_fit_to_scan",
     "scan_to_fit": "w_scan_to_fit",
+    "shape_stretch": "w_shape_stretch",
 }
 
 
@@ -48,16 +50,28 @@ class DeformStage(FitStage):
         self.u: torch.Tensor | None = None
         self._solved: torch.Tensor | None = None  # M^-1 u for the current u, once known
         self.optimizer: AdamUniform | None = None
+        self.prior: ShapePrior | None = None
+        self.built_lambda = 0.0
         self.totals: list[float] = []  # total loss of every iteration so far (convergence)
 
     def begin(self, session: FitSession) -> None:
         session.ensure_targets(int(self.params(session)["surface_samples"]))
+        self._build_prior(session)
         self._rebuild(session, session.vertices.detach())
         self.totals = []
 
+    def _build_prior(self, session: FitSession) -> None:
+        reference = shape_reference(session)
+        p = self.params(session)
+        weights = unsupported_weights(reference, session.targets.samples,
+                                      float(p["shape_support_distance"]),
+                                      float(p["shape_unsupported_gain"]))
+        self.prior = ShapePrior(reference, session.faces, ~session.eyeball_mask, weights)
+
     def _rebuild(self, session: FitSession, vertices: torch.Tensor) -> None:
         p = self.params(session)
-        self.matrix = laplacian_system(len(vertices), session.faces, float(p["lambda"]))
+        self.built_lambda = self._lambda_now(session)
+        self.matrix = laplacian_system(len(vertices), session.faces, self.built_lambda)
         self.solver = LaplacianSolve(self.matrix)
         self.u = to_differential(self.matrix, vertices).detach().clone().requires_grad_(True)
         self._solved = None
@@ -66,12 +80,28 @@ class DeformStage(FitStage):
     def param_changed(self, session: FitSession, name: str) -> None:
         if self.optimizer is None:
             return
-        if name == "lambda":
+        if name in ("lambda", "lambda_end", "lambda_phases", "lambda_steps"):
             self._rebuild(session, session.vertices.detach())
         elif name == "lr":
             self._set_lr(float(self.params(session)["lr"]))
         elif name == "surface_samples":
             session.ensure_targets(int(self.params(session)["surface_samples"]))
+        elif name in ("shape_support_distance", "shape_unsupported_gain"):
+            self._build_prior(session)
+
+    def _lambda_now(self, session: FitSession) -> float:
+        """Large-Steps lambda for this iteration: ``lambda`` annealed geometrically down to
+        ``lambda_end`` in ``lambda_phases`` equal phases over the first ``lambda_steps``
+        iterations (coarse to fine: early steps move the head in large smooth pieces, later
+        ones in small), then ``lambda_end``."""
+        p = self.params(session)
+        start, end = float(p["lambda"]), float(p["lambda_end"])
+        phases = int(p["lambda_phases"])
+        if phases <= 1 or end == start:
+            return start
+        horizon = max(1, min(int(p["lambda_steps"]), self.num_steps(session)))
+        phase = min(phases - 1, self.iteration * phases // horizon)
+        return start * (end / start) ** (phase / (phases - 1))
 
     def _set_lr(self, lr: float) -> None:
         for group in self.optimizer.param_groups:
@@ -88,10 +118,12 @@ class DeformStage(FitStage):
         the gradient is finite come back in one copy, after the backward pass.
         """
         p = self.params(session)
+        if self._lambda_now(session) != self.built_lambda:
+            self._rebuild(session, session.vertices.detach())
         self.optimizer.zero_grad()
         with record_function("solve"):
             verts = self.vertices()
-        terms = evaluate_terms(session, verts, p)
+        terms = {**evaluate_terms(session, verts, p), **shape_terms(self.prior, verts, p)}
         total = sum(float(p[WEIGHTS[k]]) * v for k, v in terms.items())
         if not torch.is_tensor(total) or not total.requires_grad:
             report = {k: float(v.detach()) for k, v in terms.items()}
@@ -124,7 +156,8 @@ class DeformStage(FitStage):
 
     def _blame_gradient(self, session: FitSession, p: dict) -> str:
         """The first term whose own gradient is non-finite (re-evaluated; failures only)."""
-        terms = evaluate_terms(session, self.vertices(), p)
+        verts = self.vertices()
+        terms = {**evaluate_terms(session, verts, p), **shape_terms(self.prior, verts, p)}
         for name, value in terms.items():
             if not value.requires_grad:
                 continue
@@ -157,12 +190,14 @@ class DeformStage(FitStage):
         return (
             self.matrix, self.solver, self.u, self.optimizer, self.u.detach().clone(),
             copy_optimizer_state(self.optimizer), len(self.totals),
+            self.built_lambda,
         )
 
     def load_state(self, state: tuple | None) -> None:
         if state is None:
             return
-        self.matrix, self.solver, self.u, self.optimizer, u, optimizer_state, count = state
+        self.matrix, self.solver, self.u, self.optimizer, u, optimizer_state, count, \
+            self.built_lambda = state
         del self.totals[count:]
         self._solved = None
         with torch.no_grad():
@@ -179,8 +214,27 @@ class DeformStage(FitStage):
         return f"halved the learning rate to {lr:.3g}"
 
 
+def shape_reference(session: FitSession) -> torch.Tensor:
+    """(V,3) the template as the deformation found it: where the first deformation stage that
+    ran (coarse, else refine) started. The shape priors measure change from it."""
+    for name in ("coarse", "refine"):
+        start = session.stage(name).start_vertices
+        if start is not None:
+            return start
+    return session.vertices.detach()
+
+
+def shape_terms(prior: ShapePrior | None, verts: torch.Tensor, p: dict) -> dict[str, torch.Tensor]:
+    """The shape-prior terms whose weight in ``p`` is non-zero, for fitted vertices (V,3)."""
+    terms: dict[str, torch.Tensor] = {}
+    if prior is not None and float(p["w_shape_stretch"]) != 0.0:
+        terms["shape_stretch"] = prior.stretch(verts)
+    return terms
+
+
 def evaluate_terms(session: FitSession, verts: torch.Tensor, p: dict) -> dict[str, torch.Tensor]:
-    """Every loss term whose weight in ``p`` is non-zero, for fitted vertices (V,3)."""
+    """Every data term (landmarks, renders, surface) whose weight in ``p`` is non-zero, for
+    fitted vertices (V,3)."""
     on = {k for k, w in WEIGHTS.items() if float(p[w]) != 0.0}
     terms: dict[str, torch.Tensor] = {}
     t = session.targets

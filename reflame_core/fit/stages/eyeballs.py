@@ -13,17 +13,16 @@ from reflame_core.fit.stages.base import FitStage
 if TYPE_CHECKING:
     from reflame_core.fit.session import FitSession
 
-# iBUG eye contours: 36-41 is the subject's right eye (FLAME's -x eyeball), 42-47 the left.
-RIGHT_EYE_LANDMARKS = slice(36, 42)
-LEFT_EYE_LANDMARKS = slice(42, 48)
-
 
 class EyeballStage(FitStage):
-    """One iteration: both eyeballs keep the template's offset from their eye's landmarks.
+    """One iteration: each eyeball follows how its eye socket moved from the template.
 
-    The template's offset (eyeball centre minus eye-contour centroid) and radius are carried
-    over, rotated by the rigid alignment and scaled by the change of the inter-ocular distance,
-    one scale for both eyes so they stay the same size.
+    The socket is every head vertex within ``socket_radius`` eyeball radii of the template's
+    eyeball centre (lids, corners, brow and cheek around the eye). An affine map (least
+    squares) takes the template's socket to the fitted one; the eyeball centre goes where
+    that map takes it, so per-axis proportions and the local deformation both carry over.
+    The eyeball stays a sphere: it turns by the map's rotation and scales by the cube root
+    of its determinant, one scale for both eyes so they stay the same size.
     """
 
     name = "eyeballs"
@@ -32,21 +31,35 @@ class EyeballStage(FitStage):
         return 1
 
     def step(self, session: FitSession) -> dict[str, float]:
+        reach = float(self.params(session)["socket_radius"])
         tmpl = session.template_vertices.cpu().numpy().astype(np.float64)
         fitted = session.vertices.detach().cpu().numpy().astype(np.float64)
-        lm0 = session.embedding_points(session.template_vertices).cpu().numpy()
-        lm1 = session.embedding_points(session.vertices.detach()).cpu().numpy()
-        eyes = ((LEFT_EYEBALL, LEFT_EYE_LANDMARKS), (RIGHT_EYEBALL, RIGHT_EYE_LANDMARKS))
-        e0 = [lm0[lms].mean(0) for _, lms in eyes]
-        e1 = [lm1[lms].mean(0) for _, lms in eyes]
-        scale = float(np.linalg.norm(e1[0] - e1[1]) / np.linalg.norm(e0[0] - e0[1]))
-        rot = session.rigid.rotation if session.rigid is not None else np.eye(3)
+        head = ~session.eyeball_mask.cpu().numpy()
+        placed = []
+        for ball in (LEFT_EYEBALL, RIGHT_EYEBALL):
+            centre = tmpl[ball].mean(0)
+            radius = float(np.linalg.norm(tmpl[ball] - centre, axis=1).mean())
+            socket = head & (np.linalg.norm(tmpl - centre, axis=1) < reach * radius)
+            linear, shift = _affine(tmpl[socket] - centre, fitted[socket])
+            u, _, vt = np.linalg.svd(linear)
+            rotation = u @ vt
+            if np.linalg.det(rotation) < 0:  # a reflection is no eyeball's motion
+                u[:, -1] *= -1
+                rotation = u @ vt
+            scale = abs(float(np.linalg.det(linear))) ** (1.0 / 3.0)
+            placed.append((ball, centre, shift, rotation, scale))
+        scale = float(np.mean([p[4] for p in placed]))
         moved = 0.0
-        for (ball, _), a, b in zip(eyes, e0, e1, strict=True):
-            centre0 = tmpl[ball].mean(0)
-            centre1 = b + scale * rot @ (centre0 - a)
-            new = centre1 + scale * (tmpl[ball] - centre0) @ rot.T
+        for ball, centre, shift, rotation, _ in placed:
+            new = shift + scale * (tmpl[ball] - centre) @ rotation.T
             moved += float(np.linalg.norm(new - fitted[ball], axis=1).mean()) / 2
             fitted[ball] = new
         session.vertices = torch.from_numpy(fitted.astype(np.float32)).to(session.device)
         return {"eyeball_shift": moved, "eyeball_scale": scale}
+
+
+def _affine(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares ``dst ~ src @ linear.T + shift`` for (N,3) point sets; (3,3), (3,)."""
+    rows = np.c_[src, np.ones(len(src))]
+    solution, *_ = np.linalg.lstsq(rows, dst, rcond=None)
+    return solution[:3].T, solution[3]

@@ -1,0 +1,80 @@
+"""Issue 13's accuracy targets on small, fast heads of the benchmark world (CPU, seconds each).
+
+Three 4k-vertex heads: one rotated, one of other proportions, and one whose landmarks are the
+true ones except 10% of them thrown 10% of head height away. The full pipeline (rigid,
+affine, coarse, refine, eyeballs) runs as preset ``fast`` does, lightened for CI: 4 views of
+64² and fewer steps and surface samples.
+Errors are distances to the true FLAME vertices / head height (``synthetic/scoring.py``).
+Targets: mean <= 0.3% with true landmarks (and with the displaced ones, which the robust
+landmark terms should make as good), p95 <= 2%; eyeballs are scored on their own.
+
+Measured (2-core CPU, shared): mean 0.226% / 0.224% / 0.223%, p95 0.66% / 0.61% / 0.65%,
+eyeballs 0.28% / 0.34% / 0.27% (rotated / proportions / wrong landmarks). A render-free
+variant (surface terms only) was faster but missed: 0.31% / 0.31% / 0.28%. After merging
+main's speed work the three fits take seconds each on an idle 2-core machine.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from reflame_core.fit.config import FitConfig
+from reflame_core.fit.regions import region_labels
+from reflame_core.fit.session import FitSession
+from reflame_core.fit.targets import LandmarkTargets
+from reflame_core.synthetic.head import SMALL_TARGET_VERTICES
+from reflame_core.synthetic.scoring import summarize_vertices, vertex_errors
+from reflame_core.synthetic.world import make_world_head
+from reflame_core.synthetic.wrong_landmarks import displaced_landmarks
+
+LIGHT = {
+    "cameras.num_views": 4, "cameras.resolution": 64, "cameras.azimuth_range": 120.0,
+    "stages.coarse.steps": 100, "stages.coarse.surface_samples": 4000,
+    "stages.refine.steps": 40, "stages.refine.surface_samples": 4000,
+    "stages.texture.enabled": False,
+}
+CASES = {"rotated": ("rotation", False), "proportions": ("proportions", False),
+         "wrong_landmarks": ("base", True)}
+SEED = 0  # not a scored (1001+) or tuning (2001+) seed of the benchmark
+
+
+@pytest.fixture(scope="module")
+def scores(flame_template, landmark_embedding, facescape_texture) -> dict:
+    torch.set_num_threads(2)
+    labels = region_labels(flame_template, landmark_embedding)
+    out = {}
+    for case, (scenario, displace) in CASES.items():
+        head = make_world_head(flame_template, facescape_texture, landmark_embedding,
+                               scenario, SEED, target_vertices=SMALL_TARGET_VERTICES)
+        points = head.true_landmarks
+        if displace:
+            points, moved = displaced_landmarks(head, 0.1, 0.1, np.random.default_rng(SEED))
+            assert len(moved) == 7
+        session = FitSession(head.scan, flame_template, landmark_embedding,
+                             LandmarkTargets.from_points(points),
+                             FitConfig.load(preset="fast", overrides=LIGHT),
+                             render_backend="torch")
+        session.run()
+        errors = vertex_errors(head, session.vertices_in_scan_frame())
+        out[case] = summarize_vertices(errors, head.vertex_present, labels)
+    print({c: (s["mean"], s["p95"], s["eyeballs"]["mean"]) for c, s in out.items()})
+    return out
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_mean_vertex_error_within_target(scores, case):
+    assert scores[case]["mean"] <= 0.003, scores[case]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_p95_vertex_error_within_target(scores, case):
+    assert scores[case]["p95"] <= 0.02, scores[case]
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_eyeballs_follow_the_fit(scores, case):
+    # Before the eyeballs followed their sockets they were the worst region on the benchmark
+    # (0.52% mean on the scored heads); 0.26-0.32% since.
+    assert scores[case]["eyeballs"]["mean"] <= 0.0045, scores[case]["eyeballs"]

@@ -1,0 +1,77 @@
+"""Pieces of issue 13's fit: the edge-stretch prior, the annealed lambda, eyeballs that follow
+their sockets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from reflame_core.fit.config import FitConfig
+from reflame_core.fit.regions import LEFT_EYEBALL, RIGHT_EYEBALL
+from reflame_core.fit.session import FitSession
+from reflame_core.fit.shape_prior import ShapePrior, unsupported_weights
+from reflame_core.fit.targets import LandmarkTargets
+
+
+@pytest.fixture(scope="module")
+def session(small_synthetic_head, flame_template, landmark_embedding) -> FitSession:
+    cfg = FitConfig.load(preset="fast", overrides={
+        "stages.coarse.steps": 8, "stages.coarse.lambda": 100.0,
+        "stages.coarse.lambda_end": 10.0, "stages.coarse.lambda_phases": 4})
+    return FitSession(small_synthetic_head.scan, flame_template, landmark_embedding,
+                      LandmarkTargets.from_points(small_synthetic_head.true_landmarks), cfg,
+                      render_backend="torch")
+
+
+def test_stretch_is_zero_at_the_reference_and_grows_with_scale(session):
+    ref = session.template_vertices
+    prior = ShapePrior(ref, session.faces, ~session.eyeball_mask)
+    assert float(prior.stretch(ref)) == pytest.approx(0.0, abs=1e-12)
+    # Moving the template rigidly costs nothing; scaling it by 1.1 costs 0.1^2 per edge.
+    turn = torch.tensor([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    assert float(prior.stretch(ref @ turn.T + 0.3)) == pytest.approx(0.0, abs=1e-9)
+    assert float(prior.stretch(1.1 * ref)) == pytest.approx(0.01, rel=1e-3)
+    # The eyeballs' edges do not count.
+    moved = ref.clone()
+    moved[LEFT_EYEBALL] *= 2.0
+    assert float(prior.stretch(moved)) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_unsupported_vertices_weigh_more():
+    verts = torch.tensor([[0.0, 0.0, 0.0], [0.05, 0.0, 0.0], [1.0, 0.0, 0.0]])
+    samples = torch.tensor([[0.0, 0.0, 0.01], [0.06, 0.0, 0.0]])
+    np.testing.assert_allclose(unsupported_weights(verts, samples, 0.1, 20.0).numpy(),
+                               [1.0, 1.0, 21.0])
+    faces = torch.tensor([[0, 1, 2]])
+    prior = ShapePrior(verts, faces, torch.ones(3, dtype=torch.bool),
+                       unsupported_weights(verts, samples, 0.1, 20.0))
+    # Edges 0-1 (both supported), 0-2 and 1-2 (one end unsupported).
+    assert sorted(prior.edge_weight.tolist()) == [1.0, 11.0, 11.0]
+
+
+def test_lambda_is_annealed_in_phases(session):
+    stage = session.stage("coarse")
+    seen = []
+    for it in range(8):
+        stage.iteration = it
+        seen.append(stage._lambda_now(session))
+    np.testing.assert_allclose(seen, np.repeat([100.0, 46.4159, 21.5443, 10.0], 2), rtol=1e-4)
+    stage.iteration = 0
+
+
+def test_eyeballs_follow_their_sockets(session):
+    """The head moved by a known similarity, then stretched near one eye only: each eyeball
+    lands where its socket took it (the template's eyeballs under the same motion)."""
+    tmpl = session.template_vertices.numpy().astype(np.float64)
+    c, s = np.cos(0.3), np.sin(0.3)
+    rot = np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
+    moved = 1.2 * tmpl @ rot.T + np.array([0.1, -0.2, 0.3])
+    expected = moved.copy()
+    moved[LEFT_EYEBALL] = moved[RIGHT_EYEBALL] = 0.0  # the deformation leaves them behind
+    session.vertices = torch.from_numpy(moved.astype(np.float32))
+    losses = session.stage("eyeballs").step(session)
+    got = session.vertices.numpy()
+    for ball in (LEFT_EYEBALL, RIGHT_EYEBALL):
+        np.testing.assert_allclose(got[ball], expected[ball], atol=1e-4)
+    assert losses["eyeball_scale"] == pytest.approx(1.2, rel=1e-4)
