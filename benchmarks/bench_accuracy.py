@@ -36,11 +36,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-from reflame_core.assets.flame import load_flame_template, load_landmark_embedding
 from reflame_core.fit.config import FitConfig, parse_override
-from reflame_core.fit.regions import region_labels
 from reflame_core.fit.setup import FitInputs, detect_or_none, make_session
 from reflame_core.synthetic.scoring import (
     NOT_PLACED,
@@ -49,7 +46,12 @@ from reflame_core.synthetic.scoring import (
     summarize_vertices,
     vertex_errors,
 )
-from reflame_core.synthetic.world import SCENARIOS, SCORED_SEEDS, make_world_head
+from reflame_core.synthetic.world import (
+    SCENARIOS,
+    SCORED_SEEDS,
+    load_world_assets,
+    make_world_head,
+)
 
 # Worlds: which scenarios, how many heads each. 'wild' is the scored benchmark.
 WORLDS = {
@@ -64,12 +66,10 @@ _CONTEXT: dict = {}
 def _load_context(data: Path, preset: str, overrides: list[str], scan_vertices: int,
                   threads: int, fit: bool, landmarks: str) -> None:
     torch.set_num_threads(threads)
-    template = load_flame_template(data / "flame")
-    embedding = load_landmark_embedding(data / "flame")
+    world = load_world_assets(data)
     _CONTEXT.update(
-        template=template, embedding=embedding, scan_vertices=scan_vertices, fit=fit,
-        landmarks=landmarks,
-        texture=np.asarray(Image.open(data / "textures" / "facescape_texmap.jpg").convert("RGB")),
+        template=world.template, embedding=world.embedding, scan_vertices=scan_vertices,
+        fit=fit, landmarks=landmarks, texture=world.texture,
         config=FitConfig.load(preset=preset, overrides={
             "stages.texture.enabled": False, **dict(parse_override(o) for o in overrides)}))
 
@@ -194,8 +194,7 @@ def main() -> int:
         records = [keep(score_head(*task)) for task in tasks]
     wall = time.perf_counter() - t0
 
-    template = load_flame_template(a.data / "flame")
-    labels = region_labels(template, load_landmark_embedding(a.data / "flame"))
+    labels = load_world_assets(a.data).labels
     per_scenario = {n: summarize([r for r in records if r["scenario"] == n], labels, a.fit)
                     for n in scenarios}
     result = {

@@ -25,15 +25,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
-from reflame_core.assets.flame import load_flame_template, load_landmark_embedding
 from reflame_core.fit.config import FitConfig, parse_override
-from reflame_core.fit.regions import region_labels
 from reflame_core.fit.session import FitSession
 from reflame_core.fit.targets import LandmarkTargets
 from reflame_core.synthetic.scoring import summarize_vertices, vertex_errors
-from reflame_core.synthetic.world import SCENARIOS, make_world_head
+from reflame_core.synthetic.world import SCENARIOS, load_world_assets, make_world_head
 from reflame_core.synthetic.wrong_landmarks import displaced_landmarks
 
 # Stages after which the fit is scored (when they run).
@@ -85,10 +82,9 @@ def main() -> int:
         "REFLAME_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")))
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    template = load_flame_template(a.data / "flame")
-    embedding = load_landmark_embedding(a.data / "flame")
-    texture = np.asarray(Image.open(a.data / "textures" / "facescape_texmap.jpg").convert("RGB"))
-    labels = region_labels(template, embedding)
+    world = load_world_assets(a.data)
+    template, embedding, texture, labels = (world.template, world.embedding, world.texture,
+                                            world.labels)
     base = {**dict(parse_override(o) for o in a.overrides), "stages.texture.enabled": False}
     variants = dict(parse_variant(v) for v in a.variant) or {"as_is": {}}
 

@@ -27,15 +27,12 @@ import numpy as np
 import torch
 import trimesh
 from bench_fit_world import landmark_points
-from PIL import Image
 
-from reflame_core.assets.flame import load_flame_template, load_landmark_embedding
 from reflame_core.fit.config import FitConfig
-from reflame_core.fit.regions import region_labels
 from reflame_core.fit.session import FitSession
 from reflame_core.fit.targets import LandmarkTargets, sample_surface
 from reflame_core.synthetic.scoring import summarize_vertices, vertex_errors
-from reflame_core.synthetic.world import SCENARIOS, make_world_head
+from reflame_core.synthetic.world import SCENARIOS, load_world_assets, make_world_head
 
 # Distances in the canonical frame (head about 3.2 units tall); trimesh's default is 0.1.
 DISTANCE_THRESHOLD = 0.1
@@ -88,10 +85,9 @@ def main() -> int:
         "REFLAME_TEST_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")))
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
-    template = load_flame_template(a.data / "flame")
-    embedding = load_landmark_embedding(a.data / "flame")
-    texture = np.asarray(Image.open(a.data / "textures" / "facescape_texmap.jpg").convert("RGB"))
-    labels = region_labels(template, embedding)
+    world = load_world_assets(a.data)
+    template, embedding, texture, labels = (world.template, world.embedding, world.texture,
+                                            world.labels)
 
     rows = []
     for scenario in a.scenarios:

@@ -11,10 +11,18 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
-from reflame_core.assets.flame import FlameTemplate, LandmarkEmbedding
+from reflame_core.assets.flame import (
+    FlameTemplate,
+    LandmarkEmbedding,
+    load_flame_template,
+    load_landmark_embedding,
+)
+from reflame_core.fit.regions import region_labels
 from reflame_core.synthetic import appearance, conditions, partial
 from reflame_core.synthetic.head import SyntheticHead, make_synthetic_head
 
@@ -79,3 +87,24 @@ def make_world_head(
     head = make_synthetic_head(template, texture, embedding, seed=seed,
                                target_vertices=target_vertices)
     return apply_scenario(head, SCENARIOS[scenario], seed)
+
+
+@dataclass
+class WorldAssets:
+    """What building and scoring the world's heads needs: FLAME, the face texture in FLAME UV
+    space, and the FLAME region of every vertex (``fit/regions.py``)."""
+
+    template: FlameTemplate
+    embedding: LandmarkEmbedding
+    texture: np.ndarray
+    labels: np.ndarray
+
+
+def load_world_assets(data: Path) -> WorldAssets:
+    """From a test-data folder: ``flame/`` and ``textures/facescape_texmap.jpg``."""
+    from PIL import Image
+
+    template = load_flame_template(data / "flame")
+    embedding = load_landmark_embedding(data / "flame")
+    texture = np.asarray(Image.open(data / "textures" / "facescape_texmap.jpg").convert("RGB"))
+    return WorldAssets(template, embedding, texture, region_labels(template, embedding))
