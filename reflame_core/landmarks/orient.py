@@ -1,7 +1,8 @@
 """Auto-orientation: which way a scan's face looks and which way is up, found by detection.
 
 A scan may arrive with any up and front axis (Z-up, facing -X, ...) and tilted. ``find_frame``
-renders it at low resolution from the six axis directions, each image also turned by 90°,
+first asks whether the scan's own axes already face the cameras (one frontal pass, the
+refinement below); only where they do not, it renders it at low resolution from the six axis directions, each image also turned by 90°,
 180° and 270° (a face upside down or on its side is not found by a detector trained on
 upright faces), detects, lifts each view's points onto the surface and reads a face frame off
 the 3D landmarks (``face_axes``: eye-to-eye is +x, mouth-to-eyes is up). The most confident
@@ -266,6 +267,12 @@ def find_frame(scan: Scan, detector: LandmarkDetector, *, device: str = "cpu") -
         A ``FoundFrame``; where no face is found from any direction, its ``to_canonical`` is
         ``canonical_frame(+y, +z)`` and its confidence 0.
     """
+    # The scan's own axes first: most scans come +y up, facing +z, and where a frontal pass
+    # confirms a face there (a fraction of a second) no search is needed. The search reads
+    # a bust or a face on a dark, untextured scan wrongly more often than this check does.
+    rotation, score = _refine_passes(scan, np.eye(3), detector, device)
+    if score >= CONFIRMED:
+        return _found(scan, rotation, score, 1)
     start = canonical_frame(scan.vertices)  # centred and scaled; no turn
     canon = scan.transformed(start)
     candidates = _coarse_candidates(canon, detector, device)
@@ -274,17 +281,22 @@ def find_frame(scan: Scan, detector: LandmarkDetector, *, device: str = "cpu") -
     if not candidates:
         return FoundFrame(start, 0.0, np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, 1.0]), 0)
     # The most confident reading first; where its refinement does not confirm it (no view
-    # agrees), the next distinct readings are tried and the best confirmed one kept.
-    best, score = None, -1.0
+    # agrees), the next distinct readings are tried and the best kept; where the scan's own
+    # axes saw a face and no reading does better, the axes stay.
+    best, best_score = (rotation, score) if score > 0 else (None, -1.0)
     for axes, _ in _clusters(candidates)[:MAX_READINGS]:
         rotation, agreement = _refine_passes(scan, axes, detector, device)
-        if agreement > score:
-            best, score = rotation, agreement
-        if score >= CONFIRMED:
+        if agreement > best_score:
+            best, best_score = rotation, agreement
+        if best_score >= CONFIRMED:
             break
-    rotation = _axis_pitch(best)
+    return _found(scan, best, best_score, len(candidates))
+
+
+def _found(scan: Scan, rotation: np.ndarray, score: float, candidates: int) -> FoundFrame:
+    rotation = _axis_pitch(rotation)
     return FoundFrame(rotated_frame(scan.vertices, rotation), float(score),
-                      rotation[1].copy(), rotation[2].copy(), len(candidates))
+                      rotation[1].copy(), rotation[2].copy(), candidates)
 
 
 def frame_from_landmarks(points68: np.ndarray, scan: Scan) -> FoundFrame | None:
