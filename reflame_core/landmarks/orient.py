@@ -2,16 +2,16 @@
 
 A scan may arrive with any up and front axis (Z-up, facing -X, ...) and tilted. ``find_frame``
 first asks whether the scan's own axes already face the cameras (one frontal pass, the
-refinement below); only where they do not, it renders it at low resolution from the six axis directions, each image also turned by 90°,
-180° and 270° (a face upside down or on its side is not found by a detector trained on
-upright faces), detects, lifts each view's points onto the surface and reads a face frame off
-the 3D landmarks (``face_axes``: eye-to-eye is +x, mouth-to-eyes is up). The most confident
-reading wins (the detector reads faces upside down too, but scores them lower) and is refined
-by a small frontal detection pass in its own frame (twice at most); where that pass does not
-confirm it, the next distinct readings are tried. Yaw and roll come from the face, the pitch
-from the nearest scan axis (``_axis_pitch``). The result is the scan -> canonical
-``Similarity`` that ``geometry.frame.canonical_frame`` would give for the right axes, for any
-rotation.
+refinement below). Only where they do not, it renders the scan at low resolution from the six
+axis directions, each image also turned by 90°, 180° and 270° (a face upside down or on its
+side is not found by a detector trained on upright faces), detects, lifts each view's points
+onto the surface and reads a face frame off the 3D landmarks (``face_axes``: eye-to-eye is +x,
+mouth-to-eyes is up). The most confident reading wins (the detector reads faces upside down
+too, but scores them lower) and is refined by a small frontal detection pass in its own frame
+(twice at most); where that pass does not confirm it, the next distinct readings are tried.
+Yaw and roll come from the face, the pitch from the nearest scan axis (``_axis_pitch``). The
+result is the scan -> canonical ``Similarity`` that ``geometry.frame.canonical_frame`` would
+give for the right axes, for any rotation.
 """
 
 from __future__ import annotations
