@@ -52,8 +52,9 @@ def draw_frame(app: AppState) -> None:
 def draw_confirmation(app: AppState) -> None:
     """What the change would cost, and Apply / Cancel."""
     p = app.frame.pending
-    psim.TextColored(RED, f"Turn the scan to up {axis_name(scan_direction(p.frame, UP))}, "
-                     f"front {axis_name(scan_direction(p.frame, FRONT))}?")
+    found = "The face was found this way up: " if p.source == "auto" else ""
+    psim.TextColored(RED, f"{found}Turn the scan to up {axis_name(scan_direction(p.frame, UP))}"
+                     f", front {axis_name(scan_direction(p.frame, FRONT))}?")
     for cost in p.costs:
         psim.Bullet()
         psim.TextWrapped(cost)

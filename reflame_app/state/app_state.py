@@ -189,11 +189,11 @@ class AppState:
         return costs
 
     def set_frame(self, sim: Similarity, source: str = "corrected", *,
-                  confirmed: bool = False) -> bool:
+                  confirmed: bool = False, why: str = "") -> bool:
         """Make ``sim`` (scan -> canonical) the frame; any source sets it (the user's
         corrections, an automatic orientation). A change that would cost work (see
         ``frame_change_costs``) waits in ``frame.pending`` unless ``confirmed``; returns
-        whether it was applied."""
+        whether it was applied. ``why`` ends the message that says so."""
         self._need_scan()
         costs = self.frame_change_costs()
         if costs and not confirmed:
@@ -203,7 +203,7 @@ class AppState:
         stale = self.frame.landmarks_stale or self._detected_landmarks() > 0 or self._detecting
         self._show_frame(sim, source)
         self.frame.landmarks_stale = stale
-        self.messages.info(f"Scan frame: {self.frame.describe()}")
+        self.messages.info(f"Scan frame: {self.frame.describe()}{why}")
         return True
 
     def _detected_landmarks(self) -> int:
@@ -316,8 +316,9 @@ class AppState:
             if found.candidates == 0:
                 self.messages.info("No face found to orient the scan by: it stays in its own "
                                    "axes (turn it in the Orientation panel if needed)")
-            elif self.set_frame(found.to_canonical, "auto"):
-                self.messages.info(f"Scan oriented by its face: {found.describe()}")
+            else:
+                self.set_frame(found.to_canonical, "auto",
+                               why=f"; by its face: {found.describe()}")
         if self._detect_when_oriented:
             self._detect_when_oriented = False
             self.detect_landmarks(wait=False)
