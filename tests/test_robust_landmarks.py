@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from landmark_faults import displaced_landmarks
 
 from reflame_core.fit.config import FitConfig
 from reflame_core.fit.landmark_outliers import landmark_factors
@@ -33,17 +34,6 @@ TINY = {
 DISPLACED = np.array([4, 12, 30, 48, 21])
 
 
-def displaced_landmarks(head) -> np.ndarray:
-    """The true landmarks (68,3) with ``DISPLACED`` moved 20-40% of head height (seeded)."""
-    rng = np.random.default_rng(7)
-    height = np.ptp(head.true_vertices, axis=0).max()
-    pts = np.array(head.true_landmarks, np.float64)
-    direction = rng.normal(size=(len(DISPLACED), 3))
-    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
-    pts[DISPLACED] += direction * rng.uniform(0.2, 0.4, len(DISPLACED))[:, None] * height
-    return pts
-
-
 def session_for(head, template, embedding, points, kernel="geman_mcclure", trusted=None):
     torch.set_num_threads(2)
     cfg = FitConfig.load(preset="fast", overrides={**TINY, "landmarks.robust_kernel": kernel})
@@ -63,7 +53,7 @@ def vertex_error(session: FitSession, head) -> float:
 def fits(small_synthetic_head, flame_template, landmark_embedding) -> dict:
     """Rigid and short-coarse error (and outliers) for clean / displaced, kernel on / off."""
     head = small_synthetic_head
-    bad = displaced_landmarks(head)
+    bad = displaced_landmarks(head, DISPLACED)
     out = {}
     for name, points, kernel in (
         ("clean", head.true_landmarks, "geman_mcclure"),
@@ -109,7 +99,7 @@ def test_edited_landmarks_are_not_discounted(small_synthetic_head, flame_templat
     head = small_synthetic_head
     trusted = np.zeros(68, bool)
     trusted[DISPLACED] = True
-    s = session_for(head, flame_template, landmark_embedding, displaced_landmarks(head),
+    s = session_for(head, flame_template, landmark_embedding, displaced_landmarks(head, DISPLACED),
                     trusted=trusted)
     s.step()
     factors = landmark_factors(s, s.vertices).numpy()
@@ -150,7 +140,7 @@ def test_scale_is_floored_and_kernel_off_is_least_squares():
 def test_report_lists_the_outliers(small_synthetic_head, flame_template, landmark_embedding,
                                    tmp_path):
     head = small_synthetic_head
-    s = session_for(head, flame_template, landmark_embedding, displaced_landmarks(head))
+    s = session_for(head, flame_template, landmark_embedding, displaced_landmarks(head, DISPLACED))
     s.step()  # rigid
     report = write_fit_outputs(s, tmp_path)
     saved = json.loads((tmp_path / "report.json").read_text())["landmark_outliers"]

@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from landmark_faults import displaced_landmarks
 
 from reflame_core.fit.config import FitConfig
 from reflame_core.fit.session import StepReport
@@ -240,19 +241,8 @@ def test_the_studio_replaces_a_worker_that_crashed_too_often(small_synthetic_hea
         app.shutdown()
 
 
-# Jaw, cheek, nose tip, mouth corner, brow (as in test_robust_landmarks).
+# Jaw, cheek, nose tip, mouth corner, brow (as in test_robust_landmarks; listed sorted).
 DISPLACED = [4, 12, 21, 30, 48]
-
-
-def _displaced(head) -> np.ndarray:
-    """The true landmarks (68,3) with ``DISPLACED`` moved 20-40% of head height (seeded)."""
-    rng = np.random.default_rng(7)
-    height = np.ptp(head.true_vertices, axis=0).max()
-    pts = np.array(head.true_landmarks, np.float64)
-    direction = rng.normal(size=(len(DISPLACED), 3))
-    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
-    pts[DISPLACED] += direction * rng.uniform(0.2, 0.4, len(DISPLACED))[:, None] * height
-    return pts
 
 
 def test_runner_sends_landmark_outliers_when_they_change(small_synthetic_head, flame_template,
@@ -262,7 +252,7 @@ def test_runner_sends_landmark_outliers_when_they_change(small_synthetic_head, f
     r.handle(Command(1, "set_assets", {"template": flame_template,
                                        "embedding": landmark_embedding}))
     r.handle(Command(2, "open_scan", {"scan": small_synthetic_head.scan}))
-    pts = _displaced(small_synthetic_head)
+    pts = displaced_landmarks(small_synthetic_head, DISPLACED)
     r.handle(Command(3, "new_session", {"config": _config(),
                                         "landmarks": LandmarkTargets.from_points(pts)}))
     assert r.update().session.outliers == []  # before the rigid stage: nothing to say yet
@@ -304,7 +294,8 @@ def test_the_studio_lists_the_fits_outliers(small_synthetic_head, tmp_path, monk
             app.config.set(key, value)
         app.open_scan(path)
         lms = head.true_landmark_set()  # "detected" landmarks, five of them far off
-        hits = MeshQuery(s.vertices, s.faces).closest(_displaced(head)[DISPLACED])
+        moved = displaced_landmarks(head, DISPLACED)[DISPLACED]
+        hits = MeshQuery(s.vertices, s.faces).closest(moved)
         lms.face_idx[DISPLACED] = hits.face
         lms.bary[DISPLACED] = hits.bary / hits.bary.sum(1, keepdims=True)
         app.editor.set_landmarks(lms)
