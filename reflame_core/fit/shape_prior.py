@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 
 from reflame_core.fit.losses import nearest
+from reflame_core.geometry.edges import mesh_edges
 
 
 class ShapePrior:
@@ -33,9 +34,7 @@ class ShapePrior:
                  vertex_weight: torch.Tensor | None = None):
         ref = reference.detach()
         v = len(ref)
-        ii = faces[:, [0, 1, 2]].reshape(-1)
-        jj = faces[:, [1, 2, 0]].reshape(-1)
-        edges = torch.stack([torch.minimum(ii, jj), torch.maximum(ii, jj)], 1).unique(dim=0)
+        edges = mesh_edges(faces)
         self.edges = edges[active[edges[:, 0]] & active[edges[:, 1]]]
         self.rest = (ref[self.edges[:, 0]] - ref[self.edges[:, 1]]).norm(dim=-1).clamp_min(1e-9)
         weight = torch.ones(v, device=ref.device) if vertex_weight is None else vertex_weight
