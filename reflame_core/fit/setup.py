@@ -180,12 +180,10 @@ def make_session(
     seed: int = 0,
     render_backend: str = "auto",
     restore: FitSnapshot | None = None,
-    to_canonical: Similarity | None = None,
 ) -> FitSession:
-    """The ``FitSession`` on ``inputs``; with ``restore`` (the last snapshot of a studio
-    worker that died) it continues from there. ``to_canonical``: the scan's frame when it is
-    not the config's axes (the studio's corrected or found frame); else ``inputs.to_canonical``
-    (``load_inputs``' ``scan_frame``)."""
+    """The ``FitSession`` on ``inputs`` (in the frame ``inputs.to_canonical``: the one
+    ``load_inputs`` found, or the studio's; None: ``frame.up``/``frame.front``); with
+    ``restore`` (the last snapshot of a studio worker that died) it continues from there."""
     session = FitSession(
         inputs.scan,
         inputs.template,
@@ -195,7 +193,7 @@ def make_session(
         device=device,
         seed=seed,
         render_backend=render_backend,
-        to_canonical=to_canonical or inputs.to_canonical,
+        to_canonical=inputs.to_canonical,
     )
     if restore is not None:
         session.restore(restore)

@@ -148,10 +148,9 @@ class FitRunner:
             raise RuntimeError("no FLAME assets: set the FLAME folder first")
         scan = self._need_scan()
         self.session = None  # free the old session's memory before building the new one
-        self.session = make_session(FitInputs(scan, self.template, self.embedding, landmarks),
-                                    config, device=self.device, seed=seed,
-                                    render_backend=self.render_backend, restore=restore,
-                                    to_canonical=to_canonical)
+        inputs = FitInputs(scan, self.template, self.embedding, landmarks, to_canonical)
+        self.session = make_session(inputs, config, device=self.device, seed=seed,
+                                    render_backend=self.render_backend, restore=restore)
         self.session_id += 1
         self._history_sent = 0
         self._texture_sent = None
