@@ -1,9 +1,10 @@
 """Where query points land on a triangle mesh: closest point, or a ray cast along a direction.
 
-Both are vectorised over points. Candidate triangles come from KD-trees (the nearest triangle
-centroids plus the faces around the nearest vertex); exact point-triangle or ray-triangle tests
-then run on the candidates only, in torch on contiguous per-coordinate tensors, so there is no
-per-point Python loop and no BVH library.
+Both are vectorised over points. Candidate triangles are the nearest triangle centroids plus
+the faces around the nearest vertex, found by KD-trees on the CPU (``MeshQuery``) or by a
+uniform grid in torch on any device (``TorchMeshQuery``, for GPUs); exact point-triangle or
+ray-triangle tests then run on the candidates only, in torch on contiguous per-coordinate
+tensors, one implementation for both, so there is no per-point Python loop and no BVH library.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -18,8 +20,12 @@ import torch
 from scipy.spatial import cKDTree
 from torch import Tensor
 
+from reflame_core.geometry.grid_neighbors import GridNeighbors
+
 # Points per batch: small enough for the per-coordinate temporaries to stay in cache.
 _CHUNK = 16_384
+# Points per batch on a torch device: the exact tests hold ~2 KB of temporaries per point.
+_DEVICE_CHUNK = 131_072
 
 
 def _map_chunks(fn: Callable[[slice], None], n: int) -> None:
@@ -47,7 +53,8 @@ def _map_chunks(fn: Callable[[slice], None], n: int) -> None:
 
 @dataclass
 class SurfaceHits:
-    """Where each query point landed on the mesh.
+    """Where each query point landed on the mesh (numpy arrays from ``MeshQuery``, tensors
+    from ``TorchMeshQuery``).
 
     Attributes:
         face: (N,) int64 hit face, -1 where there is no hit.
@@ -104,17 +111,13 @@ class MeshQuery:
         out = _empty_hits(pts)
 
         def run(sl: slice) -> None:
-            cand = self.candidates(pts[sl])
             p = torch.from_numpy(np.ascontiguousarray(pts[sl].T))[:, :, None]  # (3,n,1)
-            q, bary = _closest_on_triangles(p, self._tri_soa[:, :, torch.from_numpy(cand)])
-            diff = q - p
-            d2 = _dot(diff, diff)  # (n,C)
-            best = d2.argmin(1)
-            rows = torch.arange(len(best))
-            out.face[sl] = cand[rows.numpy(), best.numpy()]
-            out.bary[sl] = bary[:, rows, best].T.numpy()
-            out.points[sl] = q[:, rows, best].T.numpy()
-            out.distance[sl] = d2[rows, best].sqrt().numpy()
+            cand = torch.from_numpy(self.candidates(pts[sl]))
+            face, bary, points, distance = _closest_among(p, self._tri_soa, cand)
+            out.face[sl] = face.numpy()
+            out.bary[sl] = bary.numpy()
+            out.points[sl] = points.numpy()
+            out.distance[sl] = distance.numpy()
 
         _map_chunks(run, len(pts))
         return out
@@ -147,19 +150,138 @@ class MeshQuery:
             cand = np.concatenate([self.candidates(probe[sl]), seed.face[sl, None]], axis=1)
             o = torch.from_numpy(np.ascontiguousarray(org[sl].T))[:, :, None]
             d = torch.from_numpy(np.ascontiguousarray(dirs[sl].T))[:, :, None]
-            t, bary, ok = _ray_triangles(o, d, self._tri_soa[:, :, torch.from_numpy(cand)])
-            score = torch.where(ok & (t.abs() <= max_distance), t.abs(), float("inf"))
-            best = score.argmin(1)
-            rows = torch.arange(len(best))
-            hit = torch.isfinite(score[rows, best]).numpy()
-            tb = torch.where(torch.from_numpy(hit), t[rows, best], 0.0).numpy()
-            out.face[sl] = np.where(hit, cand[rows.numpy(), best.numpy()], -1)
-            out.bary[sl] = np.where(hit[:, None], bary[:, rows, best].T.numpy(), 0.0)
+            face, bary, t = _ray_among(o, d, self._tri_soa, torch.from_numpy(cand), max_distance)
+            tb = t.numpy()
+            out.face[sl] = face.numpy()
+            out.bary[sl] = bary.numpy()
             out.points[sl] = org[sl] + tb[:, None] * dirs[sl]
-            out.distance[sl] = np.where(hit, np.abs(tb), np.inf)
+            out.distance[sl] = np.where(face.numpy() >= 0, np.abs(tb), np.inf)
 
         _map_chunks(run, len(org))
         return out
+
+
+def _closest_among(p: Tensor, tri_soa: Tensor, cand: Tensor) -> tuple[Tensor, ...]:
+    """The closest of each point's candidate triangles (one implementation for both indexes).
+
+    Args:
+        p: (3,n,1) points; tri_soa: (3,3,F) triangle corners; cand: (n,C) int64 faces.
+
+    Returns:
+        face (n,) int64, bary (n,3), points (n,3), distance (n,).
+    """
+    q, bary = _closest_on_triangles(p, tri_soa[:, :, cand])
+    diff = q - p
+    d2 = _dot(diff, diff)  # (n,C)
+    best = d2.argmin(1)
+    rows = torch.arange(len(best), device=best.device)
+    return cand[rows, best], bary[:, rows, best].T, q[:, rows, best].T, d2[rows, best].sqrt()
+
+
+def _ray_among(
+    o: Tensor, d: Tensor, tri_soa: Tensor, cand: Tensor, max_distance: float
+) -> tuple[Tensor, Tensor, Tensor]:
+    """The least-``|t|`` hit, ``|t| <= max_distance``, of each line among its candidates.
+
+    Args:
+        o, d: (3,n,1) origins and unit directions; tri_soa: (3,3,F); cand: (n,C) int64.
+
+    Returns:
+        face (n,) int64 (-1: no hit), bary (n,3) (zeros where none), t (n,) (0 where none).
+    """
+    t, bary, ok = _ray_triangles(o, d, tri_soa[:, :, cand])
+    score = torch.where(ok & (t.abs() <= max_distance), t.abs(), float("inf"))
+    best = score.argmin(1)
+    rows = torch.arange(len(best), device=best.device)
+    hit = torch.isfinite(score[rows, best])
+    tb = torch.where(hit, t[rows, best], 0.0)
+    face = torch.where(hit, cand[rows, best], -1)
+    return face, torch.where(hit[:, None], bary[:, rows, best].T, 0.0), tb
+
+
+class TorchMeshQuery:
+    """``MeshQuery`` on a torch device: the same candidates (the ``centroids`` nearest triangle
+    centroids plus the ``ring`` faces around the nearest vertex) from ``GridNeighbors`` instead of
+    KD-trees, and the same exact tests, so nothing leaves the device. Takes and returns tensors
+    (``SurfaceHits`` of tensors). On a GPU it is the fast one; on a CPU the KD-trees are faster,
+    and this one runs there only so that its logic is tested.
+
+    Args:
+        vertices: (V,3), faces: (F,3) (arrays or tensors); device: where everything lives.
+        centroids, ring: as in ``MeshQuery``.
+        timer: optional ``timer(part)`` context manager factory that is entered around each
+            "candidates" and "tests" part (benchmarks pass one that synchronises the device).
+    """
+
+    def __init__(
+        self, vertices, faces, *, device: str | torch.device = "cpu", centroids: int = 4,
+        ring: int = 8, timer: Callable[[str], AbstractContextManager] | None = None,
+    ):
+        self.device = torch.device(device)
+        verts = torch.as_tensor(np.asarray(vertices, np.float32), device=self.device)
+        faces_np = np.asarray(faces, np.int64)
+        if faces_np.ndim != 2 or faces_np.shape[1] != 3 or len(faces_np) == 0:
+            raise ValueError(f"TorchMeshQuery needs faces (F,3) with F>0, got {faces_np.shape}")
+        self.faces = torch.as_tensor(faces_np, device=self.device)
+        tri = verts[self.faces]  # (F,3,3)
+        self._tri_soa = tri.permute(1, 2, 0).contiguous()  # (3,3,F)
+        self._centroid_grid = GridNeighbors(tri.mean(1), min(int(centroids), len(faces_np)))
+        self._vertex_grid = GridNeighbors(verts, 1)
+        self._ring = torch.as_tensor(
+            _vertex_face_ring(faces_np, len(verts), width=ring), device=self.device)
+        fn = torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=1)
+        self.face_normals = fn / fn.norm(dim=1, keepdim=True).clamp_min(1e-20)
+        self._timer = timer if timer is not None else (lambda part: nullcontext())
+        # Resolved-by-grid counts of the last queries, for diagnostics: [grid, all].
+        self.grid_resolved = [0, 0]
+
+    def candidates(self, points: Tensor) -> Tensor:
+        """(N,C) int64 candidate faces per point (N,3)."""
+        near, ok_c = self._centroid_grid.query(points)
+        nv, ok_v = self._vertex_grid.query(points)
+        self.grid_resolved[0] += int((ok_c & ok_v).sum())
+        self.grid_resolved[1] += len(points)
+        return torch.cat([near, self._ring[nv[:, 0]]], 1)
+
+    def closest(self, points: Tensor) -> SurfaceHits:
+        """Closest surface point to each of ``points`` (N,3) tensor."""
+        pts = points.to(self.device, torch.float32)
+        parts = []
+        for s in range(0, len(pts), _DEVICE_CHUNK):
+            sl = pts[s:s + _DEVICE_CHUNK]
+            with self._timer("candidates"):
+                cand = self.candidates(sl)
+            with self._timer("tests"):
+                parts.append(_closest_among(sl.T[:, :, None], self._tri_soa, cand))
+        face, bary, hit_points, distance = (torch.cat(x) for x in zip(*parts, strict=True))
+        return SurfaceHits(face=face, bary=bary, points=hit_points, distance=distance)
+
+    def raycast(
+        self, origins: Tensor, directions: Tensor, max_distance: float,
+        seed: SurfaceHits | None = None,
+    ) -> SurfaceHits:
+        """``MeshQuery.raycast`` on tensors; ``seed``, when given, is ``closest(origins)``
+        (the bake reuses it for the lines that miss)."""
+        org = origins.to(self.device, torch.float32)
+        dirs = directions.to(self.device, torch.float32)
+        seed = seed if seed is not None else self.closest(org)
+        with self._timer("tests"):
+            nrm = self.face_normals[seed.face]
+            along = (dirs * nrm).sum(1)
+            t0 = ((seed.points - org) * nrm).sum(1) / torch.where(along.abs() > 1e-3, along, 1e-3)
+            probe = org + t0.clamp(-max_distance, max_distance)[:, None] * dirs
+        parts = []
+        for s in range(0, len(org), _DEVICE_CHUNK):
+            sl = slice(s, s + _DEVICE_CHUNK)
+            with self._timer("candidates"):
+                cand = torch.cat([self.candidates(probe[sl]), seed.face[sl, None]], 1)
+            with self._timer("tests"):
+                parts.append(_ray_among(org[sl].T[:, :, None], dirs[sl].T[:, :, None],
+                                        self._tri_soa, cand, max_distance))
+        face, bary, t = (torch.cat(x) for x in zip(*parts, strict=True))
+        hit = face >= 0
+        return SurfaceHits(face=face, bary=bary, points=org + t[:, None] * dirs,
+                           distance=torch.where(hit, t.abs(), float("inf")))
 
 
 def _empty_hits(points: np.ndarray) -> SurfaceHits:

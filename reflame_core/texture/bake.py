@@ -15,11 +15,13 @@ from functools import lru_cache
 from typing import Literal
 
 import numpy as np
+import torch
 
 from reflame_core.assets.flame import FlameTemplate
 from reflame_core.errors import ScanError
-from reflame_core.geometry.surface_query import MeshQuery, SurfaceHits
+from reflame_core.geometry.surface_query import MeshQuery, SurfaceHits, TorchMeshQuery
 from reflame_core.io.mesh import Scan, vertex_normals
+from reflame_core.texture.bake_device import Timer, bake_on_device
 from reflame_core.texture.inpaint import push_pull_fill
 from reflame_core.texture.uv_raster import UVRaster, rasterize_uv, rasterize_uv_with
 
@@ -56,8 +58,10 @@ def bake_texture(
     method: BakeMethod = "normal_ray",
     max_distance: float | None = None,
     min_cos: float = 0.2,
-    query: MeshQuery | None = None,
+    query: MeshQuery | TorchMeshQuery | None = None,
     backend=None,
+    device: str | torch.device | None = None,
+    timer: Timer | None = None,
 ) -> BakeResult:
     """Bake the scan's colour into FLAME's UV layout.
 
@@ -74,9 +78,15 @@ def bake_texture(
             default 3% of the fitted mesh's largest extent.
         min_cos: texels where the scan surface faces away from the fitted surface
             (cosine between normals below this) are invalid.
-        query: a prebuilt ``MeshQuery`` over ``scan`` to reuse between bakes.
+        query: a prebuilt ``MeshQuery`` over ``scan`` to reuse between bakes
+            (a ``TorchMeshQuery`` on ``device`` when ``device`` is given).
         backend: a render backend to rasterize FLAME's UV layout with (nvdiffrast on a GPU
             is much faster than the CPU rasterizer); default the CPU rasterizer.
+        device: None (default): the numpy bake with KD-tree queries, the fast one on a CPU.
+            A torch device: the whole bake runs there in torch (``bake_device``), which is
+            the fast one on a GPU ("cuda"); on "cpu" it computes the same bake, for tests.
+        timer: (``device`` bake only) ``timer(part)`` context managers around its parts,
+            for benchmarks.
 
     Returns:
         BakeResult.
@@ -92,6 +102,11 @@ def bake_texture(
         raise ValueError(f"bake_texture: method must be 'closest' or 'normal_ray', got {method!r}")
     if max_distance is None:
         max_distance = 0.03 * float((verts.max(0) - verts.min(0)).max())
+    if device is not None:
+        return bake_on_device(
+            verts, template, scan, resolution=resolution, method=method,
+            max_distance=max_distance, min_cos=min_cos, device=torch.device(device),
+            backend=backend, query=query, timer=timer)
 
     raster = flame_uv_raster(template, resolution, backend)
     covered = raster.covered

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 
 def push_pull_fill(image: np.ndarray, known: np.ndarray) -> np.ndarray:
@@ -55,3 +57,44 @@ def push_pull_fill(image: np.ndarray, known: np.ndarray) -> np.ndarray:
     out = filled.astype(np.float32)
     out[known] = img[known]
     return out
+
+
+def push_pull_fill_tensor(image: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """``push_pull_fill`` in torch, on the tensors' device (the GPU bake's fill).
+
+    Args:
+        image: (H,W,C) float32; known: (H,W) bool.
+
+    Returns:
+        (H,W,C) float32; the same pyramid and blend as ``push_pull_fill`` (its upsampling,
+        cv2's INTER_LINEAR at 2x, is torch's half-pixel bilinear), equal up to float rounding.
+    """
+    if image.ndim != 3 or known.shape != image.shape[:2]:
+        raise ValueError(
+            f"push_pull_fill_tensor: needs image (H,W,C), known (H,W); got "
+            f"{tuple(image.shape)}, {tuple(known.shape)}"
+        )
+    img = image.float()
+    w = known.float()
+    levels = [(img * w[..., None], w)]
+    while max(levels[-1][1].shape) > 1:
+        c, wt = levels[-1]
+        h, wd = wt.shape
+        ph, pw = h % 2, wd % 2
+        if ph or pw:
+            c = F.pad(c, (0, 0, 0, pw, 0, ph))
+            wt = F.pad(wt, (0, pw, 0, ph))
+        c2 = c[0::2, 0::2] + c[1::2, 0::2] + c[0::2, 1::2] + c[1::2, 1::2]
+        w2 = wt[0::2, 0::2] + wt[1::2, 0::2] + wt[0::2, 1::2] + wt[1::2, 1::2]
+        levels.append((c2, w2))
+
+    coarse, wc = levels[-1]
+    filled = coarse / wc.clamp_min(1e-12)[..., None]
+    for c, wt in reversed(levels[:-1]):
+        h, wd = wt.shape
+        up = F.interpolate(filled.permute(2, 0, 1)[None], scale_factor=2, mode="bilinear",
+                           align_corners=False)[0].permute(1, 2, 0)[:h, :wd]
+        mean = c / wt.clamp_min(1e-12)[..., None]
+        alpha = wt.clamp(0.0, 1.0)[..., None]
+        filled = alpha * mean + (1.0 - alpha) * up
+    return torch.where(known[..., None], img, filled)

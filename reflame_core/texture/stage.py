@@ -56,12 +56,15 @@ class TextureStage(FitStage):
         p = self.params(session)
         vertices = session.vertices.detach().cpu().numpy()
         if self._refiner is None:
+            on_gpu = session.device == "cuda"
             bake = bake_texture(
                 vertices, session.template, session.scan_canonical,
                 resolution=int(p.get("resolution", 1024)),
                 method=str(p.get("method", "normal_ray")),
-                # On a GPU the fitting renderer's backend rasterizes the UV layout.
-                backend=session.renderer.backend if session.device == "cuda" else None,
+                # On a GPU the whole bake runs there, the fitting renderer's backend
+                # rasterizing the UV layout; on a CPU the numpy bake is the faster one.
+                backend=session.renderer.backend if on_gpu else None,
+                device=session.device if on_gpu else None,
             )
             session.texture = bake.texture
             if self._refine_steps(session) > 0:

@@ -151,6 +151,14 @@ def rasterize_uv_with(
     Texel centres and faces are those of ``rasterize_uv``; a texel centre exactly on a shared
     edge may go to the other face (the backend's tie rule).
     """
+    face_id, bary = rasterize_uv_tensors(backend, uv, uv_faces, resolution, tile=tile)
+    return UVRaster(face_id=face_id.cpu().numpy(), bary=bary.float().cpu().numpy())
+
+
+def rasterize_uv_tensors(backend, uv: np.ndarray, uv_faces: np.ndarray, resolution: int, *,
+                         tile: int = 0):
+    """``rasterize_uv_with`` left on the backend's device: face_id (R,R) int64 and bary
+    (R,R,3) float32 tensors."""
     import torch
 
     if resolution < 1:
@@ -177,4 +185,4 @@ def rasterize_uv_with(
     b = rast[..., :2]
     bary = torch.cat([b, 1.0 - b.sum(-1, keepdim=True)], -1).clamp(0.0, 1.0)
     bary = torch.where((face_id >= 0)[..., None], bary, torch.zeros_like(bary))
-    return UVRaster(face_id=face_id.cpu().numpy(), bary=bary.float().cpu().numpy())
+    return face_id, bary.float()
