@@ -1,0 +1,113 @@
+"""The bake on a torch device (the GPU path), run on the CPU: same candidates, faces and texture
+as the numpy bake with KD-tree queries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import trimesh
+from scipy.spatial import cKDTree
+
+from reflame_core.geometry.grid_neighbors import GridNeighbors
+from reflame_core.geometry.surface_query import MeshQuery, TorchMeshQuery
+from reflame_core.io.mesh import Scan, vertex_normals
+from reflame_core.texture.bake import bake_texture, flame_uv_raster, sample_bilinear
+from reflame_core.texture.bake_device import sample_bilinear_tensor
+from reflame_core.texture.inpaint import push_pull_fill, push_pull_fill_tensor
+
+RES = 96
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def test_grid_neighbors_match_kd_tree_near_far_and_in_crowded_cells():
+    sphere = trimesh.creation.icosphere(subdivisions=4)
+    rng = np.random.default_rng(0)
+    pts = (np.asarray(sphere.vertices) * [1.0, 1.3, 0.8]).astype(np.float32)
+    pts += rng.normal(0, 0.004, pts.shape).astype(np.float32)
+    # A crowded patch (like FLAME's eye region): 400 points in a small ball.
+    pts = np.concatenate([pts, (pts[0] + rng.normal(0, 0.01, (400, 3))).astype(np.float32)])
+    near = pts[rng.integers(0, len(pts), 3000)] * rng.uniform(0.97, 1.03, (3000, 1))
+    far = rng.normal(size=(50, 3)) * 3.0  # mostly beyond every grid's reach
+    queries = np.concatenate([near, far]).astype(np.float32)
+    tree = cKDTree(pts)
+    for k in (1, 4):
+        grid = GridNeighbors(torch.from_numpy(pts), k)
+        idx, by_grid = grid.query(torch.from_numpy(queries))
+        ref_d, _ = tree.query(queries, k=k)
+        got_d = np.linalg.norm(pts[idx.numpy()] - queries[:, None], axis=2)
+        np.testing.assert_allclose(got_d, ref_d.reshape(len(queries), k), rtol=1e-5, atol=1e-6)
+        assert by_grid[:3000].float().mean() > 0.9  # the grids, not brute force, answer most
+        assert not by_grid[3000:].all()  # some far ones took the brute-force fallback
+        assert min(grid._levels) < 0  # the crowded patch was answered on a finer grid
+
+
+def test_torch_mesh_query_lands_on_the_kd_tree_faces(flame_template, small_synthetic_head):
+    head = small_synthetic_head
+    raster = flame_uv_raster(flame_template, RES)
+    verts = head.true_vertices.astype(np.float32)
+    points = raster.interpolate(verts, flame_template.faces)
+    normals = raster.interpolate(vertex_normals(verts, flame_template.faces),
+                                 flame_template.faces)
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    max_distance = 0.03 * float(np.ptp(verts, axis=0).max())
+    cpu = MeshQuery(head.scan.vertices, head.scan.faces)
+    dev = TorchMeshQuery(head.scan.vertices, head.scan.faces, device="cpu")
+    with torch.inference_mode():
+        seed = dev.closest(torch.from_numpy(points))
+        ray = dev.raycast(torch.from_numpy(points), torch.from_numpy(normals), max_distance,
+                          seed=seed)
+    ref_seed = cpu.closest(points)
+    ref_ray = cpu.raycast(points, normals, max_distance)
+    assert (seed.face.numpy() == ref_seed.face).mean() >= 0.999
+    np.testing.assert_allclose(seed.distance.numpy(), ref_seed.distance, atol=1e-6)
+    assert (ray.face.numpy() == ref_ray.face).mean() >= 0.999
+    assert ray.hit.float().mean() > 0.9
+
+
+@pytest.mark.parametrize("method", ["normal_ray", "closest"])
+def test_device_bake_on_cpu_matches_the_numpy_bake(flame_template, small_synthetic_head, method):
+    head = small_synthetic_head
+    ref = bake_texture(head.true_vertices, flame_template, head.scan, resolution=RES,
+                       method=method)
+    got = bake_texture(head.true_vertices, flame_template, head.scan, resolution=RES,
+                       method=method, device="cpu")
+    assert got.texture.dtype == np.uint8 and got.texture.shape == ref.texture.shape
+    assert psnr(got.texture, ref.texture) > 40.0
+    assert (got.valid != ref.valid).mean() < 1e-3
+    assert ref.valid.mean() > 0.8
+    finite = np.isfinite(ref.source_distance)
+    np.testing.assert_array_equal(np.isfinite(got.source_distance), finite)
+    diff = np.abs(got.source_distance[finite] - ref.source_distance[finite])
+    assert np.median(diff) < 1e-6
+
+
+def test_device_bake_of_vertex_colours_matches(flame_template, small_synthetic_head):
+    scan = small_synthetic_head.scan
+    corner = sample_bilinear(scan.texture, scan.uv[scan.uv_faces].reshape(-1, 2))
+    colors = np.zeros((len(scan.vertices), 3), np.float32)
+    colors[scan.faces.ravel()] = corner
+    vc = Scan(vertices=scan.vertices, faces=scan.faces, vertex_colors=colors.astype(np.uint8))
+    verts = small_synthetic_head.true_vertices
+    ref = bake_texture(verts, flame_template, vc, resolution=64, method="closest")
+    got = bake_texture(verts, flame_template, vc, resolution=64, method="closest", device="cpu")
+    assert psnr(got.texture, ref.texture) > 40.0
+
+
+def test_torch_bilinear_and_push_pull_match_numpy():
+    rng = np.random.default_rng(2)
+    tex = rng.integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    uv = rng.uniform(-0.5, 1.5, (500, 2)).astype(np.float32)  # wraps, clamps at edges
+    np.testing.assert_allclose(
+        sample_bilinear_tensor(torch.from_numpy(tex), torch.from_numpy(uv)).numpy(),
+        sample_bilinear(tex, uv), atol=1e-3)
+    image = rng.uniform(0, 255, (45, 61, 3)).astype(np.float32)
+    known = rng.random((45, 61)) < 0.2
+    known[10:30, 5:40] = False
+    np.testing.assert_allclose(
+        push_pull_fill_tensor(torch.from_numpy(image), torch.from_numpy(known)).numpy(),
+        push_pull_fill(image, known), atol=1e-3)
