@@ -25,7 +25,7 @@ from reflame_core.geometry.grid_neighbors import GridNeighbors
 # Points per batch: small enough for the per-coordinate temporaries to stay in cache.
 _CHUNK = 16_384
 # Points per batch on a torch device: the exact tests hold ~2 KB of temporaries per point.
-_DEVICE_CHUNK = 131_072
+_DEVICE_CHUNK = 262_144
 
 
 def _map_chunks(fn: Callable[[slice], None], n: int) -> None:
