@@ -1,7 +1,8 @@
 """The texture bake on a torch device (``bake_texture(device=...)``) against the numpy bake.
 
 One synthetic head (``synthetic/world.py``, scenario base, seed 1001, ~20k scan vertices; more
-with ``--scan-vertices``, reached by midpoint subdivision of the scan, which keeps its surface),
+with ``--scan-vertices``: a head of N/4^s vertices subdivided s times at the midpoints, which
+keeps its surface; 200000 -> two subdivisions of a 12.5k head),
 baked from its true FLAME vertices at 1024². After a warm-up, each of ``--repeats`` runs times
 the whole bake (no synchronisation inside) and, in a second bake, its parts (raster,
 candidates, tests, colours, fill; the device is synchronised around each part, so the parts
@@ -20,6 +21,7 @@ import argparse
 import collections
 import contextlib
 import json
+import math
 import os
 import sys
 import time
@@ -45,10 +47,12 @@ def make_head(data: Path, seed: int, vertices: int):
 
     template = load_flame_template(data / "flame")
     texture = np.asarray(Image.open(data / "textures" / "facescape_texmap.jpg").convert("RGB"))
+    # Beyond the generator's ~20k: a smaller head, midpoint-subdivided s times (x4 each).
+    times = max(0, math.ceil(math.log(vertices / 20000, 4) - 1e-9))
     head = make_world_head(template, texture, load_landmark_embedding(data / "flame"), "base",
-                           seed, target_vertices=min(vertices, 20000))
+                           seed, target_vertices=round(vertices / 4**times))
     scan = head.scan
-    while len(scan.vertices) < 0.9 * vertices:
+    for _ in range(times):
         m = subdivide(UvMesh(scan.vertices.astype(np.float64), scan.faces, scan.uv.astype(
             np.float64), scan.uv_faces))
         scan = Scan(vertices=m.vertices.astype(np.float32), faces=m.faces,

@@ -95,7 +95,8 @@ class MeshQuery:
         self._k = min(int(centroids), len(self.faces))
         self._centroid_tree = cKDTree(tri.mean(1))
         self._vertex_tree = cKDTree(self.vertices)
-        self._ring = _vertex_face_ring(self.faces, len(self.vertices), width=ring)
+        self._ring = _vertex_face_ring(
+            torch.from_numpy(self.faces), len(self.vertices), width=ring).numpy()
         fn = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
         self.face_normals = fn / np.maximum(np.linalg.norm(fn, axis=1, keepdims=True), 1e-20)
 
@@ -227,8 +228,7 @@ class TorchMeshQuery:
         self._tri_soa = tri.permute(1, 2, 0).contiguous()  # (3,3,F)
         self._centroid_grid = GridNeighbors(tri.mean(1), min(int(centroids), len(faces_np)))
         self._vertex_grid = GridNeighbors(verts, 1)
-        self._ring = torch.as_tensor(
-            _vertex_face_ring(faces_np, len(verts), width=ring), device=self.device)
+        self._ring = _vertex_face_ring(self.faces, len(verts), width=ring)
         fn = torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=1)
         self.face_normals = fn / fn.norm(dim=1, keepdim=True).clamp_min(1e-20)
         self._timer = timer if timer is not None else (lambda part: nullcontext())
@@ -294,17 +294,18 @@ def _empty_hits(points: np.ndarray) -> SurfaceHits:
     )
 
 
-def _vertex_face_ring(faces: np.ndarray, num_vertices: int, width: int) -> np.ndarray:
-    """(V,width) faces around each vertex (first ``width``; padded by repeating the first)."""
-    vid = faces.ravel()
-    fid = np.repeat(np.arange(len(faces)), 3)
-    order = np.argsort(vid, kind="stable")
-    vid, fid = vid[order], fid[order]
-    start = np.searchsorted(vid, np.arange(num_vertices))
-    count = np.bincount(vid, minlength=num_vertices)
-    slot = np.minimum(np.arange(width)[None, :], np.maximum(count[:, None] - 1, 0))
-    idx = np.minimum(start[:, None] + slot, len(fid) - 1)
-    ring = fid[idx]
+def _vertex_face_ring(faces: Tensor, num_vertices: int, width: int) -> Tensor:
+    """(V,width) faces around each vertex (first ``width``; padded by repeating the first),
+    from ``faces`` (F,3) int64, on its device."""
+    vid = faces.reshape(-1)
+    fid = torch.arange(len(faces), device=faces.device).repeat_interleave(3)
+    vid, order = torch.sort(vid, stable=True)
+    fid = fid[order]
+    start = torch.searchsorted(vid, torch.arange(num_vertices, device=faces.device))
+    count = torch.bincount(vid, minlength=num_vertices)
+    lane = torch.arange(width, device=faces.device)[None, :]
+    slot = torch.minimum(lane, (count[:, None] - 1).clamp_min(0))
+    ring = fid[(start[:, None] + slot).clamp_max(len(fid) - 1)]
     ring[count == 0] = 0  # unreferenced vertex: any face is a valid (if poor) candidate
     return ring
 

@@ -116,7 +116,7 @@ def flame_uv_texels(
            int(resolution), str(device), type(backend).__name__)
     if key not in _DEVICE_TEXELS:
         _DEVICE_TEXELS.clear()
-        if backend is not None and torch.device(backend.device) == torch.device(device):
+        if backend is not None and _same_device(backend.device, device):
             face_id, bary = rasterize_uv_tensors(backend, template.uv, template.uv_faces,
                                                  resolution, tile=0)
         else:
@@ -131,13 +131,20 @@ def flame_uv_texels(
 _DEVICE_TEXELS: dict[tuple, tuple[Tensor, Tensor, Tensor]] = {}
 
 
+def _same_device(a, b) -> bool:
+    """Whether two device names are one device ("cuda" and "cuda:0" may be)."""
+    return torch.empty(0, device=a).device == torch.empty(0, device=b).device
+
+
 def scan_colors_tensor(scan: Scan, hits: SurfaceHits, device: torch.device) -> Tensor:
     """``bake.scan_colors`` for tensor hits: (N,3) float32 colours 0..255, zeros where no hit."""
     face = hits.face.clamp_min(0)
     if scan.has_texture:
         uv = torch.as_tensor(np.asarray(scan.uv, np.float32), device=device)
         uv_faces = torch.as_tensor(np.asarray(scan.uv_faces, np.int64), device=device)
-        texture = torch.as_tensor(np.array(scan.texture, copy=True), device=device)
+        tex = np.ascontiguousarray(scan.texture)
+        # torch refuses to wrap a read-only array without a warning; it is only read here.
+        texture = torch.as_tensor(tex if tex.flags.writeable else tex.copy(), device=device)
         colors = sample_bilinear_tensor(texture, _blend(hits.bary, uv[uv_faces[face]]))
     else:
         vc = torch.as_tensor(np.asarray(scan.vertex_colors, np.float32), device=device)
