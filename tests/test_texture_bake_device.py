@@ -86,6 +86,26 @@ def test_device_bake_on_cpu_matches_the_numpy_bake(flame_template, small_synthet
     assert np.median(diff) < 1e-6
 
 
+def test_device_bake_matches_where_the_fit_is_far_from_the_scan(flame_template,
+                                                               small_synthetic_head):
+    """Texels beyond max_distance (hair over the scalp, say) are answered with bounded work;
+    valid texels and their colours stay those of the numpy bake."""
+    verts = np.array(small_synthetic_head.true_vertices, np.float32)
+    height = float(np.ptp(verts[:, 1]))
+    side = np.clip((verts[:, 0] - verts[:, 0].mean()) / (0.2 * height), 0.0, 1.0)
+    verts += (0.06 * height * side)[:, None] * vertex_normals(verts, flame_template.faces)
+    scan = small_synthetic_head.scan
+    ref = bake_texture(verts, flame_template, scan, resolution=RES)
+    got = bake_texture(verts, flame_template, scan, resolution=RES, device="cpu")
+    assert 0.2 < ref.valid.mean() < 0.7  # a large part is out of reach
+    assert (got.valid != ref.valid).mean() < 1e-3
+    assert psnr(got.texture, ref.texture) > 40.0
+    near = ref.valid
+    np.testing.assert_allclose(got.source_distance[near], ref.source_distance[near], atol=1e-5)
+    far = np.isfinite(ref.source_distance) & ~ref.valid
+    assert (got.source_distance[far] >= ref.source_distance[far] - 1e-5).all()  # upper bound
+
+
 def test_device_bake_of_vertex_colours_matches(flame_template, small_synthetic_head):
     scan = small_synthetic_head.scan
     corner = sample_bilinear(scan.texture, scan.uv[scan.uv_faces].reshape(-1, 2))

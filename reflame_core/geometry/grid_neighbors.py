@@ -31,8 +31,9 @@ class GridNeighbors:
     whose k-th neighbour lies beyond the block's walls to coarser ones (coarse cells hold more
     points, so their cap grows 4x a level, as a surface's points per cell do), until its answer
     is exact. A query crowded at one level and too far at the next finer one reads the crowded
-    level without a cap. Where a level would read more slots than there are points, the
-    query falls back to brute force. Levels are built when first needed.
+    level without a cap (and climbs on from there if still too far). Where a level would read
+    more slots than there are points, the query falls back to brute force. Levels are built
+    when first needed.
 
     Args:
         points: (M,3) float32, M > 0.
@@ -69,8 +70,16 @@ class GridNeighbors:
             self._levels[level] = _Level(self.points, self.lo, self.extent, cell, cap)
         return self._levels[level]
 
-    def query(self, queries: Tensor) -> tuple[Tensor, Tensor]:
+    def query(self, queries: Tensor, reach: float | None = None) -> tuple[Tensor, Tensor]:
         """The k nearest points to each of ``queries`` (N,3).
+
+        Args:
+            reach: when given, only neighbours within this distance need be exact: a query
+                stops climbing to coarser grids at the first whose cells are at least this
+                big, and takes the k nearest of its block there (all points within ``reach``
+                are in it). Slots with no point there repeat the nearest found, or point 0
+                when none is: then no point lies within ``reach``. Bounds the cost of
+                queries far from every point, which would otherwise read most of them.
 
         Returns:
             idx (N,k) int64 point indices, nearest first; by_grid (N,) bool (False where the
@@ -78,7 +87,7 @@ class GridNeighbors:
         """
         q = queries.float()
         n = len(q)
-        idx = torch.empty((n, self.k), dtype=torch.long, device=self.device)
+        idx = torch.zeros((n, self.k), dtype=torch.long, device=self.device)
         by_grid = torch.zeros(n, dtype=torch.bool, device=self.device)
         brute = []
         # (level, query indices, direction): 0 at the start, -1 going finer, +1 coarser,
@@ -90,12 +99,18 @@ class GridNeighbors:
             if grid is None:
                 brute.append(rows)
                 continue
-            found, resolved, crowded = grid.query(q[rows], self.k, self.offsets,
-                                                  uncapped=direction is None)
+            final = reach is not None and grid.cell >= reach
+            found, ok, resolved, crowded = grid.query(
+                q[rows], self.k, self.offsets, uncapped=direction is None, partial=final)
+            if final:  # the block holds every point within reach: take what it has
+                resolved = resolved | ~crowded
+                first = torch.where(ok[:, :1], found[:, :1], 0)
+                found = torch.where(ok, found, first)
             idx[rows[resolved]] = found[resolved]
             by_grid[rows[resolved]] = True
-            if direction is None:
-                brute.append(rows[~resolved])
+            if direction is None:  # still too far: on to coarser grids
+                if not resolved.all():
+                    todo.append((level + 1, rows[~resolved], 1))
                 continue
             finer = rows[~resolved & crowded]
             coarser = rows[~resolved & ~crowded]
@@ -146,14 +161,16 @@ class _Level:
         return (ijk[..., 0] * self.dims[1] + ijk[..., 1]) * self.dims[2] + ijk[..., 2]
 
     def query(
-        self, q: Tensor, k: int, offsets: Tensor, uncapped: bool = False
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Per query (N,3): k nearest among the 27 cells (N,k), whether that is exact (N,),
-        and whether a cell there held more than ``cap`` points (N,). Crowded queries, and those
-        with fewer than k points around, are told so without reading any point. ``uncapped``:
-        read every point of the 27 cells (the cap is the fullest cell's count)."""
+        self, q: Tensor, k: int, offsets: Tensor, uncapped: bool = False, partial: bool = False
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Per query (N,3): the k nearest among the 27 cells (N,k), which of those are points
+        (N,k) bool, whether that is exact (N,), and whether a cell there held more than
+        ``cap`` points (N,). Crowded queries, and (unless ``partial``) those with fewer than k
+        points around, are told so without reading any point. ``uncapped``: read every point
+        of the 27 cells (the cap is the fullest cell's count, rounded up to a power of 2)."""
         n = len(q)
         idx = torch.zeros((n, k), dtype=torch.long, device=q.device)
+        ok = torch.zeros((n, k), dtype=torch.bool, device=q.device)
         resolved = torch.zeros(n, dtype=torch.bool, device=q.device)
         crowded = torch.empty(n, dtype=torch.bool, device=q.device)
         cells = []
@@ -163,16 +180,24 @@ class _Level:
             crowded[s:s + step] = (count > self.cap).any(1)
             cells.append((pos, count))
         pos, count = (torch.cat(x) for x in zip(*cells, strict=True))
-        cap = self.cap
+        total = count.sum(1)
         if uncapped:
-            cap = max(cap, int(count.max()))
             crowded[:] = False
-        todo = torch.nonzero(~crowded & (count.sum(1) >= k)).squeeze(1)
-        step = max(1, _PAIRS_PER_CHUNK // (27 * cap))
-        for s in range(0, len(todo), step):
-            rows = todo[s:s + step]
-            idx[rows], resolved[rows] = self._gather(q[rows], pos[rows], count[rows], k, cap)
-        return idx, resolved, crowded
+            # Rows grouped by their fullest cell (to the next power of 2), so that one full
+            # cell does not widen every row's read.
+            fullest = count.max(1).values.clamp_min(self.cap)
+            width = 2 ** torch.ceil(torch.log2(fullest.double())).long()
+        else:
+            width = torch.full_like(total, self.cap)
+        gather = ~crowded & (total > 0 if partial else total >= k)
+        for cap in torch.unique(width[gather]).tolist():
+            todo = torch.nonzero(gather & (width == cap)).squeeze(1)
+            step = max(1, _PAIRS_PER_CHUNK // (27 * cap))
+            for s in range(0, len(todo), step):
+                rows = todo[s:s + step]
+                idx[rows], ok[rows], resolved[rows] = self._gather(
+                    q[rows], pos[rows], count[rows], k, cap)
+        return idx, ok, resolved, crowded
 
     def _cells(self, q: Tensor, offsets: Tensor) -> tuple[Tensor, Tensor]:
         """Run index (n,27) and point count (n,27) of the 27 cells around each query."""
@@ -186,7 +211,7 @@ class _Level:
 
     def _gather(
         self, q: Tensor, pos: Tensor, count: Tensor, k: int, cap: int
-    ) -> tuple[Tensor, Tensor]:
+    ) -> tuple[Tensor, Tensor, Tensor]:
         n = len(q)
         lane = torch.arange(cap, device=q.device, dtype=torch.int32)
         # Empty slots read the sentinel point at infinity, last in ``sorted_xyz``.
@@ -202,7 +227,7 @@ class _Level:
         rel = (q - self.lo) / self.cell
         frac = rel - rel.floor()
         wall = (torch.minimum(frac, 1.0 - frac).min(1).values + 1.0) * self.cell
-        return idx, kd2[:, -1] <= wall * wall
+        return idx, torch.isfinite(kd2), kd2[:, -1] <= wall * wall
 
 
 def _surface_cell(extent: Tensor, m: int, k: int) -> float:

@@ -231,26 +231,37 @@ class TorchMeshQuery:
         self._ring = _vertex_face_ring(self.faces, len(verts), width=ring)
         fn = torch.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0], dim=1)
         self.face_normals = fn / fn.norm(dim=1, keepdim=True).clamp_min(1e-20)
+        # Every point of a triangle is within this of its centroid and of its corners.
+        self.max_edge = float((tri - tri.roll(1, dims=1)).norm(dim=2).max())
         self._timer = timer if timer is not None else (lambda part: nullcontext())
         # Resolved-by-grid counts of the last queries, for diagnostics: [grid, all].
         self.grid_resolved = [0, 0]
 
-    def candidates(self, points: Tensor) -> Tensor:
-        """(N,C) int64 candidate faces per point (N,3)."""
-        near, ok_c = self._centroid_grid.query(points)
-        nv, ok_v = self._vertex_grid.query(points)
+    def candidates(self, points: Tensor, reach: float | None = None) -> Tensor:
+        """(N,C) int64 candidate faces per point (N,3); with ``reach``, ``MeshQuery``'s
+        candidates for every face that has a point within ``reach - max_edge`` of the query
+        (see ``GridNeighbors.query``), which bounds the work for queries far from the mesh."""
+        near, ok_c = self._centroid_grid.query(points, reach)
+        nv, ok_v = self._vertex_grid.query(points, reach)
         self.grid_resolved[0] += int((ok_c & ok_v).sum())
         self.grid_resolved[1] += len(points)
         return torch.cat([near, self._ring[nv[:, 0]]], 1)
 
-    def closest(self, points: Tensor) -> SurfaceHits:
-        """Closest surface point to each of ``points`` (N,3) tensor."""
+    def closest(self, points: Tensor, within: float | None = None) -> SurfaceHits:
+        """Closest surface point to each of ``points`` (N,3) tensor.
+
+        Args:
+            within: when given, the answer is ``MeshQuery``'s only where the closest point
+                is within this distance; farther points get some farther surface point (a
+                distance above ``within``), found with bounded work.
+        """
         pts = points.to(self.device, torch.float32)
+        reach = None if within is None else within + self.max_edge
         parts = []
         for s in range(0, len(pts), _DEVICE_CHUNK):
             sl = pts[s:s + _DEVICE_CHUNK]
             with self._timer("candidates"):
-                cand = self.candidates(sl)
+                cand = self.candidates(sl, reach)
             with self._timer("tests"):
                 parts.append(_closest_among(sl.T[:, :, None], self._tri_soa, cand))
         face, bary, hit_points, distance = (torch.cat(x) for x in zip(*parts, strict=True))
@@ -260,11 +271,14 @@ class TorchMeshQuery:
         self, origins: Tensor, directions: Tensor, max_distance: float,
         seed: SurfaceHits | None = None,
     ) -> SurfaceHits:
-        """``MeshQuery.raycast`` on tensors; ``seed``, when given, is ``closest(origins)``
-        (the bake reuses it for the lines that miss)."""
+        """``MeshQuery.raycast`` on tensors; ``seed``, when given, is
+        ``closest(origins, within=max_distance)`` (the bake reuses it for the lines that
+        miss). Candidate searches are bounded by ``max_distance``: a hit within it lies
+        within ``max_distance`` of the origin and ``2 max_distance`` of the probe."""
         org = origins.to(self.device, torch.float32)
         dirs = directions.to(self.device, torch.float32)
-        seed = seed if seed is not None else self.closest(org)
+        seed = seed if seed is not None else self.closest(org, within=max_distance)
+        reach = 2.0 * max_distance + self.max_edge
         with self._timer("tests"):
             nrm = self.face_normals[seed.face]
             along = (dirs * nrm).sum(1)
@@ -274,7 +288,7 @@ class TorchMeshQuery:
         for s in range(0, len(org), _DEVICE_CHUNK):
             sl = slice(s, s + _DEVICE_CHUNK)
             with self._timer("candidates"):
-                cand = torch.cat([self.candidates(probe[sl]), seed.face[sl, None]], 1)
+                cand = torch.cat([self.candidates(probe[sl], reach), seed.face[sl, None]], 1)
             with self._timer("tests"):
                 parts.append(_ray_among(org[sl].T[:, :, None], dirs[sl].T[:, :, None],
                                         self._tri_soa, cand, max_distance))

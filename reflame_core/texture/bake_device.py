@@ -68,7 +68,9 @@ def bake_on_device(
         if query is None:
             with part("candidates"):
                 query = TorchMeshQuery(scan.vertices, scan.faces, device=device, timer=timer)
-        hits = query.closest(points)
+        # Texels whose closest scan point is beyond max_distance are invalid whatever it
+        # is: their queries need not be exact (their distance is then an upper bound).
+        hits = query.closest(points, within=max_distance)
         if method == "normal_ray":
             seed = hits
             hits = query.raycast(points, normals, max_distance, seed=seed)
