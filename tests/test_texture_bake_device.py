@@ -44,6 +44,14 @@ def test_grid_neighbors_match_kd_tree_near_far_and_in_crowded_cells():
         assert by_grid[:3000].float().mean() > 0.9  # the grids, not brute force, answer most
         assert not by_grid[3000:].all()  # some far ones took the brute-force fallback
         assert min(grid._levels) < 0  # the crowded patch was answered on a finer grid
+        # Bounded: exact wherever the true neighbour is within reach.
+        reach = 0.1
+        idx, _ = GridNeighbors(torch.from_numpy(pts), k).query(torch.from_numpy(queries), reach)
+        got_d = np.linalg.norm(pts[idx.numpy()] - queries[:, None], axis=2)
+        within = ref_d.reshape(len(queries), k) <= reach
+        assert within[:3000].mean() > 0.2 and not within[3000:].any()
+        np.testing.assert_allclose(got_d[within], ref_d.reshape(len(queries), k)[within],
+                                   rtol=1e-5, atol=1e-6)
 
 
 def test_torch_mesh_query_lands_on_the_kd_tree_faces(flame_template, small_synthetic_head):
