@@ -19,6 +19,16 @@ from reflame_core.texture.inpaint import push_pull_fill, push_pull_fill_tensor
 RES = 96
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """The device path on a CPU is many small tensor ops: torch's intra-op threads only add
+    synchronisation there (on a busy 2-core machine, 10x), as MeshQuery's notes say."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
