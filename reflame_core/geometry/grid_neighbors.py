@@ -217,12 +217,17 @@ class _Level:
         # Empty slots read the sentinel point at infinity, last in ``sorted_xyz``.
         slot = torch.where(lane < count[..., None], self.starts[pos][..., None] + lane,
                            self.sentinel).reshape(n, -1)
+        flat = slot.reshape(-1)
         xyz = self.sorted_xyz
-        d2 = (xyz[0][slot] - q[:, 0:1]).square_()
-        d2 += (xyz[1][slot] - q[:, 1:2]).square_()
-        d2 += (xyz[2][slot] - q[:, 2:3]).square_()
+
+        def coord(c: int) -> Tensor:  # index_select takes int32 indices on every version
+            return torch.index_select(xyz[c], 0, flat).view(n, -1) - q[:, c:c + 1]
+
+        d2 = coord(0).square_()
+        d2 += coord(1).square_()
+        d2 += coord(2).square_()
         kd2, kpos = torch.topk(d2, k, dim=1, largest=False, sorted=True)
-        idx = self.order[slot.gather(1, kpos)]
+        idx = torch.index_select(self.order, 0, slot.gather(1, kpos).reshape(-1)).view(n, k)
         # Anything outside the 3x3x3 block is at least this far away.
         rel = (q - self.lo) / self.cell
         frac = rel - rel.floor()
