@@ -24,8 +24,13 @@ from reflame_core.geometry.grid_neighbors import GridNeighbors
 
 # Points per batch: small enough for the per-coordinate temporaries to stay in cache.
 _CHUNK = 16_384
-# Points per batch on a torch device: the exact tests hold ~2 KB of temporaries per point.
+# Points per batch on a torch device: the exact tests hold ~2 KB of temporaries per point;
+# on a GPU 4x as many (fewer kernel launches; ~2 GB).
 _DEVICE_CHUNK = 262_144
+
+
+def _device_chunk(device: torch.device) -> int:
+    return _DEVICE_CHUNK * (4 if device.type == "cuda" else 1)
 
 
 def _map_chunks(fn: Callable[[slice], None], n: int) -> None:
@@ -258,8 +263,9 @@ class TorchMeshQuery:
         pts = points.to(self.device, torch.float32)
         reach = None if within is None else within + self.max_edge
         parts = []
-        for s in range(0, len(pts), _DEVICE_CHUNK):
-            sl = pts[s:s + _DEVICE_CHUNK]
+        chunk = _device_chunk(self.device)
+        for s in range(0, len(pts), chunk):
+            sl = pts[s:s + chunk]
             with self._timer("candidates"):
                 cand = self.candidates(sl, reach)
             with self._timer("tests"):
@@ -285,8 +291,9 @@ class TorchMeshQuery:
             t0 = ((seed.points - org) * nrm).sum(1) / torch.where(along.abs() > 1e-3, along, 1e-3)
             probe = org + t0.clamp(-max_distance, max_distance)[:, None] * dirs
         parts = []
-        for s in range(0, len(org), _DEVICE_CHUNK):
-            sl = slice(s, s + _DEVICE_CHUNK)
+        chunk = _device_chunk(self.device)
+        for s in range(0, len(org), chunk):
+            sl = slice(s, s + chunk)
             with self._timer("candidates"):
                 cand = torch.cat([self.candidates(probe[sl], reach), seed.face[sl, None]], 1)
             with self._timer("tests"):

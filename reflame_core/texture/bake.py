@@ -103,6 +103,8 @@ def bake_texture(
     if max_distance is None:
         max_distance = 0.03 * float((verts.max(0) - verts.min(0)).max())
     if device is not None:
+        if query is not None and not isinstance(query, TorchMeshQuery):
+            raise ValueError("bake_texture: a bake on a device takes a TorchMeshQuery as query")
         return bake_on_device(
             verts, template, scan, resolution=resolution, method=method,
             max_distance=max_distance, min_cos=min_cos, device=torch.device(device),
