@@ -78,3 +78,32 @@ def test_eyeballs_follow_the_fit(scores, case):
     # Before the eyeballs followed their sockets they were the worst region on the benchmark
     # (0.52% mean on the scored heads); 0.26-0.32% since.
     assert scores[case]["eyeballs"]["mean"] <= 0.0045, scores[case]["eyeballs"]
+
+
+def test_a_scan_cut_open_is_compared_only_where_its_outside_is_seen(data_dir) -> None:
+    """From behind, a head without its back shows the inside of its face: those pixels are
+    not covered (the depth and dense terms skip them), whichever way the scan is wound."""
+    from reflame_core.fit.targets import build_scan_targets
+    from reflame_core.render.cameras import OrbitCameras
+    from reflame_core.render.renderer import MeshRenderer
+    from reflame_core.synthetic.world import load_world_assets
+
+    a = load_world_assets(data_dir)
+    cams = OrbitCameras(num_views=3, azimuth_range=180.0, resolution=96)  # back, front, back
+    renderer = MeshRenderer(cams, "torch", "cpu")
+
+    def covered_fraction(scenario: str, flip: bool = False) -> np.ndarray:
+        head = make_world_head(a.template, a.texture, a.embedding, scenario, 2001,
+                               target_vertices=SMALL_TARGET_VERTICES)
+        scan = head.scan.transformed(head.to_canonical)
+        if flip:
+            scan = type(scan)(**{**scan.__dict__, "faces": scan.faces[:, ::-1].copy()})
+        t = build_scan_targets(scan, renderer, [0, 1], 1000, "cpu")
+        hit = t.mask[..., 0] > 0.5
+        return ((t.covered[..., 0] & hit).sum((1, 2)) / hit.sum((1, 2))).numpy()
+
+    whole, cut, cut_flipped = covered_fraction("base"), covered_fraction("no_back"), \
+        covered_fraction("no_back", flip=True)
+    assert whole.min() > 0.97  # a closed head: its outside everywhere
+    assert cut[1] > 0.97 and cut[0] < 0.6  # front seen whole; from behind, mostly inside
+    np.testing.assert_allclose(cut_flipped, cut, atol=0.02)

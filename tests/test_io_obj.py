@@ -42,6 +42,20 @@ def test_round_trip_with_texture_and_spaces(tmp_path: Path) -> None:
     np.testing.assert_array_equal(scan.texture, tex)
 
 
+def test_second_mesh_shares_the_first_ones_texture(tmp_path: Path) -> None:
+    v, f, uv, ft = _cube_with_seams()
+    tex = np.full((4, 4, 3), 90, np.uint8)
+    write_obj(tmp_path / "fit.obj", v, f, uv=uv, uv_faces=ft, texture=tex)
+    write_obj(tmp_path / "fit_canonical.obj", 2 * v, f, uv=uv, uv_faces=ft, material="fit")
+    assert {p.name for p in tmp_path.iterdir()} == {"fit.obj", "fit.mtl", "fit.png",
+                                                   "fit_canonical.obj"}
+    scan = load_scan(tmp_path / "fit_canonical.obj", require_texture=True)
+    np.testing.assert_allclose(scan.vertices, 2 * v, atol=1e-6)
+    np.testing.assert_array_equal(scan.texture, tex)
+    with pytest.raises(ValueError, match="not both"):
+        write_obj(tmp_path / "x.obj", v, f, uv=uv, uv_faces=ft, texture=tex, material="fit")
+
+
 def test_written_obj_is_readable_by_trimesh(tmp_path: Path) -> None:
     v, f, uv, ft = _cube_with_seams()
     tex = np.full((4, 4, 3), 200, np.uint8)

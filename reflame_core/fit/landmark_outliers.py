@@ -44,8 +44,7 @@ class LandmarkOutlier:
 
 def robust_settings(session: FitSession) -> RobustSettings:
     """The session's robust settings; head height = largest side of the scan's bounding box."""
-    height = float(session.scan_canonical.extent.max())
-    return RobustSettings.from_config(session.config.data["landmarks"], height)
+    return RobustSettings.from_config(session.config.data["landmarks"], session.head_height)
 
 
 def landmark_residuals(session: FitSession, vertices: torch.Tensor) -> np.ndarray:

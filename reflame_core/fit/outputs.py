@@ -112,8 +112,11 @@ def write_fit_outputs(
     canon = session.vertices.detach().cpu().numpy()
     scan_frame = session.vertices_in_scan_frame()
     tex = session.texture
-    for name, verts in (("fit.obj", scan_frame), ("fit_canonical.obj", canon)):
-        write_obj(out / name, verts, tmpl.faces, uv=tmpl.uv, uv_faces=tmpl.uv_faces, texture=tex)
+    write_obj(out / "fit.obj", scan_frame, tmpl.faces, uv=tmpl.uv, uv_faces=tmpl.uv_faces,
+              texture=tex)
+    # The canonical mesh shares fit.obj's texture (one image written, not two).
+    write_obj(out / "fit_canonical.obj", canon, tmpl.faces, uv=tmpl.uv, uv_faces=tmpl.uv_faces,
+              material="fit" if tex is not None else None)
 
     lm_fit = session.embedding_points(session.vertices.detach()).cpu().numpy()
     lm_doc: dict = {

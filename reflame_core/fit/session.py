@@ -161,6 +161,9 @@ class FitSession:
         self.embedding = embedding
         self.to_canonical = to_canonical or scan_to_canonical(scan, config)
         self.scan_canonical = scan.transformed(self.to_canonical)
+        # Largest side of the canonical scan's bounding box: the unit of robust kernels and
+        # outlier reports (read every iteration, so computed once).
+        self.head_height = float(self.scan_canonical.extent.max())
         self.faces = torch.as_tensor(template.faces, dtype=torch.int64, device=device)
         self.template_vertices = torch.as_tensor(
             template.vertices, dtype=torch.float32, device=device

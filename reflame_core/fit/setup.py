@@ -22,6 +22,7 @@ from reflame_core.fit.targets import LandmarkTargets
 from reflame_core.geometry.similarity import Similarity
 from reflame_core.io.mesh import Scan
 from reflame_core.io.scan import load_scan
+from reflame_core.landmarks.detector import SharedDetector
 from reflame_core.landmarks.landmark_set import LandmarkSet
 from reflame_core.landmarks.plausibility import landmark_problems, orientation_warning
 
@@ -83,29 +84,34 @@ def load_inputs(
         sim = scan_frame(scan, config, device, log, lms)
         _warn_orientation(lms, scan, config, log)
     else:
-        sim = scan_frame(scan, config, device, log)
-        lms = detect_or_none(scan, config, device, log, to_canonical=sim)
+        detector = SharedDetector()
+        try:
+            sim = scan_frame(scan, config, device, log, detector=detector)
+            lms = detect_or_none(scan, config, device, log, to_canonical=sim, detector=detector)
+        finally:
+            detector.release()
     return FitInputs(scan, template, embedding, lms, sim)
 
 
 def scan_frame(scan: Scan, config: FitConfig, device: str, log: Callable[[str], None],
-               landmarks: LandmarkSet | None = None) -> Similarity:
+               landmarks: LandmarkSet | None = None,
+               detector: SharedDetector | None = None) -> Similarity:
     """The scan -> canonical similarity: from ``frame.up``/``frame.front``, or, with
     ``frame.auto``, found from the face (from ``landmarks`` where given, else by a first
-    detection pass; ``landmarks.orient``), logged in one line. Where no face is found, or no
-    detector can run, the axes are used and the log says so."""
+    detection pass with ``detector``, default a new one; ``landmarks.orient``), logged in one
+    line. Where no face is found, or no detector can run, the axes are used and the log says
+    so."""
     frame = config.data["frame"]
     axes = scan_to_canonical(scan, config)
     if not frame.get("auto", False):
         return axes
-    from reflame_core.landmarks.detector import get_detector
     from reflame_core.landmarks.orient import find_frame, frame_from_landmarks
 
     if landmarks is not None:
         found = frame_from_landmarks(landmarks.positions(scan.vertices, scan.faces)[:68], scan)
     else:
         try:
-            found = find_frame(scan, get_detector("auto"), device=device)
+            found = find_frame(scan, (detector or SharedDetector()).get(), device=device)
         except ReflameError as exc:
             log(f"frame: cannot look for the face ({exc}); using up {frame['up']}, front "
                 f"{frame['front']}")
@@ -129,16 +135,17 @@ def _warn_orientation(lms: LandmarkSet, scan: Scan, config: FitConfig,
 
 def detect_or_none(
     scan: Scan, config: FitConfig, device: str, log: Callable[[str], None],
-    to_canonical: Similarity | None = None,
+    to_canonical: Similarity | None = None, detector: SharedDetector | None = None,
 ) -> LandmarkSet | None:
     """Detected landmarks, or None (logged in one line) when detection cannot give a face:
     no detector installed, no face found, points that cannot be a face, or the detector
     failing in a way nobody foresaw; the fit then goes on without landmarks. ``to_canonical``:
-    the scan's frame (``scan_frame``); None: ``frame.up``/``frame.front``."""
+    the scan's frame (``scan_frame``); None: ``frame.up``/``frame.front``. ``detector``: the
+    one orientation used (default a new one)."""
     from reflame_core.landmarks.detect import detect_landmarks
 
     try:
-        lms = detect_landmarks(scan, device=device,
+        lms = detect_landmarks(scan, device=device, backend=(detector or SharedDetector()).get(),
                                to_canonical=to_canonical or scan_to_canonical(scan, config))
     except ReflameError as exc:
         log(f"landmarks: detection unavailable ({exc}); fitting without landmarks")

@@ -27,7 +27,8 @@ class ScanTargets:
         mask: [B,H,W,1] float scan coverage.
         depth: [B,H,W,1] camera-space depth, 0 where empty.
         positions: [B,H,W,3] canonical 3D point seen through each pixel.
-        covered: [B,H,W,1] bool.
+        covered: [B,H,W,1] bool: pixels that see the scan's outer surface (a front-facing
+            triangle); the depth and dense terms compare only these.
         samples, sample_normals: (S,3) area-uniform points on the scan surface, unit normals.
         sample_tree: k-d tree over ``samples`` (CPU fitting only).
     """
@@ -40,6 +41,33 @@ class ScanTargets:
     samples: torch.Tensor
     sample_normals: torch.Tensor
     sample_tree: cKDTree | None
+
+
+def front_facing(tri_id: torch.Tensor, positions: torch.Tensor, vertices: torch.Tensor,
+                 faces: torch.Tensor, eyes: torch.Tensor) -> torch.Tensor:
+    """[B,H,W] bool: the pixel sees a triangle from its outer side.
+
+    A scan cut open (no back of the head, a cut neck) shows its inside through the cut: from
+    behind, the inner side of the face. Its depth is not where the fit's surface belongs, and
+    pulling the back of the head towards it folds the fit. Outer = the side the triangle's
+    winding points to, as for the surface terms' normals; a scan wound the other way round
+    (its triangles facing the head's centre, by the sign of the volume they enclose with it)
+    is read with its winding flipped.
+
+    Args:
+        tri_id: [B,H,W] int triangle per pixel, -1 where empty.
+        positions: [B,H,W,3] point seen through each pixel.
+        vertices, faces: the rendered mesh (V,3), (F,3).
+        eyes: (B,3) camera centres.
+    """
+    tri = vertices[faces]
+    normals = torch.linalg.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    centre = vertices.mean(0)
+    if (normals * (tri.mean(1) - centre)).sum() < 0:
+        normals = -normals
+    n = normals[tri_id.clamp_min(0).long()]
+    toward_eye = eyes[:, None, None, :] - positions
+    return (tri_id >= 0) & ((n * toward_eye).sum(-1) > 0)
 
 
 def sample_surface(
@@ -67,7 +95,9 @@ def build_scan_targets(
     faces = torch.as_tensor(scan.faces, dtype=torch.int64, device=device)
     with torch.no_grad():
         out = renderer.render(verts, faces, attrs={"position": verts}, views=views)
-    covered = (out.tri_id >= 0)[..., None]
+        eyes = torch.as_tensor(renderer.cameras.camera_positions()[list(views)],
+                               dtype=torch.float32, device=device)
+        covered = front_facing(out.tri_id, out.attrs["position"], verts, faces, eyes)[..., None]
     pts, nrm = sample_surface(scan.vertices, scan.faces, num_samples, seed)
     tree = cKDTree(pts) if device == "cpu" else None
     return ScanTargets(

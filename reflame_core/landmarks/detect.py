@@ -69,9 +69,11 @@ def render_for_detection(scan: Scan, cameras: OrbitCameras, device: str = "cpu",
         # Shading so shape reads as shading, as a detector expects of a photo: a key light
         # 45 degrees above each camera (the brow ridge and the nose shade what is below them;
         # lit from the camera, untextured brows were found 2% of head height too low).
-        dirs = torch.as_tensor(cameras.camera_positions(), dtype=torch.float32)
+        dev = out.mask.device
+        dirs = torch.as_tensor(cameras.camera_positions(), dtype=torch.float32, device=dev)
         dirs = dirs / dirs.norm(dim=1, keepdim=True)
-        dirs = torch.nn.functional.normalize(dirs + torch.tensor([0.0, LIGHT_RISE, 0.0]), dim=1)
+        rise = torch.tensor([0.0, LIGHT_RISE, 0.0], device=dev)
+        dirs = torch.nn.functional.normalize(dirs + rise, dim=1)
         n = torch.nn.functional.normalize(out.attrs["normal"], dim=-1)
         shade = (0.25 + 0.75 * (n * dirs[:, None, None]).sum(-1, keepdim=True).clamp(min=0))
         # Grey needs 3 channels too: detectors take RGB images only.

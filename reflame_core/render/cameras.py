@@ -53,6 +53,8 @@ class OrbitCameras:
     near: float = 0.1
     far: float = 20.0
     enabled: np.ndarray | None = field(default=None)
+    # (layout key, read-only world -> clip matrices): the fitting loop projects every step.
+    _mvp_cache: tuple | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.elevations = tuple(float(e) for e in self.elevations)
@@ -169,8 +171,15 @@ class OrbitCameras:
         )
 
     def mvp(self) -> np.ndarray:
-        """(num_total,4,4) world -> clip."""
-        return self.projection_matrix()[None] @ self.view_matrices()
+        """(num_total,4,4) world -> clip (read-only; computed again only when the layout
+        changed)."""
+        key = (self.num_views, self.azimuth_range, self.elevations, self.distance,
+               self.fov_deg, self.near, self.far)
+        if self._mvp_cache is None or self._mvp_cache[0] != key:
+            m = self.projection_matrix()[None] @ self.view_matrices()
+            m.flags.writeable = False
+            self._mvp_cache = (key, m)
+        return self._mvp_cache[1]
 
     def project(self, points: ArrayLike, views: Sequence[int] | None = None):
         """Project world points into every (or the given) view.
