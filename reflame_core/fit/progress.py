@@ -40,7 +40,11 @@ class StageBars:
                              file=self.file, leave=True)
         self._bar.update(1)
         if p.report.event:
-            tqdm.write(f"{p.report.stage}: {p.report.event}", file=self.file)
+            # Events that name their stage already ("coarse: converged ...") are not
+            # prefixed twice.
+            prefix = f"{p.report.stage}: "
+            event = p.report.event
+            tqdm.write(event if event.startswith(prefix) else prefix + event, file=self.file)
         if "total" in p.report.losses:
             self._bar.set_postfix(loss=f"{p.report.losses['total']:.4g}", refresh=False)
 
