@@ -241,3 +241,19 @@ def test_the_renderer_builds_each_meshs_adjacency_once():
     out = renderer.render(v, fit)
     assert len(built) == 3 and torch.equal(built[-1], fit.to(torch.int32))
     assert out.tri_id.max() <= 1
+
+
+def test_a_gpu_fit_path_does_not_load_scipys_trees():
+    # scipy.spatial costs 0.5-1 s of every `reflame fit` process on the H200 host; only the
+    # CPU paths (k-d trees) need it, so the fitting, baking and writing modules load it lazily.
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "import reflame_core.fit.run, reflame_core.fit.session, reflame_core.fit.outputs\n"
+            "import reflame_core.fit.setup, reflame_core.texture.stage\n"
+            "import reflame_core.landmarks.landmark_json\n"
+            "print(sorted(m for m in sys.modules if m.startswith('scipy')))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "[]"

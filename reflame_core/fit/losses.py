@@ -7,9 +7,13 @@ or pixels take part.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import torch
-from scipy.spatial import cKDTree
+
+if TYPE_CHECKING:
+    from scipy.spatial import cKDTree
 
 _EPS = 1e-8
 
@@ -99,7 +103,10 @@ def nearest(
             block = queries[start : start + 8192].detach()
             out[start : start + 8192] = torch.addmm(sq, block, pts.T, alpha=-2.0).argmin(dim=1)
         return out
-    tree = tree if tree is not None else cKDTree(points.detach().numpy())
+    if tree is None:
+        from scipy.spatial import cKDTree  # CPU only: a GPU fit never loads scipy's trees
+
+        tree = cKDTree(points.detach().numpy())
     _, idx = tree.query(queries.detach().numpy(), workers=-1)
     return torch.from_numpy(np.asarray(idx, np.int64))
 

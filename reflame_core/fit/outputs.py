@@ -6,7 +6,6 @@ import csv
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from reflame_core.fit.session import FitSession
 from reflame_core.fit.targets import sample_surface
@@ -27,19 +26,31 @@ def surface_distances(
     scan_vertices: np.ndarray,
     scan_faces: np.ndarray,
     samples: int = 50000,
+    device: str = "cpu",
 ) -> dict[str, float]:
     """Mean and 95th-percentile distances fit->scan and scan->fit, between dense surface
-    samples of both meshes (same units as the vertices)."""
+    samples of both meshes (same units as the vertices); nearest points found on ``device``."""
     fit_pts, _ = sample_surface(fit_vertices, fit_faces, samples, seed=1)
     scan_pts, _ = sample_surface(scan_vertices, scan_faces, samples, seed=2)
-    f2s, _ = cKDTree(scan_pts).query(fit_pts, workers=-1)
-    s2f, _ = cKDTree(fit_pts).query(scan_pts, workers=-1)
+    f2s = _nearest_distances(fit_pts, scan_pts, device)
+    s2f = _nearest_distances(scan_pts, fit_pts, device)
     return {
         "fit_to_scan_mean": float(f2s.mean()),
         "fit_to_scan_p95": float(np.percentile(f2s, 95)),
         "scan_to_fit_mean": float(s2f.mean()),
         "scan_to_fit_p95": float(np.percentile(s2f, 95)),
     }
+
+
+def _nearest_distances(queries: np.ndarray, points: np.ndarray, device: str) -> np.ndarray:
+    """(Q,) distance of each query (Q,3) to the nearest of ``points`` (P,3)."""
+    import torch
+
+    from reflame_core.fit.losses import nearest
+
+    q = torch.as_tensor(queries, device=device)
+    p = torch.as_tensor(points, device=device)
+    return (q - p[nearest(q, p)]).norm(dim=1).cpu().numpy()
 
 
 def write_loss_history(path: Path, session: FitSession) -> None:
@@ -139,7 +150,8 @@ def write_fit_outputs(
     write_json_atomic(out / "transform.json", {"scan_to_canonical": session.to_canonical.to_dict()})
 
     height = float(session.scan.extent.max())
-    dist = surface_distances(scan_frame, tmpl.faces, session.scan.vertices, session.scan.faces)
+    dist = surface_distances(scan_frame, tmpl.faces, session.scan.vertices, session.scan.faces,
+                             device=session.device)
     report = {
         "scan": str(session.scan.path) if session.scan.path else None,
         "device": session.device,

@@ -7,15 +7,18 @@ in the canonical frame, on the fitting device.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from scipy.spatial import cKDTree
 
 from reflame_core.io.mesh import Scan
 from reflame_core.landmarks.definitions import landmark_definitions
 from reflame_core.landmarks.landmark_set import LandmarkSet
 from reflame_core.render.cameras import OrbitCameras
+
+if TYPE_CHECKING:
+    from scipy.spatial import cKDTree
 
 
 @dataclass
@@ -99,7 +102,11 @@ def build_scan_targets(
                                dtype=torch.float32, device=device)
         covered = front_facing(out.tri_id, out.attrs["position"], verts, faces, eyes)[..., None]
     pts, nrm = sample_surface(scan.vertices, scan.faces, num_samples, seed)
-    tree = cKDTree(pts) if device == "cpu" else None
+    tree = None
+    if device == "cpu":
+        from scipy.spatial import cKDTree  # CPU only: a GPU fit never loads scipy's trees
+
+        tree = cKDTree(pts)
     return ScanTargets(
         view_ids=list(views),
         mask=out.mask.detach(),

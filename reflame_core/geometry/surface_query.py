@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.spatial import cKDTree
 from torch import Tensor
 
 from reflame_core.geometry.grid_neighbors import GridNeighbors
@@ -98,6 +97,8 @@ class MeshQuery:
         tri = self.vertices[self.faces]  # (F,3,3)
         self._tri_soa = torch.from_numpy(np.ascontiguousarray(tri.transpose(1, 2, 0)))  # (3,3,F)
         self._k = min(int(centroids), len(self.faces))
+        from scipy.spatial import cKDTree  # the CPU path's index; TorchMeshQuery needs none
+
         self._centroid_tree = cKDTree(tri.mean(1))
         self._vertex_tree = cKDTree(self.vertices)
         self._ring = _vertex_face_ring(
