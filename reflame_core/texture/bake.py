@@ -21,7 +21,7 @@ from reflame_core.assets.flame import FlameTemplate
 from reflame_core.errors import ScanError
 from reflame_core.geometry.surface_query import MeshQuery, SurfaceHits, TorchMeshQuery
 from reflame_core.io.mesh import Scan, vertex_normals
-from reflame_core.texture.bake_device import Timer, bake_on_device
+from reflame_core.texture.bake_device import Timer, bake_on_device, sample_bilinear_tensor
 from reflame_core.texture.inpaint import push_pull_fill
 from reflame_core.texture.uv_raster import UVRaster, rasterize_uv, rasterize_uv_with
 
@@ -197,20 +197,8 @@ def sample_bilinear(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
     Returns:
         (N,C) float32 in the texture's value range.
     """
-    tex = np.asarray(texture)
-    h, w = tex.shape[:2]
-    u, v = uv[:, 0], uv[:, 1]
-    u = np.where((u < 0) | (u > 1), np.mod(u, 1.0), u)
-    v = np.where((v < 0) | (v > 1), np.mod(v, 1.0), v)
-    x = np.clip(u * w - 0.5, 0.0, w - 1.0)
-    y = np.clip((1.0 - v) * h - 0.5, 0.0, h - 1.0)
-    x0 = np.minimum(np.floor(x).astype(np.int64), w - 2) if w > 1 else np.zeros(len(x), np.int64)
-    y0 = np.minimum(np.floor(y).astype(np.int64), h - 2) if h > 1 else np.zeros(len(y), np.int64)
-    x1 = np.minimum(x0 + 1, w - 1)
-    y1 = np.minimum(y0 + 1, h - 1)
-    fx = (x - x0).astype(np.float32)[:, None]
-    fy = (y - y0).astype(np.float32)[:, None]
-    flat = tex.reshape(h * w, -1)
-    top = flat[y0 * w + x0] * (1 - fx) + flat[y0 * w + x1] * fx
-    bottom = flat[y1 * w + x0] * (1 - fx) + flat[y1 * w + x1] * fx
-    return (top * (1 - fy) + bottom * fy).astype(np.float32)
+    with torch.inference_mode():
+        return sample_bilinear_tensor(
+            torch.from_numpy(np.ascontiguousarray(texture)),
+            torch.from_numpy(np.ascontiguousarray(uv, np.float32)),
+        ).numpy()

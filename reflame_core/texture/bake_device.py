@@ -156,8 +156,12 @@ def scan_colors_tensor(scan: Scan, hits: SurfaceHits, device: torch.device) -> T
 
 
 def sample_bilinear_tensor(texture: Tensor, uv: Tensor) -> Tensor:
-    """``bake.sample_bilinear`` in torch: ``texture`` (H,W,C) (any dtype), ``uv`` (N,2) ->
-    (N,C) float32; same texel centres, edge clamping and wrapping."""
+    """Bilinear lookup of ``texture`` (H,W,C) (any dtype), row 0 = top, at ``uv`` (N,2) OBJ
+    convention -> (N,C) float32 in the texture's value range (``bake.sample_bilinear`` runs
+    this on the CPU).
+
+    Texel centres sit at ``((col + 0.5)/W, 1 - (row + 0.5)/H)``; lookups clamp to the edge.
+    UVs outside [0,1] wrap (repeat), as renderers do by default."""
     h, w = texture.shape[:2]
     u, v = uv[:, 0], uv[:, 1]
     u = torch.where((u < 0) | (u > 1), torch.remainder(u, 1.0), u)

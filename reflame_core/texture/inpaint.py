@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -31,43 +30,20 @@ def push_pull_fill(image: np.ndarray, known: np.ndarray) -> np.ndarray:
         raise ValueError(
             f"push_pull_fill: needs image (H,W,C), known (H,W); got {img.shape}, {known.shape}"
         )
-    w = known.astype(np.float32)
-    levels = [(img * w[..., None], w)]
-    while max(levels[-1][1].shape) > 1:
-        c, wt = levels[-1]
-        h, wd = wt.shape
-        ph, pw = h % 2, wd % 2
-        if ph or pw:
-            c = np.pad(c, ((0, ph), (0, pw), (0, 0)))
-            wt = np.pad(wt, ((0, ph), (0, pw)))
-        c2 = c[0::2, 0::2] + c[1::2, 0::2] + c[0::2, 1::2] + c[1::2, 1::2]
-        w2 = wt[0::2, 0::2] + wt[1::2, 0::2] + wt[0::2, 1::2] + wt[1::2, 1::2]
-        levels.append((c2, w2))
-
-    coarse, wc = levels[-1]
-    filled = coarse / np.maximum(wc, 1e-12)[..., None]
-    for c, wt in reversed(levels[:-1]):
-        h, wd = wt.shape
-        size = (filled.shape[1] * 2, filled.shape[0] * 2)
-        up = cv2.resize(filled, size, interpolation=cv2.INTER_LINEAR)
-        up = up.reshape(up.shape[0], up.shape[1], -1)[:h, :wd]
-        mean = c / np.maximum(wt, 1e-12)[..., None]
-        alpha = np.clip(wt, 0.0, 1.0)[..., None]
-        filled = alpha * mean + (1.0 - alpha) * up
-    out = filled.astype(np.float32)
-    out[known] = img[known]
-    return out
+    with torch.inference_mode():
+        return push_pull_fill_tensor(torch.from_numpy(np.ascontiguousarray(img)),
+                                     torch.from_numpy(np.ascontiguousarray(known, bool))).numpy()
 
 
 def push_pull_fill_tensor(image: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
-    """``push_pull_fill`` in torch, on the tensors' device (the GPU bake's fill).
+    """``push_pull_fill`` on torch tensors, on their device (the GPU bake's fill; the numpy
+    function runs this on the CPU).
 
     Args:
         image: (H,W,C) float32; known: (H,W) bool.
 
     Returns:
-        (H,W,C) float32; the same pyramid and blend as ``push_pull_fill`` (its upsampling,
-        cv2's INTER_LINEAR at 2x, is torch's half-pixel bilinear), equal up to float rounding.
+        (H,W,C) float32, as ``push_pull_fill``.
     """
     if image.ndim != 3 or known.shape != image.shape[:2]:
         raise ValueError(
