@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import trimesh
 from PIL import Image
+from vertex_colours import vertex_colour_scan
 
 from reflame_core.assets.flame import load_flame_template, load_landmark_embedding
 from reflame_core.errors import ScanError
 from reflame_core.geometry.surface_query import MeshQuery
 from reflame_core.io.mesh import Scan, vertex_normals
 from reflame_core.synthetic.head import make_synthetic_head
-from reflame_core.texture.bake import bake_texture, flame_uv_raster, sample_bilinear
+from reflame_core.texture.bake import bake_texture, flame_uv_raster
 from reflame_core.texture.inpaint import push_pull_fill
 from reflame_core.texture.uv_raster import rasterize_uv
 
@@ -125,10 +126,7 @@ def test_bake_rejects_far_sources_and_fills_everything(template, head):
 
 def test_vertex_colour_scan_bakes_and_untextured_scan_is_refused(template, head):
     scan = head.scan
-    corner = sample_bilinear(scan.texture, scan.uv[scan.uv_faces].reshape(-1, 2))
-    colors = np.zeros((len(scan.vertices), 3), np.float32)
-    colors[scan.faces.ravel()] = corner
-    vc = Scan(vertices=scan.vertices, faces=scan.faces, vertex_colors=colors.astype(np.uint8))
+    vc = vertex_colour_scan(scan)
     result = bake_texture(head.true_vertices, template, vc, resolution=128)
     assert psnr(result.texture, truth_at(head, 128), result.valid) > 15.0
     bare = Scan(vertices=scan.vertices, faces=scan.faces, path=None)

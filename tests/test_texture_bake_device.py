@@ -9,10 +9,11 @@ import pytest
 import torch
 import trimesh
 from scipy.spatial import cKDTree
+from vertex_colours import vertex_colour_scan
 
 from reflame_core.geometry.grid_neighbors import GridNeighbors
 from reflame_core.geometry.surface_query import MeshQuery, TorchMeshQuery
-from reflame_core.io.mesh import Scan, vertex_normals
+from reflame_core.io.mesh import vertex_normals
 from reflame_core.texture.bake import bake_texture, flame_uv_raster, sample_bilinear
 from reflame_core.texture.bake_device import sample_bilinear_tensor
 
@@ -126,10 +127,7 @@ def test_device_bake_matches_where_the_fit_is_far_from_the_scan(flame_template,
 
 def test_device_bake_of_vertex_colours_matches(flame_template, small_synthetic_head):
     scan = small_synthetic_head.scan
-    corner = sample_bilinear(scan.texture, scan.uv[scan.uv_faces].reshape(-1, 2))
-    colors = np.zeros((len(scan.vertices), 3), np.float32)
-    colors[scan.faces.ravel()] = corner
-    vc = Scan(vertices=scan.vertices, faces=scan.faces, vertex_colors=colors.astype(np.uint8))
+    vc = vertex_colour_scan(scan)
     verts = small_synthetic_head.true_vertices
     ref = bake_texture(verts, flame_template, vc, resolution=64, method="closest")
     got = bake_texture(verts, flame_template, vc, resolution=64, method="closest", device="cpu")
