@@ -205,19 +205,24 @@ def test_presets_set_their_convergence():
     assert 0 < default["min_steps"] < default["steps"] and default["plateau_window"] > 0
 
 
-def test_the_deform_optimiser_does_not_import_torch_dynamo():
-    # torch.optim.Optimizer's constructor imports torch._dynamo (seconds, before the first
-    # deformation step of every process); the fit's optimiser must not pay that.
+def _printed_by_fresh_python(code: str) -> str:
+    """What ``code`` prints in a fresh interpreter (imports counted from nothing)."""
     import subprocess
     import sys
 
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, cwd=Path(__file__).resolve().parents[1])
+    return out.stdout.strip()
+
+
+def test_the_deform_optimiser_does_not_import_torch_dynamo():
+    # torch.optim.Optimizer's constructor imports torch._dynamo (seconds, before the first
+    # deformation step of every process); the fit's optimiser must not pay that.
     code = ("import sys, torch\n"
             "from reflame_core.fit.parameterize import AdamUniform\n"
             "AdamUniform([torch.zeros(3, requires_grad=True)], lr=0.1)\n"
             "print('torch._dynamo' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).resolve().parents[1])
-    assert out.stdout.strip() == "False"
+    assert _printed_by_fresh_python(code) == "False"
 
 
 def test_the_renderer_builds_each_meshs_adjacency_once():
@@ -246,14 +251,9 @@ def test_the_renderer_builds_each_meshs_adjacency_once():
 def test_a_gpu_fit_path_does_not_load_scipys_trees():
     # scipy.spatial costs 0.5-1 s of every `reflame fit` process on the H200 host; only the
     # CPU paths (k-d trees) need it, so the fitting, baking and writing modules load it lazily.
-    import subprocess
-    import sys
-
     code = ("import sys\n"
             "import reflame_core.fit.run, reflame_core.fit.session, reflame_core.fit.outputs\n"
             "import reflame_core.fit.setup, reflame_core.texture.stage\n"
             "import reflame_core.landmarks.landmark_json\n"
             "print(sorted(m for m in sys.modules if m.startswith('scipy')))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, cwd=Path(__file__).resolve().parents[1])
-    assert out.stdout.strip() == "[]"
+    assert _printed_by_fresh_python(code) == "[]"
