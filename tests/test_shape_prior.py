@@ -75,3 +75,29 @@ def test_eyeballs_follow_their_sockets(session):
     for ball in (LEFT_EYEBALL, RIGHT_EYEBALL):
         np.testing.assert_allclose(got[ball], expected[ball], atol=1e-4)
     assert losses["eyeball_scale"] == pytest.approx(1.2, rel=1e-4)
+
+
+@pytest.mark.parametrize("shape", ["socket", "sphere"])
+def test_eyeballs_under_new_proportions(session, shape):
+    """The head made 15% wider and 10% shallower: a "socket" eyeball widens with it (as
+    FLAME's linear shape space moves eyeball vertices); a "sphere" eyeball keeps its shape
+    and only scales, its centre where the socket took it either way."""
+    tmpl = session.template_vertices.numpy().astype(np.float64)
+    stretched = tmpl * np.array([1.15, 1.0, 0.9])
+    moved = stretched.copy()
+    moved[LEFT_EYEBALL] = moved[RIGHT_EYEBALL] = 0.0
+    session.vertices = torch.from_numpy(moved.astype(np.float32))
+    session.config.data["stages"]["eyeballs"]["shape"] = shape
+    try:
+        session.stage("eyeballs").step(session)
+    finally:
+        session.config.data["stages"]["eyeballs"]["shape"] = "socket"
+    got = session.vertices.numpy().astype(np.float64)
+    for ball in (LEFT_EYEBALL, RIGHT_EYEBALL):
+        np.testing.assert_allclose(got[ball].mean(0), stretched[ball].mean(0), atol=1e-4)
+        if shape == "socket":
+            np.testing.assert_allclose(got[ball], stretched[ball], atol=1e-4)
+        else:  # a sphere about its centre, scaled by the cube root of 1.15 x 0.9
+            r_tmpl = np.linalg.norm(tmpl[ball] - tmpl[ball].mean(0), axis=1)
+            r_got = np.linalg.norm(got[ball] - got[ball].mean(0), axis=1)
+            np.testing.assert_allclose(r_got, r_tmpl * (1.15 * 0.9) ** (1 / 3), rtol=1e-4)

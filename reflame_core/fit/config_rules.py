@@ -35,6 +35,12 @@ def _kernel(value: Any) -> str | None:
     return None if value in KERNELS else f"must be one of {' '.join(KERNELS)}"
 
 
+def _one_of(*allowed: str) -> Any:
+    def check(value: Any) -> str | None:
+        return None if value in allowed else f"must be one of {' '.join(allowed)}"
+    return check
+
+
 def _elevations(value: Any) -> str | None:
     if not value:
         return "must list at least one elevation"
@@ -66,6 +72,7 @@ RULES: list[tuple[str, Any]] = [
     ("landmarks.outlier_weight", _range(0.0, 1.0)),
     ("landmarks.group_weights_*.*", NON_NEGATIVE),
     ("regions.*", NON_NEGATIVE),
+    ("stages.eyeballs.shape", _one_of("socket", "sphere")),
     ("stages.*.steps", _range(0, None)),  # 0 steps: the stage only sets itself up
     ("stages.*.lr", POSITIVE),
     ("stages.*.lambda", POSITIVE),

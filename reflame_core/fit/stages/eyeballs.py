@@ -21,17 +21,27 @@ class EyeballStage(FitStage):
     eyeball centre (lids, corners, brow and cheek around the eye). An affine map (least
     squares) takes the template's socket to the fitted one; the eyeball centre goes where
     that map takes it, so per-axis proportions and the local deformation both carry over.
-    The eyeball stays a sphere: it turns by the map's rotation and scales by the cube root
-    of its determinant, one scale for both eyes so they stay the same size.
+
+    ``shape`` says what the eyeball itself does:
+
+    - ``"socket"`` (default): it deforms as its socket did, by the map's linear part, as
+      FLAME's linear shape space moves eyeball vertices with the head (wider proportions
+      widen the eyeball a little). Each singular value of the map is held within
+      ``MAX_STRETCH`` of their geometric mean, so a poorly fitted socket cannot squash it.
+    - ``"sphere"``: it stays a sphere: it turns by the map's rotation and scales by the cube
+      root of its determinant, one scale for both eyes so they stay the same size.
     """
 
     name = "eyeballs"
+    MAX_STRETCH = 1.25
 
     def num_steps(self, session: FitSession) -> int:
         return 1
 
     def step(self, session: FitSession) -> dict[str, float]:
-        reach = float(self.params(session)["socket_radius"])
+        p = self.params(session)
+        reach = float(p["socket_radius"])
+        follow_socket = str(p.get("shape", "socket")) == "socket"
         tmpl = session.template_vertices.cpu().numpy().astype(np.float64)
         fitted = session.vertices.detach().cpu().numpy().astype(np.float64)
         head = ~session.eyeball_mask.cpu().numpy()
@@ -41,21 +51,21 @@ class EyeballStage(FitStage):
             radius = float(np.linalg.norm(tmpl[ball] - centre, axis=1).mean())
             socket = head & (np.linalg.norm(tmpl - centre, axis=1) < reach * radius)
             linear, shift = _affine(tmpl[socket] - centre, fitted[socket])
-            u, _, vt = np.linalg.svd(linear)
-            rotation = u @ vt
-            if np.linalg.det(rotation) < 0:  # a reflection is no eyeball's motion
+            u, sv, vt = np.linalg.svd(linear)
+            if np.linalg.det(u @ vt) < 0:  # a reflection is no eyeball's motion
                 u[:, -1] *= -1
-                rotation = u @ vt
-            scale = abs(float(np.linalg.det(linear))) ** (1.0 / 3.0)
-            placed.append((ball, centre, shift, rotation, scale))
-        scale = float(np.mean([p[4] for p in placed]))
+            scale = float(np.prod(sv)) ** (1.0 / 3.0)
+            stretch = np.clip(sv, scale / self.MAX_STRETCH, scale * self.MAX_STRETCH)
+            placed.append((ball, centre, shift, u, stretch, vt, scale))
+        mean_scale = float(np.mean([q[6] for q in placed]))
         moved = 0.0
-        for ball, centre, shift, rotation, _ in placed:
-            new = shift + scale * (tmpl[ball] - centre) @ rotation.T
+        for ball, centre, shift, u, stretch, vt, _ in placed:
+            linear = (u * stretch) @ vt if follow_socket else mean_scale * (u @ vt)
+            new = shift + (tmpl[ball] - centre) @ linear.T
             moved += float(np.linalg.norm(new - fitted[ball], axis=1).mean()) / 2
             fitted[ball] = new
         session.vertices = torch.from_numpy(fitted.astype(np.float32)).to(session.device)
-        return {"eyeball_shift": moved, "eyeball_scale": scale}
+        return {"eyeball_shift": moved, "eyeball_scale": mean_scale}
 
 
 def _affine(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
