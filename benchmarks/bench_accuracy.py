@@ -17,7 +17,8 @@ Landmarks come from ``detect_or_none`` exactly as ``reflame fit`` gets them (a d
 fit would reject scores as all missed). ``--fit`` then fits each head the way ``reflame fit``
 does (``make_session`` and ``session.run``; texture stage off) with those landmarks, or with
 the true ones (``--landmarks true``: the fit alone, detection taken out), and scores the fitted
-vertices per region. ``--jobs N`` runs N heads at a time in worker processes; with
+vertices per region and the landmarks the fit writes (FLAME's landmarks on the fitted mesh,
+``landmarks_after_fit``). ``--jobs N`` runs N heads at a time in worker processes; with
 ``--device cuda`` and several GPUs, heads are dealt round-robin to the GPUs.
 Run from the repository root with PYTHONPATH=. so this checkout's reflame_core is used.
 """
@@ -105,7 +106,10 @@ def score_head(scenario: str, seed: int, device: str) -> dict:
         out.update(fit_seconds=round(time.perf_counter() - t, 2),
                    fit_with_landmarks=fit_lms is not None,
                    vertex_errors=vertex_errors(head, session.vertices_in_scan_frame()).tolist(),
-                   present=head.vertex_present.tolist())
+                   present=head.vertex_present.tolist(),
+                   # The landmarks `reflame fit` writes (landmarks.json, fitted_flame_landmarks).
+                   fitted_landmark_errors=landmark_errors(
+                       head, session.landmarks_in_scan_frame()).tolist())
     scored = errors[~np.isnan(errors)]
     print(f"{scenario} seed {seed}: within 2% {np.mean(scored < 0.02):.3f}"
           + (f", fit mean {np.mean(out['vertex_errors']):.4f}" if c["fit"] else ""),
@@ -129,6 +133,8 @@ def summarize(heads: list[dict], labels: np.ndarray, fit: bool) -> dict:
             **summarize_vertices(np.array([h["vertex_errors"] for h in heads]),
                                  np.array([h["present"] for h in heads]), labels),
             "fitted_without_landmarks": sum(not h["fit_with_landmarks"] for h in heads),
+            "landmarks_after_fit": summarize_landmarks(
+                np.array([h["fitted_landmark_errors"] for h in heads])),
             "fit_seconds": [h["fit_seconds"] for h in heads]}
     return out
 

@@ -129,12 +129,9 @@ def write_fit_outputs(
     write_obj(out / "fit_canonical.obj", canon, tmpl.faces, uv=tmpl.uv, uv_faces=tmpl.uv_faces,
               material="fit" if tex is not None else None)
 
-    lm_fit = session.embedding_points(session.vertices.detach()).cpu().numpy()
     lm_doc: dict = {
         "frame": "scan",
-        "fitted_flame_landmarks": session.to_canonical.inverse()
-        .apply(lm_fit.astype(np.float64))
-        .tolist(),
+        "fitted_flame_landmarks": session.landmarks_in_scan_frame().tolist(),
     }
     if session.landmark_targets is not None:
         lt = session.landmark_targets

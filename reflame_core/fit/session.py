@@ -578,6 +578,12 @@ class FitSession:
         v = self.vertices.detach().cpu().numpy().astype(np.float64)
         return self.to_canonical.inverse().apply(v).astype(np.float32)
 
+    def landmarks_in_scan_frame(self) -> np.ndarray:
+        """(68,3) float64 FLAME's landmarks on the fitted vertices, in the scan's own frame
+        and units (the fit's own reading of where the landmarks are)."""
+        lm = self.embedding_points(self.vertices.detach()).cpu().numpy().astype(np.float64)
+        return self.to_canonical.inverse().apply(lm)
+
     def residual_images(self, views: list[int]) -> dict[str, np.ndarray]:
         """Per-view diagnostics for ``views``: silhouette difference (B,H,W) fit minus scan,
         depth residual (B,H,W) where both cover, landmark pixels of fit and scan (B,L,2)."""
