@@ -59,3 +59,19 @@ def test_cli_writes_landmark_json(head, tmp_path):
     assert args.handler(args) == 0
     lms = load_landmarks(out, num_faces=len(head.scan.faces))
     assert lms.placed_mask[:68].sum() >= 60
+
+
+def test_cli_refine_without_flame_says_so_before_detecting(head, tmp_path, monkeypatch):
+    import reflame_core.landmarks.cli as cli
+    from reflame_core.errors import AssetError
+
+    scan_path = tmp_path / "head.obj"
+    write_obj(scan_path, head.scan.vertices, head.scan.faces)
+    monkeypatch.setattr(cli, "get_detector", lambda *a, **k: pytest.fail("detected first"))
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(["landmarks", str(scan_path), "--out", str(tmp_path / "l.json"),
+                              "--refine", "--flame-dir", str(tmp_path / "no_flame_here")])
+    with pytest.raises(AssetError, match="no_flame_here"):
+        args.handler(args)
+    assert not (tmp_path / "l.json").exists()
