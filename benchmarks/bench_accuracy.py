@@ -18,7 +18,8 @@ fit would reject scores as all missed). ``--fit`` then fits each head the way ``
 does (``make_session`` and ``session.run``; texture stage off) with those landmarks, or with
 the true ones (``--landmarks true``: the fit alone, detection taken out), and scores the fitted
 vertices per region and the landmarks the fit writes (FLAME's landmarks on the fitted mesh,
-``landmarks_after_fit``). ``--jobs N`` runs N heads at a time in worker processes; with
+``landmarks_after_fit``; snapped onto the scan as ``reflame landmarks --refine`` writes them,
+``landmarks_after_fit_on_scan``). ``--jobs N`` runs N heads at a time in worker processes; with
 ``--device cuda`` and several GPUs, heads are dealt round-robin to the GPUs.
 Run from the repository root with PYTHONPATH=. so this checkout's reflame_core is used.
 """
@@ -40,6 +41,7 @@ import torch
 
 from reflame_core.fit.config import FitConfig, parse_override
 from reflame_core.fit.setup import FitInputs, detect_or_none, make_session
+from reflame_core.geometry.surface_query import MeshQuery
 from reflame_core.synthetic.scoring import (
     NOT_PLACED,
     landmark_errors,
@@ -103,13 +105,17 @@ def score_head(scenario: str, seed: int, device: str) -> dict:
         session = make_session(FitInputs(head.scan, c["template"], c["embedding"], fit_lms),
                                c["config"], device=device)
         session.run()
+        fitted = session.landmarks_in_scan_frame()
         out.update(fit_seconds=round(time.perf_counter() - t, 2),
                    fit_with_landmarks=fit_lms is not None,
                    vertex_errors=vertex_errors(head, session.vertices_in_scan_frame()).tolist(),
                    present=head.vertex_present.tolist(),
-                   # The landmarks `reflame fit` writes (landmarks.json, fitted_flame_landmarks).
-                   fitted_landmark_errors=landmark_errors(
-                       head, session.landmarks_in_scan_frame()).tolist())
+                   # The landmarks `reflame fit` writes (landmarks.json, fitted_flame_landmarks),
+                   # and the same snapped onto the scan (`reflame landmarks --refine`).
+                   fitted_landmark_errors=landmark_errors(head, fitted).tolist(),
+                   fitted_on_scan_landmark_errors=landmark_errors(
+                       head, MeshQuery(head.scan.vertices, head.scan.faces)
+                       .closest(fitted).points).tolist())
     scored = errors[~np.isnan(errors)]
     print(f"{scenario} seed {seed}: within 2% {np.mean(scored < 0.02):.3f}"
           + (f", fit mean {np.mean(out['vertex_errors']):.4f}" if c["fit"] else ""),
@@ -135,6 +141,8 @@ def summarize(heads: list[dict], labels: np.ndarray, fit: bool) -> dict:
             "fitted_without_landmarks": sum(not h["fit_with_landmarks"] for h in heads),
             "landmarks_after_fit": summarize_landmarks(
                 np.array([h["fitted_landmark_errors"] for h in heads])),
+            "landmarks_after_fit_on_scan": summarize_landmarks(
+                np.array([h["fitted_on_scan_landmark_errors"] for h in heads])),
             "fit_seconds": [h["fit_seconds"] for h in heads]}
     return out
 
