@@ -25,8 +25,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
                    "user config)")
     p.add_argument("--refine", action="store_true",
                    help="place the 68 where a quick FLAME fit of the scan puts them (needs "
-                   "FLAME; about a minute on 2 CPU cores): the jaw line holds far better than "
-                   "a detector's")
+                   "FLAME; the fast preset's geometry stages, tens of seconds on a CPU): the jaw "
+                   "line holds far better than a detector's")
     p.add_argument("--detector", choices=DETECTOR_NAMES, default="auto")
     p.add_argument("--up", default=None, help=f"scan axis pointing up ({' '.join(AXES)}); "
                    "default: found from the face (with --front: +y)")
