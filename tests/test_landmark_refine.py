@@ -43,3 +43,25 @@ def test_a_jaw_line_read_too_low_comes_back_to_the_jaw(data_dir):
     assert np.median(after[17:]) < 0.01, np.round(after[17:], 3)
     assert refined.enabled_mask[:68].all()
     np.testing.assert_array_equal(refined.confidence, detected.confidence)
+
+
+def test_a_landmark_over_a_hole_is_left_unplaced(data_dir):
+    a = load_world_assets(data_dir)
+    head = make_world_head(a.template, a.texture, a.embedding, "base", 2002,
+                           target_vertices=SMALL_TARGET_VERTICES)
+    scan = head.scan
+    size = float(scan.extent.max())  # scan units
+    centroids = scan.vertices[scan.faces].mean(1)
+    near_chin = np.linalg.norm(centroids - head.true_landmarks[8], axis=1) < 0.06 * size
+    holed = type(scan)(vertices=scan.vertices, faces=scan.faces[~near_chin])
+    hits = MeshQuery(holed.vertices, holed.faces).closest(head.true_landmarks)
+    given = LandmarkSet(names=head.true_landmark_set().names, num_faces=len(holed.faces),
+                        face_idx=hits.face, bary=hits.bary / hits.bary.sum(1, keepdims=True),
+                        confidence=np.ones(68))
+    config = FitConfig.preset("fast").with_overrides(["stages.coarse.steps=30",
+                                                      "stages.refine.steps=10"])
+    refined = landmarks_from_fit(holed, given, FlameAssets(a.template, a.embedding),
+                                 to_canonical=head.to_canonical, config=config)
+    assert not refined.placed_mask[8] and not refined.enabled_mask[8]
+    away = np.linalg.norm(head.true_landmarks - head.true_landmarks[8], axis=1) > 0.1 * size
+    assert away.sum() > 40 and refined.placed_mask[away].all()

@@ -1,10 +1,10 @@
 """Landmarks read off a FLAME fit: where the fitted head's own landmarks land on the scan.
 
 A detector reads each view's silhouette for the jaw line, and that moves with the head's
-shape and pose (on the benchmark world about half the detected contour landmarks are more
+shape and pose (on the benchmark world about 40% of the detected contour landmarks are more
 than 2% of head height off). A fit of FLAME to the scan's whole surface, seeded by those
 detections and discounting the ones the surface contradicts, puts FLAME's own landmarks
-within 2% nearly everywhere (`benchmarks/RESULTS.md`). ``landmarks_from_fit`` runs that fit
+within 2% (`benchmarks/RESULTS.md`). ``landmarks_from_fit`` runs that fit
 (geometry stages of a preset, no texture) and moves the 68 iBUG landmarks to where it put
 them; the extras (eye centres, ears) stay as detected.
 """
@@ -19,10 +19,14 @@ from reflame_core.geometry.similarity import Similarity
 from reflame_core.geometry.surface_query import MeshQuery
 from reflame_core.io.mesh import Scan
 from reflame_core.landmarks.definitions import NUM_IBUG
-from reflame_core.landmarks.landmark_set import LandmarkSet
+from reflame_core.landmarks.landmark_set import UNPLACED, LandmarkSet
 
 # Only the geometry matters here: no eyeballs, no texture.
 GEOMETRY_ONLY = ("stages.eyeballs.enabled=false", "stages.texture.enabled=false")
+# A fitted landmark farther than this from the scan (fraction of the scan's largest side) is
+# where the scan has no surface (cut away, a hole): it is left unplaced, not pulled onto
+# whatever surface is nearest.
+MAX_OFF_SCAN = 0.02
 
 
 def landmarks_from_fit(
@@ -48,7 +52,8 @@ def landmarks_from_fit(
 
     Returns:
         A new ``LandmarkSet`` (provenance "detected": it is an automatic placement, and what
-        "reset" returns to); the detector's confidences and the extras are kept.
+        "reset" returns to); the detector's confidences and the extras are kept. A landmark
+        the fit puts off the scan (``MAX_OFF_SCAN``) is unplaced and disabled.
     """
     config = (config or FitConfig.preset("fast")).with_overrides(list(GEOMETRY_ONLY))
     session = make_session(
@@ -57,12 +62,13 @@ def landmarks_from_fit(
     )
     session.run()
     hits = MeshQuery(scan.vertices, scan.faces).closest(session.landmarks_in_scan_frame())
+    on_scan = hits.distance <= MAX_OFF_SCAN * float(scan.extent.max())
     face_idx = landmarks.face_idx.copy()
     bary = landmarks.bary.copy()
-    face_idx[:NUM_IBUG] = hits.face
+    face_idx[:NUM_IBUG] = np.where(on_scan, hits.face, UNPLACED)
     bary[:NUM_IBUG] = hits.bary / hits.bary.sum(1, keepdims=True)
     enabled = landmarks.enabled.copy()
-    enabled[:NUM_IBUG] = True
+    enabled[:NUM_IBUG] = on_scan
     return LandmarkSet(
         names=landmarks.names, num_faces=landmarks.num_faces, face_idx=face_idx,
         bary=bary.astype(np.float64), confidence=landmarks.confidence.copy(), enabled=enabled,
