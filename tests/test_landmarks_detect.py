@@ -55,7 +55,7 @@ def test_cli_writes_landmark_json(head, tmp_path):
     add_parser(parser.add_subparsers())
     out = tmp_path / "lms.json"
     args = parser.parse_args(["landmarks", str(scan_path), "--out", str(out),
-                              "--detector", "mediapipe"])
+                              "--detector", "mediapipe", "--no-refine"])
     assert args.handler(args) == 0
     lms = load_landmarks(out, num_faces=len(head.scan.faces))
     assert lms.placed_mask[:68].sum() >= 60

@@ -23,10 +23,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--flame-dir", type=Path, default=None,
                    help="FLAME folder (for --refine; default $REFLAME_FLAME_DIR, then the "
                    "user config)")
-    p.add_argument("--refine", action="store_true",
-                   help="place the 68 where a quick FLAME fit of the scan puts them (needs "
-                   "FLAME; the fast preset's geometry stages, tens of seconds on a CPU): the jaw "
-                   "line holds far better than a detector's")
+    p.add_argument("--refine", action=argparse.BooleanOptionalAction, default=None,
+                   help="place the 68 where a quick FLAME fit of the scan puts them (the fast "
+                   "preset's geometry stages, tens of seconds on a CPU): the jaw line holds far "
+                   "better than a detector's. Default: on when a FLAME folder is set up, else "
+                   "detection only; --refine insists on FLAME, --no-refine writes the "
+                   "detections as they are")
     p.add_argument("--detector", choices=DETECTOR_NAMES, default="auto")
     p.add_argument("--up", default=None, help=f"scan axis pointing up ({' '.join(AXES)}); "
                    "default: found from the face (with --front: +y)")
@@ -37,6 +39,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--device", default="cpu")
     p.set_defaults(handler=run)
     return p
+
+
+def _flame_for_refining(args: argparse.Namespace, log):
+    """The FLAME assets to refine with, or None (``--no-refine``, or by default where no FLAME
+    folder is set up: logged). ``--refine`` or a ``--flame-dir`` that cannot be read fail."""
+    if args.refine is False:
+        return None
+    from reflame_core.errors import AssetError
+    from reflame_core.fit.setup import load_flame
+
+    try:
+        return load_flame(args.flame_dir)
+    except AssetError as exc:
+        if args.refine or args.flame_dir is not None:
+            raise
+        first = str(exc).splitlines()[0]
+        log(f"landmarks: detection only, not refined by a FLAME fit ({first})")
+        return None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,11 +78,7 @@ def run(args: argparse.Namespace) -> int:
     if up[1] == front[1]:
         raise ReflameError(f"--up {up} and --front {front} must be different axes")
     check_output_file(args.out)
-    flame = None
-    if args.refine:  # FLAME missing is said before minutes of detection, not after
-        from reflame_core.fit.setup import load_flame
-
-        flame = load_flame(args.flame_dir)
+    flame = _flame_for_refining(args, log)  # said before minutes of detection, not after
     scan = load_scan(args.scan)
     detector = get_detector(args.detector, mediapipe_model=args.mediapipe_model,
                             dwpose_dir=args.dwpose_dir)
@@ -87,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         from reflame_core.geometry.frame import canonical_frame
 
         frame = sim or canonical_frame(scan.vertices, up=up, front=front)
-        log("landmarks: fitting FLAME to place them (--refine)")
+        log("landmarks: placing the 68 by a FLAME fit (--no-refine: the detections as they are)")
         lms = landmarks_from_fit(scan, lms, flame, to_canonical=frame, device=args.device)
     warning = None if sim is not None else orientation_warning(lms, scan.vertices, scan.faces,
                                                                   up)
