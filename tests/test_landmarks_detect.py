@@ -75,3 +75,28 @@ def test_cli_refine_without_flame_says_so_before_detecting(head, tmp_path, monke
     with pytest.raises(AssetError, match="no_flame_here"):
         args.handler(args)
     assert not (tmp_path / "l.json").exists()
+
+
+def test_cli_without_flame_writes_the_detections_and_says_so(head, tmp_path, monkeypatch,
+                                                             capsys):
+    import reflame_core.fit.setup as setup
+    from reflame_core.errors import AssetError
+
+    def no_flame(_folder=None):
+        raise AssetError("no FLAME folder is set up.\n\nhow to get one ...")
+
+    monkeypatch.setattr(setup, "load_flame", no_flame)
+    scan_path = tmp_path / "head.obj"
+    write_obj(scan_path, head.scan.vertices, head.scan.faces, uv=head.scan.uv,
+              uv_faces=head.scan.uv_faces, texture=head.scan.texture)
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    out = tmp_path / "lms.json"
+    args = parser.parse_args(["landmarks", str(scan_path), "--out", str(out),
+                              "--detector", "mediapipe"])
+    assert args.handler(args) == 0
+    captured = capsys.readouterr()
+    assert "detection only, not refined by a FLAME fit (no FLAME folder is set up.)" \
+        in captured.err
+    assert "refined" not in captured.out
+    assert load_landmarks(out, num_faces=len(head.scan.faces)).placed_mask[:68].sum() >= 60
