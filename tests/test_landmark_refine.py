@@ -42,7 +42,8 @@ def test_a_jaw_line_read_too_low_comes_back_to_the_jaw(data_dir):
     assert np.mean(after[:17] < 0.02) >= 0.9, np.round(after[:17], 3)
     assert np.median(after[17:]) < 0.01, np.round(after[17:], 3)
     assert refined.enabled_mask[:68].all()
-    np.testing.assert_array_equal(refined.confidence, detected.confidence)
+    # Sure where the fit lies on the scan: the jaw line the detector doubted included.
+    assert refined.confidence[:17].min() > 0.5
 
 
 def test_a_landmark_over_a_hole_is_left_unplaced(data_dir):
@@ -63,5 +64,6 @@ def test_a_landmark_over_a_hole_is_left_unplaced(data_dir):
     refined = landmarks_from_fit(holed, given, FlameAssets(a.template, a.embedding),
                                  to_canonical=head.to_canonical, config=config)
     assert not refined.placed_mask[8] and not refined.enabled_mask[8]
+    assert refined.confidence[8] == 0.0
     away = np.linalg.norm(head.true_landmarks - head.true_landmarks[8], axis=1) > 0.1 * size
     assert away.sum() > 40 and refined.placed_mask[away].all()

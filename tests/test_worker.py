@@ -319,3 +319,19 @@ def test_the_studio_lists_the_fits_outliers(small_synthetic_head, tmp_path, monk
         assert {4, 12, 21, 48} <= {o.index for o in app.editor.outliers}
     finally:
         app.shutdown()
+
+
+def test_detection_placed_by_a_fit_in_the_worker(runner: FitRunner, small_synthetic_head
+                                                 ) -> None:
+    """The studio's "then place by a FLAME fit": the worker detects, then moves the 68 to
+    where a FLAME fit puts them; without FLAME it says so before detecting."""
+    from reflame_core.synthetic.scoring import landmark_errors
+
+    head = small_synthetic_head
+    lms = runner.cmd_detect(refine=True)
+    err = landmark_errors(head, lms.positions(head.scan.vertices, head.scan.faces)[:68])
+    assert lms.placed_mask[:68].all() and np.mean(err < 0.02) >= 0.9, np.round(err, 3)
+    bare = FitRunner("cpu", render_backend="torch")
+    bare.handle(Command(1, "open_scan", {"scan": head.scan}))
+    with pytest.raises(RuntimeError, match="needs FLAME"):
+        bare.cmd_detect(refine=True)

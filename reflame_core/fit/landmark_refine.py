@@ -52,8 +52,10 @@ def landmarks_from_fit(
 
     Returns:
         A new ``LandmarkSet`` (provenance "detected": it is an automatic placement, and what
-        "reset" returns to); the detector's confidences and the extras are kept. A landmark
-        the fit puts off the scan (``MAX_OFF_SCAN``) is unplaced and disabled.
+        "reset" returns to); the extras keep their detection. The 68's confidence is
+        ``1 - d / reach``, d the fitted landmark's distance to the scan and reach
+        ``MAX_OFF_SCAN`` of the scan's size; a landmark farther than that (the fit over a
+        hole or a cut) is unplaced and disabled.
     """
     config = (config or FitConfig.preset("fast")).with_overrides(list(GEOMETRY_ONLY))
     session = make_session(
@@ -62,15 +64,21 @@ def landmarks_from_fit(
     )
     session.run()
     hits = MeshQuery(scan.vertices, scan.faces).closest(session.landmarks_in_scan_frame())
-    on_scan = hits.distance <= MAX_OFF_SCAN * float(scan.extent.max())
+    reach = MAX_OFF_SCAN * float(scan.extent.max())
+    on_scan = hits.distance <= reach
     face_idx = landmarks.face_idx.copy()
     bary = landmarks.bary.copy()
     face_idx[:NUM_IBUG] = np.where(on_scan, hits.face, UNPLACED)
     bary[:NUM_IBUG] = hits.bary / hits.bary.sum(1, keepdims=True)
     enabled = landmarks.enabled.copy()
     enabled[:NUM_IBUG] = on_scan
+    # How far the fitted surface is from the scan there: a landmark on a well-fitted patch is
+    # sure; one where the fit floats off the scan (hair, a hole's rim) less so. (The
+    # detector's confidence would flag exactly the jaw line that the fit has put right.)
+    confidence = landmarks.confidence.copy()
+    confidence[:NUM_IBUG] = np.clip(1.0 - hits.distance / reach, 0.0, 1.0)
     return LandmarkSet(
         names=landmarks.names, num_faces=landmarks.num_faces, face_idx=face_idx,
-        bary=bary.astype(np.float64), confidence=landmarks.confidence.copy(), enabled=enabled,
+        bary=bary.astype(np.float64), confidence=confidence, enabled=enabled,
         weight=landmarks.weight.copy(), group_weights=dict(landmarks.group_weights),
     )

@@ -197,9 +197,11 @@ class FitWorker:
     def set_cameras(self, cameras: OrbitCameras) -> None:
         self._session_log.append(self._send("set_cameras", cameras=cameras))
 
-    def detect(self, to_canonical: Similarity | None = None, backend: str = "auto") -> int:
-        """Detect landmarks on the open scan; the ``LandmarkSet`` comes as result "detect"."""
-        return self._ask("detect", to_canonical=to_canonical, backend=backend)
+    def detect(self, to_canonical: Similarity | None = None, backend: str = "auto",
+               refine: bool = False) -> int:
+        """Detect landmarks on the open scan (``refine``: then place them by a FLAME fit); the
+        ``LandmarkSet`` comes as result "detect"."""
+        return self._ask("detect", to_canonical=to_canonical, backend=backend, refine=refine)
 
     def find_frame(self, backend: str = "auto") -> int:
         """Find the open scan's frame from its face; the ``FoundFrame`` comes as result

@@ -215,12 +215,24 @@ class FitRunner:
             self._detectors[backend] = get_detector(backend)
         return self._detectors[backend]
 
-    def cmd_detect(self, to_canonical: Similarity | None = None,
-                   backend: str = "auto") -> LandmarkSet:
+    def cmd_detect(self, to_canonical: Similarity | None = None, backend: str = "auto",
+                   refine: bool = False) -> LandmarkSet:
+        """Landmarks detected on the open scan; with ``refine`` (and FLAME set), the 68 then
+        placed where a quick FLAME fit puts them (``fit.landmark_refine``)."""
         from reflame_core.landmarks.detect import detect_landmarks
 
-        return detect_landmarks(self._need_scan(), device=self.device,
-                                backend=self._detector(backend), to_canonical=to_canonical)
+        scan = self._need_scan()
+        if refine and (self.template is None or self.embedding is None):
+            raise RuntimeError("placing landmarks by a fit needs FLAME: set the FLAME folder")
+        lms = detect_landmarks(scan, device=self.device, backend=self._detector(backend),
+                               to_canonical=to_canonical)
+        if not refine:
+            return lms
+        from reflame_core.fit.landmark_refine import landmarks_from_fit
+        from reflame_core.fit.setup import FlameAssets
+
+        return landmarks_from_fit(scan, lms, FlameAssets(self.template, self.embedding),
+                                  to_canonical=to_canonical, device=self.device)
 
     def cmd_find_frame(self, backend: str = "auto") -> FoundFrame:
         """The scan's frame found from its face (``landmarks.orient.find_frame``)."""
