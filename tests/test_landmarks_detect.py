@@ -47,15 +47,21 @@ def test_mediapipe_landmarks_on_synthetic_head(head):
     assert conf.min() > 0 and conf.max() <= 1 and conf[17:].mean() > conf[:17].mean()
 
 
-def test_cli_writes_landmark_json(head, tmp_path):
-    scan_path = tmp_path / "head.obj"
+def _landmarks_command(head, folder, *flags: str) -> argparse.Namespace:
+    """``reflame landmarks`` on ``head``'s textured scan written into ``folder``, writing
+    ``folder/lms.json``."""
+    scan_path = folder / "head.obj"
     write_obj(scan_path, head.scan.vertices, head.scan.faces, uv=head.scan.uv,
               uv_faces=head.scan.uv_faces, texture=head.scan.texture)
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers())
+    return parser.parse_args(["landmarks", str(scan_path), "--out", str(folder / "lms.json"),
+                              *flags])
+
+
+def test_cli_writes_landmark_json(head, tmp_path):
+    args = _landmarks_command(head, tmp_path, "--detector", "mediapipe", "--no-refine")
     out = tmp_path / "lms.json"
-    args = parser.parse_args(["landmarks", str(scan_path), "--out", str(out),
-                              "--detector", "mediapipe", "--no-refine"])
     assert args.handler(args) == 0
     lms = load_landmarks(out, num_faces=len(head.scan.faces))
     assert lms.placed_mask[:68].sum() >= 60
@@ -65,16 +71,12 @@ def test_cli_refine_without_flame_says_so_before_detecting(head, tmp_path, monke
     import reflame_core.landmarks.cli as cli
     from reflame_core.errors import AssetError
 
-    scan_path = tmp_path / "head.obj"
-    write_obj(scan_path, head.scan.vertices, head.scan.faces)
     monkeypatch.setattr(cli, "get_detector", lambda *a, **k: pytest.fail("detected first"))
-    parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers())
-    args = parser.parse_args(["landmarks", str(scan_path), "--out", str(tmp_path / "l.json"),
-                              "--refine", "--flame-dir", str(tmp_path / "no_flame_here")])
+    args = _landmarks_command(head, tmp_path, "--refine", "--flame-dir",
+                              str(tmp_path / "no_flame_here"))
     with pytest.raises(AssetError, match="no_flame_here"):
         args.handler(args)
-    assert not (tmp_path / "l.json").exists()
+    assert not (tmp_path / "lms.json").exists()
 
 
 def test_cli_without_flame_writes_the_detections_and_says_so(head, tmp_path, monkeypatch,
@@ -86,14 +88,8 @@ def test_cli_without_flame_writes_the_detections_and_says_so(head, tmp_path, mon
         raise AssetError("no FLAME folder is set up.\n\nhow to get one ...")
 
     monkeypatch.setattr(setup, "load_flame", no_flame)
-    scan_path = tmp_path / "head.obj"
-    write_obj(scan_path, head.scan.vertices, head.scan.faces, uv=head.scan.uv,
-              uv_faces=head.scan.uv_faces, texture=head.scan.texture)
-    parser = argparse.ArgumentParser()
-    add_parser(parser.add_subparsers())
+    args = _landmarks_command(head, tmp_path, "--detector", "mediapipe")
     out = tmp_path / "lms.json"
-    args = parser.parse_args(["landmarks", str(scan_path), "--out", str(out),
-                              "--detector", "mediapipe"])
     assert args.handler(args) == 0
     captured = capsys.readouterr()
     assert "detection only, not refined by a FLAME fit (no FLAME folder is set up.)" \
