@@ -32,7 +32,8 @@ from reflame_core.fit.targets import LandmarkTargets
 from reflame_core.landmarks.detect import detect_landmarks
 from reflame_core.synthetic.head import make_synthetic_head, write_synthetic_head
 
-LONG_COARSE = {"stages.coarse.steps": 100000}  # the stage must outlast the measurement
+# The coarse stage must outlast the measurement: no step ceiling, no convergence end.
+LONG_COARSE = {"stages.coarse.steps": 100000, "stages.coarse.plateau_window": 0}
 
 
 def data_dir() -> Path:

@@ -18,10 +18,11 @@ Then, in fresh processes on this machine:
   included, all outputs written), for this checkout and every ``--repo LABEL=DIR``.
 
 Reported per head and run: end-to-end wall time of the process (start-up, reading, writing
-included), the seconds in the stages (the seed: geometry + texture loops; ours: the sum of
-report.json's stages), steps used, peak GPU memory, and the mean vertex error in % of the head
-height (y extent of the true vertices in the canonical frame, as the seed loop measures it;
-also without the eyeballs, vertices 3931+). Then the means and the ratios seed / ours.
+included; ours also split into interpreter start, imports, load, fit, write and exit), the
+seconds in the stages (the seed: geometry + texture loops; ours: the sum of report.json's
+stages), steps used, peak GPU memory, and the mean vertex error in % of the head height (y
+extent of the true vertices in the canonical frame, as the seed loop measures it; also without
+the eyeballs, vertices 3931+). Then the means and the ratios seed / ours.
 Prints JSON (and writes it to --json).
 """
 
@@ -42,8 +43,22 @@ REPO = Path(__file__).resolve().parents[1]
 HEAD_VERTICES = 3931
 
 # `reflame fit` without the installed entry point (a source checkout on a lent machine).
+# It also writes, to $BENCH_TIMES, when the interpreter reached it and what fit_scan took,
+# so that the process's wall time splits into start-up, load, stages, writing and exit.
 FIT_RUNNER = """\
-import argparse, sys
+import time
+T0 = time.time()
+import argparse, json, os, sys
+import reflame_core.fit.run as run
+_fit_scan = run.fit_scan
+def fit_scan(*args, **kwargs):
+    t = time.time()
+    result = _fit_scan(*args, **kwargs)
+    with open(os.environ["BENCH_TIMES"], "w") as f:
+        json.dump({"runner_start": T0, "fit_scan_start": t, "fit_scan_end": time.time(),
+                   **{k: v for k, v in result.timings.items()}}, f)
+    return result
+run.fit_scan = fit_scan
 from reflame_core.cli import join_axis_values
 from reflame_core.errors import ReflameError
 from reflame_core.fit import cli
@@ -141,11 +156,25 @@ def run_ours(tree: Path, case: Path, flame: Path, truth: dict, preset: str, devi
         cmd += ["--set", o]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(tree), *os.environ.get("PYTHONPATH", "").split(os.pathsep)])}
-    t = time.perf_counter()
+    times_path = case / f"times_{label}.json"
+    env["BENCH_TIMES"] = str(times_path)
+    t, t_epoch = time.perf_counter(), time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tree)
     wall = time.perf_counter() - t
+    t_exit = time.time()
     if proc.returncode != 0:
         raise RuntimeError(f"reflame fit ({label}) failed on {case}:\n{proc.stderr[-3000:]}")
+    times = json.loads(times_path.read_text())
+    phases = {
+        "interpreter_start": times["runner_start"] - t_epoch,
+        "imports_and_cli": times["fit_scan_start"] - times["runner_start"],
+        # fit_scan's own imports (torch among them) precede its clock
+        "imports_in_fit_scan": times["fit_scan_end"] - times["fit_scan_start"] - times["total"],
+        "load": times["load"],  # scan, FLAME, landmarks, session (incl. renderer)
+        "fit": times["fit"],  # the stages and the steps between them
+        "write": times["write"],
+        "exit": t_exit - times["fit_scan_end"],
+    }
     report = json.loads((out / "report.json").read_text())
     stages = {
         name: {k: s.get(k) for k in ("status", "iterations", "seconds", "end_reason")
@@ -156,6 +185,7 @@ def run_ours(tree: Path, case: Path, flame: Path, truth: dict, preset: str, devi
     peak = report.get("peak_gpu_memory_bytes")
     return {
         "wall_s": wall,
+        "wall_phases_s": phases,
         "stages_s": sum(s["seconds"] for s in report["stages"].values()),
         "stages": stages,
         "steps": {n: s["iterations"] for n, s in report["stages"].items()},
