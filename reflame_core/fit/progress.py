@@ -3,12 +3,17 @@ the per-stage progress bars ``reflame fit`` draws from it."""
 
 from __future__ import annotations
 
+import re
 import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     from reflame_core.fit.session import StepReport
+
+
+# "coarse: ..." or "texture stage skipped: ...": an event that begins with a stage's name.
+_NAMES_A_STAGE = re.compile(r"^[a-z_]+(: | stage )")
 
 
 @dataclass(frozen=True)
@@ -40,11 +45,12 @@ class StageBars:
                              file=self.file, leave=True)
         self._bar.update(1)
         if p.report.event:
-            # Events that name their stage already ("coarse: converged ...") are not
-            # prefixed twice.
-            prefix = f"{p.report.stage}: "
+            # Events that name a stage already ("coarse: converged ...", or the next stage's
+            # "texture stage skipped: ...", reported with the step that ended this one) are
+            # written as they are.
             event = p.report.event
-            tqdm.write(event if event.startswith(prefix) else prefix + event, file=self.file)
+            named = _NAMES_A_STAGE.match(event) is not None
+            tqdm.write(event if named else f"{p.report.stage}: {event}", file=self.file)
         if "total" in p.report.losses:
             self._bar.set_postfix(loss=f"{p.report.losses['total']:.4g}", refresh=False)
 
