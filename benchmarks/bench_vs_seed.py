@@ -56,7 +56,7 @@ def fit_scan(*args, **kwargs):
     result = _fit_scan(*args, **kwargs)
     with open(os.environ["BENCH_TIMES"], "w") as f:
         json.dump({"runner_start": T0, "fit_scan_start": t, "fit_scan_end": time.time(),
-                   **{k: v for k, v in result.timings.items()}}, f)
+                   **result.timings}, f)
     return result
 run.fit_scan = fit_scan
 from reflame_core.cli import join_axis_values
