@@ -73,3 +73,17 @@ def test_glb_embedded_texture_keeps_uv_convention(tmp_path: Path) -> None:
     corner_uv = scan.uv[scan.uv_faces].reshape(-1, 2)
     expected = np.array([key[tuple(np.round(x, 5))] for x in corner_pos])
     np.testing.assert_allclose(corner_uv, expected, atol=1e-5)
+
+
+def test_missing_material_library_is_said(tmp_path: Path) -> None:
+    """An OBJ whose MTL was not copied with it loads untextured, and the scan says why."""
+    obj = tmp_path / "head.obj"
+    obj.write_text("mtllib head.mtl\nusemtl skin\nv 0 0 0\nv 1 0 0\nv 0 1 0\n"
+                   "vt 0 0\nvt 1 0\nvt 0 1\nf 1/1 2/2 3/3\n")
+    scan = load_scan(obj)
+    assert scan.texture is None
+    assert len(scan.notes) == 1 and "head.mtl not found" in scan.notes[0]
+    with pytest.raises(ScanError, match="head.mtl not found"):
+        load_scan(obj, require_texture=True)
+    (tmp_path / "head.mtl").write_text("newmtl skin\nKd 1 1 1\n")
+    assert load_scan(obj).notes == []

@@ -153,6 +153,8 @@ class AppState:
         self.frame.landmarks_stale = False
         self.messages.info(f"Opened {Path(path).name}: {len(scan.vertices)} vertices, "
                            f"{'textured' if scan.has_texture else 'no texture'}")
+        for note in scan.notes:
+            self.messages.info(f"{Path(path).name}: {note}")
 
     @property
     def to_canonical(self) -> Similarity | None:

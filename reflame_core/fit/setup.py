@@ -72,6 +72,8 @@ def load_inputs(
     flame = flame_dir if isinstance(flame_dir, FlameAssets) else load_flame(flame_dir)
     template, embedding = flame.template, flame.embedding
     scan = load_scan(scan_path)
+    for note in scan.notes:
+        log(f"{Path(scan_path).name}: {note}")
     if landmarks is not None:
         from reflame_core.landmarks.landmark_json import load_landmarks
 

@@ -37,6 +37,8 @@ class Scan:
         path: the file it was read from.
         units: what one unit of ``vertices`` is, when the file says ("m", "mm", ...), else
             "unknown".
+        notes: what the loader found missing and went on without, one line each (a material
+            library not beside the OBJ: no texture).
     """
 
     vertices: np.ndarray
@@ -47,6 +49,7 @@ class Scan:
     vertex_colors: np.ndarray | None = None
     path: Path | None = None
     units: str = "unknown"
+    notes: list[str] = field(default_factory=list)
     _normals: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property

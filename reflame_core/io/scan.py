@@ -38,12 +38,16 @@ def _find_texture(name: str, mtl_dir: Path, obj_dir: Path) -> Path:
     return p if p.is_absolute() else mtl_dir / p
 
 
-def _obj_texture(path: Path, mtllibs: list[str], used: list[str]) -> np.ndarray | None:
-    """The single diffuse texture used by the OBJ's faces, or None when there is none."""
+def _obj_texture(path: Path, mtllibs: list[str], used: list[str], notes: list[str]
+                 ) -> np.ndarray | None:
+    """The single diffuse texture used by the OBJ's faces, or None when there is none; a
+    material library that is not there is said in ``notes``."""
     textures: dict[str, Path] = {}
     for lib in mtllibs:
         mtl_path = path.parent / lib
         if not mtl_path.is_file():
+            notes.append(f"material library {lib} not found beside the OBJ: any texture it "
+                         "names is not loaded (copy it next to the OBJ to use the texture)")
             continue
         for name, tex in read_mtl(mtl_path).items():
             if name in used and tex:
@@ -67,7 +71,8 @@ def _load_obj(path: Path) -> Scan:
     if finite.size and np.abs(finite).max() > np.finfo(np.float32).max:
         raise ScanError(path, "vertex coordinates too large (beyond ±3.4e38); rescale the scan")
     used = [d.materials[i] for i in np.unique(d.face_material) if i >= 0]
-    texture = _obj_texture(path, d.mtllibs, used) if used else None
+    notes: list[str] = []
+    texture = _obj_texture(path, d.mtllibs, used, notes) if used else None
     return Scan(
         vertices=d.vertices.astype(np.float32),
         faces=d.faces,
@@ -75,6 +80,7 @@ def _load_obj(path: Path) -> Scan:
         uv_faces=d.uv_faces,
         texture=texture,
         path=path,
+        notes=notes,
     )
 
 
@@ -197,7 +203,8 @@ def validate_scan(scan: Scan, path: Path, require_texture: bool = False) -> Scan
         raise ScanError(path, "the file has a texture but its faces have no texture coordinates")
     if require_texture and not scan.has_texture:
         what = "no texture coordinates (UVs)" if scan.uv is None else "no texture image"
-        raise ScanError(path, f"a textured scan is needed but the file has {what}")
+        raise ScanError(path, f"a textured scan is needed but the file has {what}"
+                        + "".join(f"; {n}" for n in scan.notes))
     if float(np.max(v.max(0) - v.min(0))) <= 0:
         raise ScanError(path, "degenerate mesh (all vertices at one point)")
     tri = v[f].astype(np.float64)

@@ -80,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
     check_output_file(args.out)
     flame = _flame_for_refining(args, log)  # said before minutes of detection, not after
     scan = load_scan(args.scan)
+    for note in scan.notes:
+        log(f"{args.scan.name}: {note}")
     detector = get_detector(args.detector, mediapipe_model=args.mediapipe_model,
                             dwpose_dir=args.dwpose_dir)
     sim = None
