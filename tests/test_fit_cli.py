@@ -93,6 +93,7 @@ def test_fit_writes_every_output(scan_on_disk, flame_dir, tmp_path, small_synthe
     assert report["stages"]["coarse"]["iterations"] == 30
     assert report["stages"]["affine"]["iterations"] == 8
     assert report["distances_relative_to_scan_size"]["fit_to_scan_mean"] < 0.02
+    assert report["warnings"] == []
     with open(out / "losses.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert len(rows) == 1 + 8 + 30 + 10 + 1  # rigid, affine (preset fast), coarse, refine, eyes
@@ -188,3 +189,17 @@ def test_a_diverging_fit_writes_its_last_finite_state_and_exits_3(
     assert any(e.startswith("stopped:") for e in report["events"])
     assert report["stages"]["coarse"]["status"] != "done"
     assert (out / "fit.obj").stat().st_size > 0
+
+
+def test_a_fit_far_from_its_scan_is_warned_about(flame_dir, tmp_path, capsys):
+    """A scan that is no head (a flat square): the fit runs, and says it did not find one."""
+    obj = tmp_path / "square.obj"
+    obj.write_text("v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nf 1 2 3\nf 1 3 4\n")
+    out = tmp_path / "out"
+    code = main(["fit", str(obj), "--out", str(out), "--flame-dir", str(flame_dir),
+                 "--preset", "fast", "--device", "cpu", "--quiet", "--up", "+y",
+                 "--front", "+z", *SMALL])
+    assert code == 0
+    report = json.loads((out / "report.json").read_text())
+    assert len(report["warnings"]) == 1 and "far from the scan" in report["warnings"][0]
+    assert "WARNING: the fit lies far from the scan" in capsys.readouterr().err

@@ -61,6 +61,8 @@ def run_fit(args: argparse.Namespace) -> int:
     finally:
         bars.close()
     rel = result.report["distances_relative_to_scan_size"]
+    for warning in result.report.get("warnings", []):
+        log(f"WARNING: {warning}")
     print(
         f"wrote {args.out}  ({result.report['total_seconds']:.1f} s; fit->scan mean "
         f"{100 * rel['fit_to_scan_mean']:.2f}% of scan size, scan->fit mean "

@@ -100,6 +100,20 @@ def _peak_gpu_memory(device: str) -> int | None:
     return int(torch.cuda.max_memory_allocated())
 
 
+# Fits that lie on their scan end at 0.2-0.5% of its size (fit->scan mean); beyond this the
+# fit did not find the head (a wrong up/front, landmarks on something else, not a head).
+FAR_FROM_SCAN = 0.02
+
+
+def fit_warnings(fit_to_scan_relative: float) -> list[str]:
+    """What a user must look at before using the fit, one line each (empty: nothing)."""
+    if fit_to_scan_relative > FAR_FROM_SCAN:
+        return [f"the fit lies far from the scan (fit->scan mean {100 * fit_to_scan_relative:.1f}%"
+                " of its size; a fit on its scan is under 1%): check that the scan is a head, "
+                "its up and front axes (--up/--front), and its landmarks"]
+    return []
+
+
 def write_fit_outputs(
     session: FitSession,
     out_dir: str | Path,
@@ -159,6 +173,7 @@ def write_fit_outputs(
         "peak_gpu_memory_bytes": _peak_gpu_memory(session.device),
         "distances_scan_units": dist,
         "distances_relative_to_scan_size": {k: v / height for k, v in dist.items()},
+        "warnings": fit_warnings(dist["fit_to_scan_mean"] / height),
         "events": session.events,
         # Detected landmarks the fit ended up contradicting (residual / scan size, weight).
         "landmark_outliers": [o.to_dict() for o in session.landmark_outliers()],
