@@ -8,8 +8,8 @@ side is not found by a detector trained on upright faces), detects, lifts each v
 onto the surface and reads a face frame off the 3D landmarks (``face_axes``: eye-to-eye is +x,
 mouth-to-eyes is up). The most confident reading wins (the detector reads faces upside down
 too, but scores them lower) and is refined by a small frontal detection pass in its own frame
-(twice at most); where that pass does not confirm it, the next distinct readings are tried.
-Yaw and roll come from the face, the pitch from the nearest scan axis (``_axis_pitch``). The
+(twice at most); where that pass does not confirm it, the next distinct readings are tried,
+then the same again at twice the resolution. Yaw and roll come from the face, the pitch from the nearest scan axis (``_axis_pitch``). The
 result is the scan -> canonical ``Similarity`` that ``geometry.frame.canonical_frame`` would
 give for the right axes, for any rotation.
 """
@@ -275,22 +275,29 @@ def find_frame(scan: Scan, detector: LandmarkDetector, *, device: str = "cpu") -
         return _found(scan, rotation, score, 1)
     start = canonical_frame(scan.vertices)  # centred and scaled; no turn
     canon = scan.transformed(start)
-    candidates = _coarse_candidates(canon, detector, device)
-    if not candidates:  # a small or dim face: look again, sharper
-        candidates = _coarse_candidates(canon, detector, device, 2 * COARSE_RESOLUTION)
-    if not candidates:
-        return FoundFrame(start, 0.0, np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, 1.0]), 0)
     # The most confident reading first; where its refinement does not confirm it (no view
     # agrees), the next distinct readings are tried and the best kept; where the scan's own
-    # axes saw a face and no reading does better, the axes stay.
+    # axes saw a face and no reading does better, the axes stay. Where nothing is confirmed,
+    # look again, sharper: a face that is small in its renders (a bust with shoulders, a
+    # dim untextured face) may only be read the right way up at twice the resolution.
     best, best_score = (rotation, score) if score > 0 else (None, -1.0)
-    for axes, _ in _clusters(candidates)[:MAX_READINGS]:
-        rotation, agreement = _refine_passes(scan, axes, detector, device)
-        if agreement > best_score:
-            best, best_score = rotation, agreement
-        if best_score >= CONFIRMED:
-            break
-    return _found(scan, best, best_score, len(candidates))
+    tried: list[np.ndarray] = []
+    found = 0
+    for resolution in (COARSE_RESOLUTION, 2 * COARSE_RESOLUTION):
+        candidates = _coarse_candidates(canon, detector, device, resolution)
+        found += len(candidates)
+        for axes, _ in _clusters(candidates)[:MAX_READINGS]:
+            if any(rotation_angle_deg(axes, t) <= AGREE_DEG for t in tried):
+                continue
+            tried.append(axes)
+            rotation, agreement = _refine_passes(scan, axes, detector, device)
+            if agreement > best_score:
+                best, best_score = rotation, agreement
+            if best_score >= CONFIRMED:
+                return _found(scan, best, best_score, found)
+    if best is None:
+        return FoundFrame(start, 0.0, np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, 1.0]), 0)
+    return _found(scan, best, best_score, found)
 
 
 def _found(scan: Scan, rotation: np.ndarray, score: float, candidates: int) -> FoundFrame:
