@@ -5,7 +5,7 @@ from __future__ import annotations
 import polyscope.imgui as psim
 
 from reflame_app.dialogs import PathField
-from reflame_app.panels.widgets import GREY, button, path_field
+from reflame_app.panels.widgets import AMBER, GREY, button, path_field
 from reflame_app.state.app_state import AppState
 
 SCAN_FILTERS = ["Scans", "*.obj *.ply *.glb *.gltf", "All files", "*"]
@@ -28,6 +28,10 @@ class FilePanel:
                 app.open_scan(self.scan.take())
         if app.scan is not None:
             psim.Text(f"Scan: {app.scan.path}  ({len(app.scan.vertices)} vertices)")
+            for note in app.scan.notes:  # what loading went without stays in sight
+                psim.PushTextWrapPos(0.0)
+                psim.TextColored(AMBER, note)
+                psim.PopTextWrapPos()
         if path_field("FLAME dir", self.flame, "Set"):
             with app.messages.guard("Setting the FLAME folder"):
                 app.set_flame_dir(self.flame.take())

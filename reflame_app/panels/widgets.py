@@ -9,6 +9,7 @@ from reflame_app.dialogs import PathField
 RED = (1.0, 0.35, 0.3, 1.0)
 GREEN = (0.4, 0.9, 0.4, 1.0)
 GREY = (0.6, 0.6, 0.6, 1.0)
+AMBER = (1.0, 0.75, 0.3, 1.0)
 
 
 def button(label: str, enabled: bool = True) -> bool:
