@@ -9,9 +9,9 @@ onto the surface and reads a face frame off the 3D landmarks (``face_axes``: eye
 mouth-to-eyes is up). The most confident reading wins (the detector reads faces upside down
 too, but scores them lower) and is refined by a small frontal detection pass in its own frame
 (twice at most); where that pass does not confirm it, the next distinct readings are tried,
-then the same again at twice the resolution. Yaw and roll come from the face, the pitch from the nearest scan axis (``_axis_pitch``). The
-result is the scan -> canonical ``Similarity`` that ``geometry.frame.canonical_frame`` would
-give for the right axes, for any rotation.
+then the same again at twice the resolution. Yaw and roll come from the face, the pitch from
+the nearest scan axis (``_axis_pitch``). The result is the scan -> canonical ``Similarity``
+that ``geometry.frame.canonical_frame`` would give for the right axes, for any rotation.
 """
 
 from __future__ import annotations
