@@ -151,3 +151,25 @@ def test_report_lists_the_outliers(small_synthetic_head, flame_template, landmar
         assert 0.1 < o["residual"] < 0.5 and o["weight"] < 0.1
     names = {o["index"]: o["name"] for o in saved}
     assert names[30] == landmark_definitions().ibug_names[30]
+
+
+def test_deformation_weights_sharpen_the_confidence(small_synthetic_head, flame_template,
+                                                    landmark_embedding):
+    """Coarse and refine weigh a detected landmark's confidence to ``confidence_power``;
+    rigid and affine keep it as it is, and an edited landmark weighs 1 in both."""
+    head = small_synthetic_head
+    lms = head.true_landmark_set()
+    lms.confidence = np.linspace(0.2, 1.0, len(lms.confidence))
+    face, bary = lms.face_idx[lms.index(30)], lms.bary[lms.index(30)].copy()
+    lms.move(30, int(face), bary)  # edited: trusted, confidence 1
+    lt = LandmarkTargets.from_landmark_set(lms, head.scan)
+    cfg = FitConfig.load(preset="fast", overrides={**TINY, "landmarks.confidence_power": 3.0})
+    s = FitSession(head.scan, flame_template, landmark_embedding, lt, cfg,
+                   render_backend="torch")
+    plain = s.landmark_weight_3d.numpy()
+    np.testing.assert_allclose(s.landmark_weight_deform.numpy(), plain * lt.confidence ** 2,
+                               rtol=1e-5)
+    nose = int(np.flatnonzero(lt.indices == 30)[0])
+    assert lt.confidence[nose] == 1.0 and s.landmark_weight_deform[nose] == plain[nose]
+    s.set_param("landmarks", "confidence_power", 1.0)  # live, from the studio
+    np.testing.assert_allclose(s.landmark_weight_deform.numpy(), plain, rtol=1e-6)

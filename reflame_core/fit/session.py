@@ -234,7 +234,7 @@ class FitSession:
         if lm is None or self.targets is None:
             return
         cfg = self.config.data["landmarks"]
-        self.landmark_2d = landmark_view_weights(
+        target_px, weight = landmark_view_weights(
             lm,
             self.cameras,
             self.targets.view_ids,
@@ -242,6 +242,9 @@ class FitSession:
             float(cfg["frontal_range"]),
             cfg["group_weights_2d"],
         )
+        # The 2D term is the deformation stages' only: sharpened as their 3D weights are.
+        sharpen = torch.as_tensor(self._deform_sharpening(), device=weight.device)
+        self.landmark_2d = (target_px, weight * sharpen[None, :])
 
     def note(self, message: str) -> None:
         """Record an event for the current step's report."""
@@ -509,7 +512,7 @@ class FitSession:
         if stage == "regions":
             self._update_region_weights()
         elif stage == "landmarks":
-            self._update_landmark_views()
+            self._update_landmark_weights()
         elif stage == "cameras":
             self.set_cameras(cameras_from_config(self.config.data["cameras"]))
 
@@ -536,16 +539,38 @@ class FitSession:
             weights[missing] = 0.0
             self.note(f"landmarks {indices[missing].tolist()} are not finite: ignored")
         pts = self.to_canonical.apply(raw).astype(np.float32)
-        lm = LandmarkTargets(indices, pts, weights, list(landmarks.groups), landmarks.trusted)
+        lm = LandmarkTargets(indices, pts, weights, list(landmarks.groups), landmarks.trusted,
+                             landmarks.confidence)
         self.landmark_targets = lm
         self.landmark_index = torch.as_tensor(lm.indices, device=self.device)
         self.landmark_points = torch.as_tensor(lm.points, device=self.device)
+        self._update_landmark_weights()
+
+    def _update_landmark_weights(self) -> None:
+        """The landmark weights of every stage from the targets and ``[landmarks]``."""
+        lm = self.landmark_targets
+        if lm is None:
+            return
         w3 = self.config.data["landmarks"]["group_weights_3d"]
         self.landmark_weight_3d = torch.as_tensor(
             lm.weights * np.array([w3.get(g, 1.0) for g in lm.groups], np.float32),
             device=self.device,
         )
+        self.landmark_weight_deform = self.landmark_weight_3d * torch.as_tensor(
+            self._deform_sharpening(), device=self.device)
         self._update_landmark_views()
+
+    def _deform_sharpening(self) -> np.ndarray:
+        """(L,) factor on the landmark weights of the deformation stages: the confidence
+        already in them raised to ``landmarks.confidence_power`` in all.
+
+        Detected landmarks the views disagree on are the ones off by 1-2% of the head, and
+        in the deformation each pulls the face along the surface after its own error; the
+        rigid and affine stages keep the plain weights, because there the jaw line's
+        uncertain points still help hold the back of the head."""
+        lm = self.landmark_targets
+        power = float(self.config.data["landmarks"]["confidence_power"])
+        return np.maximum(lm.confidence, 1e-6) ** (power - 1.0)
 
     # ----- read-out -----------------------------------------------------------------------
     def snapshot(self, history_since: int = 0) -> FitSnapshot:

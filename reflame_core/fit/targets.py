@@ -131,6 +131,8 @@ class LandmarkTargets:
         groups: L group names (contour, brows, nose, eyes, lips, ears).
         trusted: (L,) bool, placed by an artist ("edited"): the robust kernel never
             discounts them. None (the default) means none is.
+        confidence: (L,) float32 in [0,1], the detector's confidence already in ``weights``
+            (1 for edited landmarks and where none is known; the default).
     """
 
     indices: np.ndarray
@@ -138,6 +140,7 @@ class LandmarkTargets:
     weights: np.ndarray
     groups: list[str]
     trusted: np.ndarray | None = None
+    confidence: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.indices)
@@ -146,6 +149,12 @@ class LandmarkTargets:
         )
         if self.trusted.shape != (n,):
             raise ValueError(f"trusted must be ({n},), got {self.trusted.shape}")
+        self.confidence = (
+            np.ones(n, np.float32) if self.confidence is None
+            else np.clip(np.asarray(self.confidence, np.float32), 0.0, 1.0)
+        )
+        if self.confidence.shape != (n,):
+            raise ValueError(f"confidence must be ({n},), got {self.confidence.shape}")
 
     @classmethod
     def from_points(cls, points: np.ndarray, indices: np.ndarray | None = None) -> LandmarkTargets:
@@ -177,6 +186,7 @@ class LandmarkTargets:
             weights=(landmarks.weights * confidence)[keep].astype(np.float32),
             groups=[g for g, k in zip(groups, keep, strict=True) if k],
             trusted=edited[keep],
+            confidence=confidence[keep],
         )
 
 

@@ -275,7 +275,7 @@ def _landmark_terms(session: FitSession, verts: torch.Tensor, on: set[str]
         robust = landmark_factors(session, verts)
     if "landmark_3d" in on:
         terms["landmark_3d"] = losses.landmark_3d(
-            pred, session.landmark_points, session.landmark_weight_3d * robust
+            pred, session.landmark_points, session.landmark_weight_deform * robust
         )
     if "landmark_2d" in on:
         px, _ = session.cameras.project(pred, t.view_ids)
