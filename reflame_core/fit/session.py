@@ -561,13 +561,13 @@ class FitSession:
         self._update_landmark_views()
 
     def _deform_sharpening(self) -> np.ndarray:
-        """(L,) factor on the landmark weights of the deformation stages: the confidence
-        already in them raised to ``landmarks.confidence_power`` in all.
+        """(L,) confidence ** (``landmarks.confidence_power`` - 1): on weights that already
+        hold the confidence once, the deformation stages weigh it to the full power.
 
-        Detected landmarks the views disagree on are the ones off by 1-2% of the head, and
-        in the deformation each pulls the face along the surface after its own error; the
-        rigid and affine stages keep the plain weights, because there the jaw line's
-        uncertain points still help hold the back of the head."""
+        The landmarks the views disagree on tend to be the ones far off, and in the
+        deformation each pulls the face along the surface after its own error. The rigid and
+        affine stages keep the plain weights: there the jaw line's uncertain points still
+        help hold the back of the head."""
         lm = self.landmark_targets
         power = float(self.config.data["landmarks"]["confidence_power"])
         return np.maximum(lm.confidence, 1e-6) ** (power - 1.0)
