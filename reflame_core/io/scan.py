@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
 
 from reflame_core.errors import ScanError
+from reflame_core.io.atlas import pack_textures
 from reflame_core.io.image import to_rgb8
 from reflame_core.io.mesh import Scan
 from reflame_core.io.obj import read_mtl, read_obj
@@ -38,9 +40,22 @@ def _find_texture(name: str, mtl_dir: Path, obj_dir: Path) -> Path:
     return p if p.is_absolute() else mtl_dir / p
 
 
-def _obj_texture(path: Path, mtllibs: list[str], used: list[str], notes: list[str]
-                 ) -> np.ndarray | None:
-    """The single diffuse texture used by the OBJ's faces, or None when there is none; a
+def _image_size(path: Path, scan_path: Path) -> tuple[int, int]:
+    """(width, height) of a texture file without decoding it; errors as ``read_texture``."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise ScanError(scan_path, f"texture file not found: {path}")
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (OSError, UnidentifiedImageError, ValueError) as e:
+        raise ScanError(scan_path, f"texture file {path} is not a readable image ({e})") from None
+
+
+def _obj_textures(path: Path, mtllibs: list[str], used: list[str], notes: list[str]
+                  ) -> dict[str, Path]:
+    """Material name -> diffuse texture file, for the materials the OBJ's faces use; a
     material library that is not there is said in ``notes``."""
     textures: dict[str, Path] = {}
     for lib in mtllibs:
@@ -52,17 +67,18 @@ def _obj_texture(path: Path, mtllibs: list[str], used: list[str], notes: list[st
         for name, tex in read_mtl(mtl_path).items():
             if name in used and tex:
                 textures[name] = _find_texture(tex, mtl_path.parent, path.parent)
-    distinct = sorted({str(t) for t in textures.values()})
-    if len(distinct) > 1:
-        raise ScanError(
-            path,
-            "several materials with textures are not supported (materials "
-            + ", ".join(f"{m!r} -> {t.name}" for m, t in sorted(textures.items()))
-            + "); bake them into one texture first",
-        )
-    if not distinct:
-        return None
-    return read_texture(Path(distinct[0]), path)
+    return textures
+
+
+def _packed(path: Path, loaders: list, sizes: list[tuple[int, int]], names: list[str],
+            uv: np.ndarray, uv_faces: np.ndarray, face_image: np.ndarray, notes: list[str]
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(texture, uv, uv_faces) of several textures packed into one, said in ``notes``."""
+    packed = pack_textures(loaders, sizes, uv, uv_faces, face_image)
+    h, w = packed.texture.shape[:2]
+    notes.append(f"{len(loaders)} textures ({', '.join(names)}) packed into one {w}x{h} "
+                 f"texture, {packed.cell_size[0]}x{packed.cell_size[1]} each")
+    return packed.texture, packed.uv, packed.uv_faces
 
 
 def _load_obj(path: Path) -> Scan:
@@ -72,12 +88,26 @@ def _load_obj(path: Path) -> Scan:
         raise ScanError(path, "vertex coordinates too large (beyond ±3.4e38); rescale the scan")
     used = [d.materials[i] for i in np.unique(d.face_material) if i >= 0]
     notes: list[str] = []
-    texture = _obj_texture(path, d.mtllibs, used, notes) if used else None
+    textures = _obj_textures(path, d.mtllibs, used, notes) if used else {}
+    files = sorted(set(textures.values()))
+    uv = None if d.uv is None or d.uv_faces is None else d.uv.astype(np.float32)
+    uv_faces, texture = d.uv_faces, None
+    if len(files) == 1 or (files and uv is None):
+        # One image (or no UVs to place several with: validate_scan says so).
+        texture = read_texture(files[0], path)
+    elif files:
+        image_of = {m: files.index(t) for m, t in textures.items()}
+        by_material = np.array([image_of.get(m, -1) for m in d.materials] + [-1], np.int64)
+        face_image = by_material[d.face_material]  # -1 (no usemtl) picks the trailing -1
+        texture, uv, uv_faces = _packed(
+            path, [lambda f=f: read_texture(f, path) for f in files],
+            [_image_size(f, path) for f in files], [f.name for f in files], uv, uv_faces,
+            face_image, notes)
     return Scan(
         vertices=d.vertices.astype(np.float32),
         faces=d.faces,
-        uv=None if d.uv is None or d.uv_faces is None else d.uv.astype(np.float32),
-        uv_faces=d.uv_faces,
+        uv=uv,
+        uv_faces=uv_faces,
         texture=texture,
         path=path,
         notes=notes,
@@ -106,6 +136,11 @@ def _visual_texture(geom, path: Path) -> tuple[np.ndarray | None, np.ndarray | N
         except (OSError, ValueError) as e:
             raise ScanError(path, f"embedded texture cannot be decoded ({e})") from None
     return np.asarray(visual.uv, np.float64), texture
+
+
+def _digest(image: np.ndarray) -> bytes:
+    return hashlib.blake2b(image.tobytes(), digest_size=16).digest() + bytes(str(image.shape),
+                                                                              "ascii")
 
 
 def _load_trimesh(path: Path) -> Scan:
@@ -142,13 +177,7 @@ def _load_trimesh(path: Path) -> Scan:
         colors.append(vc)
         offset += len(v)
     with_tex = [i for i, t in enumerate(textures) if t is not None]
-    if len(with_tex) > 1:
-        names = [getattr(geoms[i].visual.material, "name", None) or f"mesh {i}" for i in with_tex]
-        raise ScanError(
-            path,
-            "several materials with textures are not supported (" + ", ".join(map(str, names))
-            + "); bake them into one texture first",
-        )
+    notes: list[str] = []
     split_v = np.concatenate(verts)
     split_f = np.concatenate(faces)
     is_gltf = path.suffix.lower() in (".glb", ".gltf")
@@ -157,6 +186,20 @@ def _load_trimesh(path: Path) -> Scan:
         uv = np.concatenate(uvs).astype(np.float32)
         uv_faces = split_f
         texture = textures[with_tex[0]] if with_tex else None
+        # Primitives that share one material each carry a copy of its image: one cell each.
+        distinct: dict[bytes, int] = {}
+        image_of = {g: distinct.setdefault(_digest(textures[g]), g) for g in with_tex}
+        if len(distinct) > 1:
+            cells = list(distinct.values())
+            face_image = np.concatenate([
+                np.full(len(f), cells.index(image_of[g]) if g in image_of else -1, np.int64)
+                for g, f in enumerate(faces)])
+            names = [str(getattr(geoms[g].visual.material, "name", None) or f"mesh {g}")
+                     for g in cells]
+            texture, uv, uv_faces = _packed(
+                path, [lambda t=textures[g]: t for g in cells],
+                [(textures[g].shape[1], textures[g].shape[0]) for g in cells], names,
+                uv, uv_faces, face_image, notes)
     if all(c is not None for c in colors):
         vertex_colors = np.concatenate(colors)
     if is_gltf or uv is not None:
@@ -176,6 +219,7 @@ def _load_trimesh(path: Path) -> Scan:
         vertex_colors=vertex_colors,
         path=path,
         units="m" if is_gltf else "unknown",  # glTF 2.0 specifies metres
+        notes=notes,
     )
 
 
