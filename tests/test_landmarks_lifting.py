@@ -62,6 +62,27 @@ def test_lift_points_lands_on_the_rendered_surface_point(rendered):
     assert (face == -1).all() and np.isnan(bary).all()
 
 
+def test_points_lift_onto_triangles_smaller_than_a_pixel():
+    """A scan of a million faces renders each triangle a fraction of a pixel wide: a point
+    seldom lies inside the triangle drawn at its pixel. It must still be placed, on the
+    surface under it (within a pixel), not dropped."""
+    import trimesh
+
+    m = trimesh.creation.icosphere(subdivisions=7, radius=1.2)
+    v, f = np.asarray(m.vertices), np.asarray(m.faces, np.int64)
+    cams = OrbitCameras(num_views=1, azimuth_range=0.0, resolution=160)
+    tri_id = MeshRenderer(cams, backend="torch").render(
+        torch.as_tensor(v, dtype=torch.float32), f).tri_id.numpy()[0]
+    pix, depth = cams.project(v)
+    rng = np.random.default_rng(0)
+    points = 80.0 + rng.uniform(-40, 40, (200, 2))  # inside the sphere's disc
+    face, bary = lift_points(points, tri_id, pix[0], depth[0], f)
+    assert (face >= 0).all()
+    got = np.einsum("nc,ncd->nd", bary, v[f[face]])
+    back, _ = cams.project(got)
+    assert np.abs(back[0] - points).max() < 1.0
+
+
 def test_fuse_views_rejects_an_outlier_view(rendered):
     cams, v, f, tri_id, pix, depth = rendered
     rng = np.random.default_rng(1)

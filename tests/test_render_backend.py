@@ -47,6 +47,29 @@ def test_one_triangle_coverage_depth_and_interpolation():
     assert np.all(xy[~covered] == 0)
 
 
+def test_triangles_smaller_than_a_pixel_cover_exactly_the_pixels_they_hold():
+    """A sphere of 327k faces at 448² (a dense scan): each triangle is a fraction of a pixel.
+    Every pixel inside the disc is covered, and by a triangle that holds its centre (its
+    barycentrics within [0,1]; in single precision from whole-image coordinates, some were
+    given to a neighbour and shaded from extrapolated values)."""
+    import trimesh
+    from scipy import ndimage
+
+    from reflame_core.render.cameras import OrbitCameras
+
+    m = trimesh.creation.icosphere(subdivisions=7, radius=1.2)
+    cams = OrbitCameras(num_views=1, azimuth_range=0.0, elevations=(0.0,), resolution=448)
+    clip = np.c_[m.vertices, np.ones(len(m.vertices))] @ cams.mvp()[0].T
+    rast = BE.rasterize(torch.as_tensor(clip[None], dtype=torch.float32),
+                        torch.as_tensor(m.faces), (448, 448))[0]
+    covered = rast[..., 3].numpy() > 0
+    assert covered.sum() > 80000
+    assert not (ndimage.binary_fill_holes(covered) & ~covered).any()
+    u, v = rast[..., 0].numpy()[covered], rast[..., 1].numpy()[covered]
+    bary = np.stack([u, v, 1 - u - v])
+    assert bary.min() > -0.01 and bary.max() < 1.01
+
+
 def test_depth_test_and_perspective_correct_barycentrics():
     # Two overlapping screen-filling triangles; the nearer (z/w smaller) must win everywhere.
     far = [[-3, -3, 0.5, 1], [3, -3, 0.5, 1], [0, 3, 0.5, 1]]

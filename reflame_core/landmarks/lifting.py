@@ -111,13 +111,21 @@ def lift_points(points: np.ndarray, tri_id: np.ndarray, pix: np.ndarray, depth: 
     cand = np.where(inside, tri_id[rr.clip(0, h - 1), cc.clip(0, w - 1)], -1).reshape(len(idx), -1)
     tri = pix[faces[cand.clip(0)]]  # (n,C,3,2) candidate triangles on screen
     sb = _screen_bary(pts[idx], tri)
-    score = np.where(cand >= 0, np.nan_to_num(sb.min(-1), nan=-np.inf), -np.inf)
-    best = np.argmax(score, axis=1)
+    # How far (pixels) each candidate triangle lies from the point: 0 inside it. A triangle
+    # smaller than a pixel (a scan of a million faces) seldom holds the point itself, so
+    # the nearest one is taken, up to the search window's reach.
+    clamped = np.clip(np.nan_to_num(sb, nan=-1.0), 0.0, None)
+    clamped /= np.maximum(clamped.sum(-1, keepdims=True), 1e-12)
+    nearest = np.einsum("nck,nckd->ncd", clamped, tri)
+    dist = np.where(cand >= 0, np.linalg.norm(nearest - pts[idx][:, None], axis=-1), np.inf)
+    dist = np.where(np.isnan(sb).any(-1), np.inf, dist)
+    # Among the triangles that hold the point, the one it lies deepest in (as drawn).
+    key = np.where(dist > 0, dist, -np.nan_to_num(sb.min(-1)))
+    best = np.argmin(key, axis=1)
     take = np.arange(len(idx))
-    good = score[take, best] >= -0.5  # else the pixel is nowhere near a visible triangle
+    good = dist[take, best] <= window + 0.5  # else nowhere near a visible triangle
     f = cand[take, best][good]
-    b = np.clip(sb[take, best][good], 0.0, None)
-    b /= b.sum(1, keepdims=True)
+    b = clamped[take, best][good]
     # Screen-space barycentrics -> surface barycentrics: perspective divides by depth.
     b /= depth[faces[f]]
     face[idx[good]] = f

@@ -101,23 +101,29 @@ def _visible_triangles(
     sx = (v[..., 0] / w * 0.5 + 0.5) * width  # pixel-space x of the corners [B,F,3]
     sy = (v[..., 1] / w * 0.5 + 0.5) * height
     sz = v[..., 2] / w
-    # Edge functions normalised by the signed area give screen-space barycentrics directly.
-    area = (sx[..., 1] - sx[..., 0]) * (sy[..., 2] - sy[..., 0]) - (sx[..., 2] - sx[..., 0]) * (
-        sy[..., 1] - sy[..., 0]
-    )
-    ok &= area.abs() > 1e-12
-    inv = torch.where(ok, 1.0 / torch.where(ok, area, torch.ones_like(area)), 0.0)
-    coef = []  # b_i(x, y) = a_i x + c_i y + d_i for i = 0, 1
-    for i in (0, 1):
-        j, k = (i + 1) % 3, (i + 2) % 3
-        a = (sy[..., j] - sy[..., k]) * inv
-        c = (sx[..., k] - sx[..., j]) * inv
-        d = (sx[..., j] * sy[..., k] - sx[..., k] * sy[..., j]) * inv
-        coef += [a, c, d]
     x0 = torch.ceil(sx.min(-1).values - 0.5).clamp(min=0)
     x1 = torch.floor(sx.max(-1).values - 0.5).clamp(max=width - 1)
     y0 = torch.ceil(sy.min(-1).values - 0.5).clamp(min=0)
     y1 = torch.floor(sy.max(-1).values - 0.5).clamp(max=height - 1)
+    # Edge functions relative to the bounding box's first pixel: in whole-image coordinates
+    # their constant terms are differences of products of hundreds of pixels, which cancel
+    # to noise in single precision for a triangle a fraction of a pixel wide (a scan of a
+    # million faces): pixels were given to triangles that do not cover them.
+    lx = sx - x0[..., None]
+    ly = sy - y0[..., None]
+    # Edge functions normalised by the signed area give screen-space barycentrics directly.
+    area = (lx[..., 1] - lx[..., 0]) * (ly[..., 2] - ly[..., 0]) - (lx[..., 2] - lx[..., 0]) * (
+        ly[..., 1] - ly[..., 0]
+    )
+    ok &= area.abs() > 1e-12
+    inv = torch.where(ok, 1.0 / torch.where(ok, area, torch.ones_like(area)), 0.0)
+    coef = []  # b_i(x, y) = a_i x + c_i y + d_i for i = 0, 1, (x, y) from (x0, y0)
+    for i in (0, 1):
+        j, k = (i + 1) % 3, (i + 2) % 3
+        a = (ly[..., j] - ly[..., k]) * inv
+        c = (lx[..., k] - lx[..., j]) * inv
+        d = (lx[..., j] * ly[..., k] - lx[..., k] * ly[..., j]) * inv
+        coef += [a, c, d]
     ok &= (x1 >= x0) & (y1 >= y0)
     ok &= ~((sz < -1).all(-1) | (sz > 1).all(-1))  # entirely outside the near/far range
     tri_idx = torch.nonzero(ok.reshape(-1)).squeeze(1)  # flat b*F+f
@@ -158,10 +164,12 @@ def _rasterize_chunk(
     offset = torch.arange(local_tri.numel(), device=counts.device) - starts[local_tri]
     t = table[local_tri]  # [N,12]
     bw = t[:, 2].long()
-    px = t[:, 0] + (offset % bw).to(t.dtype) + 0.5
-    py = t[:, 1] + (offset // bw).to(t.dtype) + 0.5
-    b0 = t[:, 3] * px + t[:, 4] * py + t[:, 5]
-    b1 = t[:, 6] * px + t[:, 7] * py + t[:, 8]
+    lx = (offset % bw).to(t.dtype) + 0.5  # pixel centre from the bounding box's first pixel
+    ly = (offset // bw).to(t.dtype) + 0.5
+    px = t[:, 0] + lx
+    py = t[:, 1] + ly
+    b0 = t[:, 3] * lx + t[:, 4] * ly + t[:, 5]
+    b1 = t[:, 6] * lx + t[:, 7] * ly + t[:, 8]
     b2 = 1.0 - b0 - b1
     z = b0 * t[:, 9] + b1 * t[:, 10] + b2 * t[:, 11]
     inside = (b0 >= -_INSIDE_EPS) & (b1 >= -_INSIDE_EPS) & (b2 >= -_INSIDE_EPS)
