@@ -28,7 +28,7 @@ class FilePanel:
                 app.open_scan(self.scan.take())
         if app.scan is not None:
             psim.Text(f"Scan: {app.scan.path}  ({len(app.scan.vertices)} vertices)")
-            for note in app.scan.notes:  # what loading went without stays in sight
+            for note in app.scan.notes:  # what loading went without or changed stays in sight
                 psim.PushTextWrapPos(0.0)
                 psim.TextColored(AMBER, note)
                 psim.PopTextWrapPos()

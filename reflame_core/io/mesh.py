@@ -37,8 +37,9 @@ class Scan:
         path: the file it was read from.
         units: what one unit of ``vertices`` is, when the file says ("m", "mm", ...), else
             "unknown".
-        notes: what the loader found missing and went on without, one line each (a material
-            library not beside the OBJ: no texture).
+        notes: what the loader found missing and went on without, or changed, one line each
+            (a material library not beside the OBJ: no texture; several textures packed
+            into one).
     """
 
     vertices: np.ndarray

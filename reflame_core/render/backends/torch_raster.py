@@ -20,6 +20,7 @@ import torch
 from reflame_core.render.backends.gather import gather_rows
 
 _CHUNK = 1 << 22  # candidate (pixel, triangle) pairs per chunk: bounds memory at ~0.5 GB
+_VIEW_FACES = 1 << 22  # triangles (over all views) set up at once: bounds memory at ~0.5 GB
 _EMPTY = torch.iinfo(torch.int64).max
 _INSIDE_EPS = 1e-6  # barycentric slack so shared edges leave no cracks
 
@@ -52,7 +53,12 @@ def rasterize(
     height, width = int(resolution[0]), int(resolution[1])
     batch, num_faces = pos_clip.shape[0], tri.shape[0]
     tri = tri.to(device=pos_clip.device, dtype=torch.int64)
-    winner = _visible_triangles(pos_clip.detach().float(), tri, height, width)  # [B*H*W]
+    # Views in groups of at most _VIEW_FACES triangles in all: the per-triangle tables of all
+    # 26 detection views of a million-face scan at once would take gigabytes.
+    step = max(1, _VIEW_FACES // max(num_faces, 1))
+    pos = pos_clip.detach().float()
+    winner = torch.cat([_visible_triangles(pos[i : i + step], tri, height, width)
+                        for i in range(0, batch, step)])  # [B*H*W]
     pix = torch.nonzero(winner != _EMPTY).squeeze(1)
     flat_tri = (winner[pix] & 0xFFFFFFFF)  # index into B*F
     face = flat_tri % num_faces
