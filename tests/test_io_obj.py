@@ -165,3 +165,25 @@ def test_flame_obj_keeps_5023_vertices(flame_dir: Path) -> None:
     d = read_obj(flame_dir / "head_template.obj")
     assert d.vertices.shape == (5023, 3) and d.faces.shape == (9976, 3)
     assert d.uv.shape == (5118, 2) and d.uv_faces.shape == (9976, 3)
+
+
+def test_vertex_colours_on_v_lines_are_read(tmp_path: Path, small_synthetic_head) -> None:
+    """``v x y z r g b`` (scanners, MeshLab): colours 0-1 or 0-255 become the scan's vertex
+    colours, which detection and the texture bake use when there is no texture."""
+    from vertex_colours import vertex_colour_scan
+
+    coloured = vertex_colour_scan(small_synthetic_head.scan)
+    v, c = coloured.vertices, coloured.vertex_colors
+    faces = "".join(f"f {a} {b} {d}\n" for a, b, d in coloured.faces + 1)
+    for name, scale, fmt in (("unit.obj", 1 / 255, "{:.6f}"), ("bytes.obj", 1, "{:.0f}")):
+        rows = "".join("v {:.7f} {:.7f} {:.7f} ".format(*p) + " ".join(
+            fmt.format(x * scale) for x in rgb) + "\n" for p, rgb in zip(v, c, strict=True))
+        (tmp_path / name).write_text(rows + faces)
+        scan = load_scan(tmp_path / name)
+        assert not scan.has_texture
+        np.testing.assert_array_equal(scan.vertex_colors, c)
+    # Not every v line has a colour, or the extra column is a homogeneous w: no colours.
+    (tmp_path / "mixed.obj").write_text("v 0 0 0 1 0 0\nv 1 0 0\nv 0 1 0 0 0 1\nf 1 2 3\n")
+    (tmp_path / "w.obj").write_text("v 0 0 0 1\nv 1 0 0 1\nv 0 1 0 1\nf 1 2 3\n")
+    assert load_scan(tmp_path / "mixed.obj").vertex_colors is None
+    assert load_scan(tmp_path / "w.obj").vertex_colors is None

@@ -31,6 +31,8 @@ class ObjData:
         face_material: (F,) int64 index into ``materials`` (-1 before any ``usemtl``).
         materials: material names in order of first ``usemtl``.
         mtllibs: MTL file names as written in the OBJ (may contain spaces).
+        vertex_colors: (V,3) uint8 RGB where every ``v`` line carries one (``v x y z r g b``,
+            as scanners and MeshLab write them: 0-1, or 0-255), else None.
     """
 
     vertices: np.ndarray
@@ -40,6 +42,7 @@ class ObjData:
     face_material: np.ndarray
     materials: list[str] = field(default_factory=list)
     mtllibs: list[str] = field(default_factory=list)
+    vertex_colors: np.ndarray | None = None
 
 
 def read_text(path: Path, what: str) -> str:
@@ -91,6 +94,11 @@ def _floats(path: Path, bodies: list[str], what: str, ncols: int) -> np.ndarray:
 
     Lines may carry extra columns (``v x y z r g b``, ``vt u v w``); the first ``ncols`` are kept.
     """
+    return _number_rows(path, bodies, what, ncols)[:, :ncols]
+
+
+def _number_rows(path: Path, bodies: list[str], what: str, ncols: int) -> np.ndarray:
+    """Like ``_floats``, but every column where all lines have as many; at least ``ncols``."""
     if not bodies:
         return np.zeros((0, ncols))
     try:
@@ -101,11 +109,23 @@ def _floats(path: Path, bodies: list[str], what: str, ncols: int) -> np.ndarray:
         if counts.min() < ncols:
             raise ValueError(f"fewer than {ncols} numbers on a line")
         if (counts == counts[0]).all():
-            return flat.reshape(len(bodies), -1)[:, :ncols]
+            return flat.reshape(len(bodies), -1)
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         return flat[starts[:, None] + np.arange(ncols)]
     except ValueError as e:
         raise ScanError(path, f"malformed '{what}' line(s) in OBJ ({e})") from None
+
+
+def _vertex_colors(columns: np.ndarray) -> np.ndarray | None:
+    """(V,3) uint8 from the 4th-6th columns of ``v`` lines (V,C), or None where C < 6 (or
+    the values are no colours: negative, or above 255)."""
+    if columns.shape[1] < 6 or not len(columns):
+        return None
+    rgb = columns[:, 3:6]
+    if not np.isfinite(rgb).all() or rgb.min() < 0 or rgb.max() > 255:
+        return None
+    scale = 255.0 if rgb.max() <= 1.0 else 1.0
+    return np.clip(np.rint(rgb * scale), 0, 255).astype(np.uint8)
 
 
 def _face_corners(path: Path, bodies: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -208,12 +228,14 @@ def read_obj(path: str | Path) -> ObjData:
         elif line.startswith("mtllib"):
             mtllibs.append(line[6:].strip())
 
-    vertices = _floats(path, v_body, "v", 3)
+    v_columns = _number_rows(path, v_body, "v", 3)
+    vertices = v_columns[:, :3]
+    colors = _vertex_colors(v_columns)
     uv = _floats(path, vt_body, "vt", 2) if vt_body else None
 
     if not f_body:
         faces = np.zeros((0, 3), np.int64)
-        return ObjData(vertices, faces, uv, None, np.zeros(0, np.int64), [], mtllibs)
+        return ObjData(vertices, faces, uv, None, np.zeros(0, np.int64), [], mtllibs, colors)
 
     vi, ti, counts = _face_corners(path, f_body)
     if (counts < 3).any():
@@ -241,7 +263,7 @@ def read_obj(path: str | Path) -> ObjData:
     k = np.searchsorted(np.asarray(mtl_pos, np.int64), np.asarray(f_pos)) - 1
     poly_mat = np.where(k >= 0, np.asarray(mat_index + [-1], np.int64)[k], -1)
     face_material = np.repeat(poly_mat, np.maximum(counts - 2, 0))
-    return ObjData(vertices, faces, uv, uv_faces, face_material, materials, mtllibs)
+    return ObjData(vertices, faces, uv, uv_faces, face_material, materials, mtllibs, colors)
 
 
 # Arguments taken by each map_* option of the MTL spec, so the file name that follows is found

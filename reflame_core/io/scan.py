@@ -109,6 +109,7 @@ def _load_obj(path: Path) -> Scan:
         uv=uv,
         uv_faces=uv_faces,
         texture=texture,
+        vertex_colors=d.vertex_colors,
         path=path,
         notes=notes,
     )
