@@ -120,8 +120,10 @@ def lift_points(points: np.ndarray, tri_id: np.ndarray, pix: np.ndarray, depth: 
     dist = np.where(cand >= 0, np.linalg.norm(nearest - pts[idx][:, None], axis=-1), np.inf)
     dist = np.where(np.isnan(sb).any(-1), np.inf, dist)
     # Among the triangles that hold the point, the one it lies deepest in (as drawn).
-    key = np.where(dist > 0, dist, -np.nan_to_num(sb.min(-1)))
-    best = np.argmin(key, axis=1)
+    depth_in = np.nan_to_num(sb.min(-1), nan=-1.0)
+    holds = (depth_in >= 0) & (cand >= 0)
+    dist = np.where(holds, 0.0, dist)
+    best = np.argmin(np.where(holds, -depth_in, dist), axis=1)
     take = np.arange(len(idx))
     good = dist[take, best] <= window + 0.5  # else nowhere near a visible triangle
     f = cand[take, best][good]
