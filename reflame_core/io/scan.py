@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -70,9 +71,9 @@ def _obj_textures(path: Path, mtllibs: list[str], used: list[str], notes: list[s
     return textures
 
 
-def _packed(path: Path, loaders: list, sizes: list[tuple[int, int]], names: list[str],
-            uv: np.ndarray, uv_faces: np.ndarray, face_image: np.ndarray, notes: list[str]
-            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _packed(path: Path, loaders: list[Callable[[], np.ndarray]], sizes: list[tuple[int, int]],
+            names: list[str], uv: np.ndarray, uv_faces: np.ndarray, face_image: np.ndarray,
+            notes: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(texture, uv, uv_faces) of several textures packed into one, said in ``notes``."""
     packed = pack_textures(loaders, sizes, uv, uv_faces, face_image)
     h, w = packed.texture.shape[:2]
