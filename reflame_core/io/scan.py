@@ -71,7 +71,7 @@ def _obj_textures(path: Path, mtllibs: list[str], used: list[str], notes: list[s
     return textures
 
 
-def _packed(path: Path, loaders: list[Callable[[], np.ndarray]], sizes: list[tuple[int, int]],
+def _packed(loaders: list[Callable[[], np.ndarray]], sizes: list[tuple[int, int]],
             names: list[str], uv: np.ndarray, uv_faces: np.ndarray, face_image: np.ndarray,
             notes: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(texture, uv, uv_faces) of several textures packed into one, said in ``notes``."""
@@ -101,7 +101,7 @@ def _load_obj(path: Path) -> Scan:
         by_material = np.array([image_of.get(m, -1) for m in d.materials] + [-1], np.int64)
         face_image = by_material[d.face_material]  # -1 (no usemtl) picks the trailing -1
         texture, uv, uv_faces = _packed(
-            path, [lambda f=f: read_texture(f, path) for f in files],
+            [lambda f=f: read_texture(f, path) for f in files],
             [_image_size(f, path) for f in files], [f.name for f in files], uv, uv_faces,
             face_image, notes)
     return Scan(
@@ -199,7 +199,7 @@ def _load_trimesh(path: Path) -> Scan:
             names = [str(getattr(geoms[g].visual.material, "name", None) or f"mesh {g}")
                      for g in cells]
             texture, uv, uv_faces = _packed(
-                path, [lambda t=textures[g]: t for g in cells],
+                [lambda t=textures[g]: t for g in cells],
                 [(textures[g].shape[1], textures[g].shape[0]) for g in cells], names,
                 uv, uv_faces, face_image, notes)
     if all(c is not None for c in colors):
