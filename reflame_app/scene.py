@@ -16,6 +16,7 @@ from reflame_app.state.confidence import confidence_colors, confidence_sizes
 from reflame_app.state.frame import FrameArrows
 from reflame_app.state.landmark_editor import LandmarkDisplay
 from reflame_app.state.residuals import residual_grid, robust_limits
+from reflame_core.io.image import downscaled
 from reflame_core.io.mesh import Scan
 
 SCAN = "scan"
@@ -29,6 +30,7 @@ FRAME_FRONT = "frame: front"
 CAMERA_GROUP = "orbit views"
 RESIDUAL_IMAGE = "residual images"
 CAMERA_WIDGET_SIZE = 0.05  # frustum size, relative to the scene (scan) size
+DISPLAY_TEXTURE_SIDE = 4096  # largest side of the scan texture shown
 
 DETECTED_COLOR = (0.10, 0.55, 1.00)
 EDITED_COLOR = (1.00, 0.55, 0.05)
@@ -98,7 +100,9 @@ class SceneSync:
             corner_uv = np.asarray(scan.uv, np.float32)[np.asarray(scan.uv_faces).reshape(-1)]
             m.add_parameterization_quantity("uv", corner_uv, defined_on="corners",
                                             coords_type="unit", enabled=False)
-            tex = np.asarray(scan.texture, np.float32) / 255.0
+            # A view needs no 8-16K photogrammetry texture (16K² as float32 is 3 GB, and
+            # past some GPUs' largest texture).
+            tex = downscaled(scan.texture, DISPLAY_TEXTURE_SIDE).astype(np.float32) / 255.0
             # Row 0 of Scan.texture is the top (v = 1): Polyscope's upper_left origin.
             m.add_color_quantity("texture", tex, defined_on="texture", param_name="uv",
                                  image_origin="upper_left", enabled=True)

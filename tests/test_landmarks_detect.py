@@ -96,3 +96,20 @@ def test_cli_without_flame_writes_the_detections_and_says_so(head, tmp_path, mon
         in captured.err
     assert "refined" not in captured.out
     assert load_landmarks(out, num_faces=len(head.scan.faces)).placed_mask[:68].sum() >= 60
+
+
+def test_detection_renders_sample_a_photogrammetry_texture_scaled_down_once():
+    """An 8-16K texture is scaled to at most 2048 a side for the detection renders (16K² as
+    float32 was 3 GB): aspect and colour kept, done once for the many renders of one scan;
+    a texture that fits is used as it is."""
+    from reflame_core.landmarks.detect import DETECTION_TEXTURE_SIDE, detection_texture
+
+    rng = np.random.default_rng(0)
+    big = rng.integers(0, 256, (3000, 5000, 3), np.uint8)
+    small = detection_texture(big)
+    assert max(small.shape[:2]) == DETECTION_TEXTURE_SIDE
+    assert abs(small.shape[1] / small.shape[0] - 5 / 3) < 0.01
+    assert np.abs(small.reshape(-1, 3).mean(0) - big.reshape(-1, 3).mean(0)).max() < 0.5
+    assert detection_texture(big) is small
+    fits = big[:1024, :1024]
+    assert detection_texture(fits) is fits

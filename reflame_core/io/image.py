@@ -36,3 +36,17 @@ def to_rgb8(image) -> np.ndarray:
         g8 = np.clip(np.rint(grey * scale), 0, 255).astype(np.uint8)
         return np.repeat(g8[:, :, None], 3, axis=2)
     return np.asarray(image.convert("RGB"), np.uint8).copy()
+
+
+def downscaled(image: np.ndarray, max_side: int) -> np.ndarray:
+    """``image`` (H,W,C) scaled down (area-averaged) to at most ``max_side`` pixels a side,
+    aspect kept; ``image`` itself where it already fits."""
+    h, w = image.shape[:2]
+    if max(h, w) <= max_side:
+        return image
+    import cv2
+
+    scale = max_side / max(h, w)
+    return cv2.resize(np.ascontiguousarray(image),
+                      (max(1, round(w * scale)), max(1, round(h * scale))),
+                      interpolation=cv2.INTER_AREA)

@@ -13,12 +13,15 @@ Face ids and barycentrics do not depend on the frame, so the result is on the sc
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 import torch
 
 from reflame_core.geometry.frame import CANONICAL_EXTENT, canonical_frame
 from reflame_core.geometry.similarity import Similarity
 from reflame_core.geometry.surface_query import MeshQuery
+from reflame_core.io.image import downscaled
 from reflame_core.io.mesh import Scan, vertex_normals
 from reflame_core.landmarks.definitions import NUM_IBUG, IndexTable, landmark_definitions
 from reflame_core.landmarks.detector import LandmarkDetector, get_detector
@@ -34,6 +37,9 @@ from reflame_core.render.renderer import MeshRenderer, RenderOutput
 FRONTAL_RANGE_DEG = 65.0
 GREY = 0.7  # albedo of a scan without texture or colours
 LIGHT_RISE = 1.0  # untextured scans: light direction = camera direction + this x up (45°)
+# Largest texture side the detection renders sample (see ``detection_texture``).
+DETECTION_TEXTURE_SIDE = 2048
+_SMALL_TEXTURE: dict[str, tuple[weakref.ref, np.ndarray]] = {}
 
 
 def default_cameras() -> OrbitCameras:
@@ -43,6 +49,23 @@ def default_cameras() -> OrbitCameras:
     """
     return OrbitCameras(num_views=13, azimuth_range=60.0, elevations=(0.0, -25.0),
                         resolution=448)
+
+
+def detection_texture(texture: np.ndarray) -> np.ndarray:
+    """``texture`` (H,W,3) uint8 scaled down to at most ``DETECTION_TEXTURE_SIDE`` a side.
+
+    A 448² render of a head samples a few hundred texels across the face: an 8-16K
+    photogrammetry texture only costs memory there (16K² as float32 is 3 GB) and aliases.
+    The last result is kept, as orientation renders the same scan many times.
+    """
+    if max(texture.shape[:2]) <= DETECTION_TEXTURE_SIDE:
+        return texture
+    cached = _SMALL_TEXTURE.get("last")
+    if cached is not None and cached[0]() is texture:
+        return cached[1]
+    small = downscaled(texture, DETECTION_TEXTURE_SIDE)
+    _SMALL_TEXTURE["last"] = (weakref.ref(texture), small)
+    return small
 
 
 def render_for_detection(scan: Scan, cameras: OrbitCameras, device: str = "cpu",
@@ -56,7 +79,7 @@ def render_for_detection(scan: Scan, cameras: OrbitCameras, device: str = "cpu",
     views = list(range(cameras.num_total))
     verts = torch.as_tensor(scan.vertices, dtype=torch.float32)
     if scan.has_texture:
-        tex = torch.as_tensor(scan.texture, dtype=torch.float32) / 255.0
+        tex = torch.from_numpy(detection_texture(scan.texture)).float().div_(255.0)
         out = renderer.render(verts, scan.faces, uv=scan.uv, uv_faces=scan.uv_faces,
                               texture=tex, views=views)
         color = out.color
