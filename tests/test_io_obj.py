@@ -187,3 +187,27 @@ def test_vertex_colours_on_v_lines_are_read(tmp_path: Path, small_synthetic_head
     (tmp_path / "w.obj").write_text("v 0 0 0 1\nv 1 0 0 1\nv 0 1 0 1\nf 1 2 3\n")
     assert load_scan(tmp_path / "mixed.obj").vertex_colors is None
     assert load_scan(tmp_path / "w.obj").vertex_colors is None
+
+
+def test_textures_past_pillows_bomb_guard_load_and_absurd_ones_are_named(
+        tmp_path: Path, monkeypatch) -> None:
+    """Pillow refuses images past ~13400² (a decompression-bomb guard); 16K photogrammetry
+    textures are common, so reflame reads up to 32768² and names the file past that. The
+    limit is shrunk here so the test images stay small."""
+    from PIL import Image
+
+    import reflame_core.io.image as image_module
+    from reflame_core.io.image import allow_large_images
+
+    allow_large_images()
+    assert 2 * Image.MAX_IMAGE_PIXELS >= 16384**2
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # restored after
+    monkeypatch.setattr(image_module, "MAX_TEXTURE_PIXELS", 200 * 200)
+    geom = "mtllib a.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0 0\nvt 1 0\nvt 0 1\nusemtl skin\n"
+    (tmp_path / "a.obj").write_text(geom + "f 1/1 2/2 3/3\n")
+    (tmp_path / "a.mtl").write_text("newmtl skin\nmap_Kd tex.png\n")
+    Image.new("RGB", (180, 180), (10, 200, 30)).save(tmp_path / "tex.png")  # past Pillow's
+    assert load_scan(tmp_path / "a.obj").texture[0, 0].tolist() == [10, 200, 30]
+    Image.new("RGB", (260, 260)).save(tmp_path / "tex.png")  # past reflame's
+    with pytest.raises(ScanError, match="tex.png is larger than"):
+        load_scan(tmp_path / "a.obj")

@@ -7,7 +7,14 @@ range first.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+
+# Largest image read, pixels: 32768² (3 GiB as RGB). Pillow refuses images past about 13400²
+# as a guard against decompression bombs, but 16K photogrammetry textures are common and a
+# scan's texture is the user's own file.
+MAX_TEXTURE_PIXELS = 1 << 30
 
 # Pillow modes holding one high-range channel, and the full-scale value of each.
 _WIDE_MODES = {"I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0}
@@ -50,3 +57,12 @@ def downscaled(image: np.ndarray, max_side: int) -> np.ndarray:
     return cv2.resize(np.ascontiguousarray(image),
                       (max(1, round(w * scale)), max(1, round(h * scale))),
                       interpolation=cv2.INTER_AREA)
+
+
+def allow_large_images() -> None:
+    """Let Pillow (and trimesh through it) open images of up to ``MAX_TEXTURE_PIXELS``;
+    larger ones raise ``PIL.Image.DecompressionBombError``."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = MAX_TEXTURE_PIXELS // 2  # Pillow raises past twice this
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)

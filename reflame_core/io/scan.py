@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from reflame_core.errors import ScanError
 from reflame_core.io.atlas import pack_textures
-from reflame_core.io.image import to_rgb8
+from reflame_core.io.image import MAX_TEXTURE_PIXELS, allow_large_images, to_rgb8
 from reflame_core.io.mesh import Scan
 from reflame_core.io.obj import read_mtl, read_obj
 
@@ -19,13 +20,24 @@ SCAN_EXTENSIONS = (".obj", ".ply", ".glb", ".gltf")
 
 def read_texture(path: Path, scan_path: Path) -> np.ndarray:
     """(H,W,3) uint8 RGB, row 0 = top; ScanError naming both files when unreadable."""
+    with _texture_file(path, scan_path) as im:
+        return to_rgb8(im)
+
+
+@contextmanager
+def _texture_file(path: Path, scan_path: Path):
+    """The texture file opened with Pillow; ScanError naming both files when it cannot be."""
     from PIL import Image, UnidentifiedImageError
 
     if not path.is_file():
         raise ScanError(scan_path, f"texture file not found: {path}")
+    allow_large_images()
     try:
         with Image.open(path) as im:
-            return to_rgb8(im)
+            yield im
+    except Image.DecompressionBombError:
+        raise ScanError(scan_path, f"texture file {path} is larger than "
+                        f"{MAX_TEXTURE_PIXELS} pixels (32768²); scale it down") from None
     except (OSError, UnidentifiedImageError, ValueError) as e:
         raise ScanError(scan_path, f"texture file {path} is not a readable image ({e})") from None
 
@@ -43,15 +55,8 @@ def _find_texture(name: str, mtl_dir: Path, obj_dir: Path) -> Path:
 
 def _image_size(path: Path, scan_path: Path) -> tuple[int, int]:
     """(width, height) of a texture file without decoding it; errors as ``read_texture``."""
-    from PIL import Image, UnidentifiedImageError
-
-    if not path.is_file():
-        raise ScanError(scan_path, f"texture file not found: {path}")
-    try:
-        with Image.open(path) as im:
-            return im.size
-    except (OSError, UnidentifiedImageError, ValueError) as e:
-        raise ScanError(scan_path, f"texture file {path} is not a readable image ({e})") from None
+    with _texture_file(path, scan_path) as im:
+        return im.size
 
 
 def _obj_textures(path: Path, mtllibs: list[str], used: list[str], notes: list[str]
@@ -149,6 +154,7 @@ def _load_trimesh(path: Path) -> Scan:
     """PLY / GLB / GLTF through trimesh; glTF UVs arrive in OBJ convention (trimesh flips v)."""
     import trimesh
 
+    allow_large_images()  # embedded textures decode through Pillow
     try:
         loaded = trimesh.load(str(path), process=False, maintain_order=True)
     except Exception as e:  # trimesh raises many types for corrupt files
