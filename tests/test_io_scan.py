@@ -87,3 +87,22 @@ def test_missing_material_library_is_said(tmp_path: Path) -> None:
         load_scan(obj, require_texture=True)
     (tmp_path / "head.mtl").write_text("newmtl skin\nKd 1 1 1\n")
     assert load_scan(obj).notes == []
+
+
+def test_uvs_without_an_image_are_an_untextured_scan(tmp_path: Path) -> None:
+    """A PLY with texture coordinates and no texture file: trimesh stands a 2x2 grey image
+    in for it, with which detection would see one flat colour. The scan is untextured (so
+    shaded) and says why; a real image of one colour but more pixels is kept."""
+    m = trimesh.creation.icosphere(subdivisions=2)
+    uv = np.random.default_rng(0).random((len(m.vertices), 2))
+    m.visual = trimesh.visual.TextureVisuals(uv=uv)
+    p = tmp_path / "head.ply"
+    m.export(p)
+    scan = load_scan(p)
+    assert not scan.has_texture and scan.texture is None and scan.uv is not None
+    assert any("texture coordinates but no texture image" in n for n in scan.notes)
+
+    m.visual = trimesh.visual.TextureVisuals(
+        uv=uv, image=Image.fromarray(np.full((4, 4, 3), 90, np.uint8)))
+    m.export(tmp_path / "plain.glb")
+    assert load_scan(tmp_path / "plain.glb").has_texture

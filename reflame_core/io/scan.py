@@ -142,6 +142,11 @@ def _visual_texture(geom, path: Path) -> tuple[np.ndarray | None, np.ndarray | N
             texture = to_rgb8(image)
         except (OSError, ValueError) as e:
             raise ScanError(path, f"embedded texture cannot be decoded ({e})") from None
+    if texture is not None and texture.shape[0] * texture.shape[1] <= 4 and (
+            texture == texture[0, 0]).all():
+        # trimesh's stand-in (a 2x2 image of one colour) where UVs came without an image:
+        # rendered with it, the face would be one flat colour, not shaded.
+        texture = None
     return np.asarray(visual.uv, np.float64), texture
 
 
@@ -194,6 +199,9 @@ def _load_trimesh(path: Path) -> Scan:
         uv = np.concatenate(uvs).astype(np.float32)
         uv_faces = split_f
         texture = textures[with_tex[0]] if with_tex else None
+        if texture is None:
+            notes.append("the file has texture coordinates but no texture image: it is "
+                         "rendered shaded, as an untextured scan")
         # Primitives that share one material each carry a copy of its image: one cell each.
         distinct: dict[bytes, int] = {}
         image_of = {g: distinct.setdefault(_digest(textures[g]), g) for g in with_tex}
