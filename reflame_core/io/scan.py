@@ -204,7 +204,8 @@ def _load_trimesh(path: Path) -> Scan:
                          "rendered shaded, as an untextured scan")
         # Primitives that share one material each carry a copy of its image: one cell each.
         distinct: dict[bytes, int] = {}
-        image_of = {g: distinct.setdefault(_digest(textures[g]), g) for g in with_tex}
+        image_of = {g: distinct.setdefault(_digest(textures[g]), g)
+                    for g in (with_tex if len(with_tex) > 1 else [])}
         if len(distinct) > 1:
             cells = list(distinct.values())
             face_image = np.concatenate([
