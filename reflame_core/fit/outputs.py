@@ -165,6 +165,8 @@ def write_fit_outputs(
                              device=session.device)
     report = {
         "scan": str(session.scan.path) if session.scan.path else None,
+        # What the loader changed or went without (textures packed, faces turned outward).
+        "scan_notes": list(session.scan.notes),
         "device": session.device,
         "interrupted": interrupted_by is not None,
         "interrupted_by": interrupted_by,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -290,4 +291,27 @@ def load_scan(path: str | Path, *, require_texture: bool = False) -> Scan:
     if not path.is_file():
         raise ScanError(path, "file not found" if not path.exists() else "not a file")
     scan = _load_obj(path) if ext == ".obj" else _load_trimesh(path)
-    return validate_scan(scan, path, require_texture)
+    return wound_outward(validate_scan(scan, path, require_texture))
+
+
+def wound_outward(scan: Scan) -> Scan:
+    """``scan`` with the parts whose faces are wound inward turned outward (``Scan.faces`` is
+    counter-clockwise seen from outside; ``geometry/orientation.py`` says why it matters), and
+    a note saying so. Unchanged where nothing is inward."""
+    from reflame_core.geometry.orientation import inward_faces
+
+    turned = inward_faces(scan.vertices, scan.faces)
+    if not turned.any():
+        return scan
+    faces = scan.faces.copy()
+    faces[turned] = faces[turned][:, ::-1]
+    uv_faces = None
+    if scan.uv_faces is not None:
+        uv_faces = scan.uv_faces.copy()
+        uv_faces[turned] = uv_faces[turned][:, ::-1]
+    n, total = int(turned.sum()), len(faces)
+    what = ("its faces were" if n == total else f"{n} of its {total} faces were")
+    note = (f"{what} wound inward (normals pointing into the head, as a mirrored export "
+            "leaves them): turned outward")
+    return replace(scan, faces=faces, uv_faces=uv_faces, notes=[*scan.notes, note],
+                   _normals=None)

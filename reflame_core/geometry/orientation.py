@@ -1,0 +1,78 @@
+"""Which way a mesh's faces are wound: outward, as the renderer and the fit assume, or inward.
+
+Exporters get this wrong as a whole (a mirroring transform baked in, a flipped axis) or per
+part (a cap or a jaw exported separately). Every view test (a landmark seen from the front,
+a fit pair whose normals agree) reads a face wound inward as seen from behind, so such a
+scan loses its landmarks and its surface terms.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# A part whose outward balance (see ``outward_balance``) is below minus this is wound inward.
+# Near zero (a flat patch, a soup of mixed winding) says nothing, and nothing is turned.
+INWARD_BALANCE = 0.2
+# Parts smaller than this share of the mesh's area follow the largest part.
+MIN_PART_AREA = 0.01
+
+
+def outward_balance(vertices: np.ndarray, faces: np.ndarray,
+                    parts: np.ndarray | None = None) -> np.ndarray:
+    """How outward each part of ``faces`` (F,3) of ``vertices`` (V,3) is wound, in [-1, 1].
+
+    Per part (``parts`` (F,) int labels 0..P-1; None: one part): the area-weighted mean of
+    cos(angle) between each face's normal and the direction to the face from the part's area
+    centroid. A sphere wound outward gives 1 and wound inward -1; a head, a bust, a
+    face-only shell or a cap lie well away from 0 (their surface wraps around a point behind
+    it); a flat patch is near 0. Returns (P,) float64.
+    """
+    tri = np.asarray(vertices, np.float64)[faces]
+    labels = np.zeros(len(tri), np.int64) if parts is None else np.asarray(parts, np.int64)
+    n = int(labels.max()) + 1 if len(labels) else 0
+    cross = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])  # |cross| = 2 x area
+    area = np.linalg.norm(cross, axis=1)
+    total = np.bincount(labels, area, n)
+    centres = tri.mean(1)
+    centroid = np.stack([np.bincount(labels, area * centres[:, k], n) for k in range(3)], 1)
+    out = centres - (centroid / np.maximum(total, 1e-300)[:, None])[labels]
+    out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-300)
+    balance = np.bincount(labels, np.einsum("fd,fd->f", cross, out), n)
+    return np.where(total > 0, balance / np.maximum(total, 1e-300), 0.0)
+
+
+def face_parts(faces: np.ndarray, num_vertices: int) -> np.ndarray:
+    """(F,) int64 label (0..P-1) of each face's connected part (faces sharing a vertex)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    f = np.asarray(faces, np.int64)
+    # A face's vertices joined in a chain join the face's part.
+    rows = np.concatenate([f[:, 0], f[:, 1]])
+    cols = np.concatenate([f[:, 1], f[:, 2]])
+    graph = coo_matrix((np.ones(len(rows), np.int8), (rows, cols)),
+                       shape=(num_vertices, num_vertices))
+    _, vertex_part = connected_components(graph, directed=False)
+    _, labels = np.unique(vertex_part[f[:, 0]], return_inverse=True)
+    return labels.astype(np.int64)
+
+
+def inward_faces(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(F,) bool: the faces of ``faces`` (F,3) in parts wound inward.
+
+    A part of at least ``MIN_PART_AREA`` of the mesh's area (the head, a cap, a jaw exported
+    apart, an eyeball, whole or cut) is judged about its own centroid. A smaller one (a
+    piece that holes cut off a cheek or a socket: concave, its own centroid lies in front of
+    it; a speck of noise) says little about itself and follows the largest part.
+    """
+    f = np.asarray(faces)
+    if len(f) == 0:
+        return np.zeros(0, bool)
+    parts = face_parts(f, len(vertices))
+    tri = np.asarray(vertices, np.float64)[f]
+    area = np.bincount(parts, np.linalg.norm(
+        np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1))
+    inward = outward_balance(vertices, f, parts) < -INWARD_BALANCE
+    small = area < MIN_PART_AREA * area.sum()
+    inward[small] = inward[int(np.argmax(area))]
+    return inward[parts]
