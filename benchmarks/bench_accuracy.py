@@ -13,14 +13,16 @@ underlying heads, so scenarios compare pairwise. Tune on ``TUNING_SEEDS`` (2001-
 on these. Errors and summaries: ``reflame_core/synthetic/scoring.py`` (distance / head height;
 truth cut away from the scan is not scored, an unplaced landmark is a miss).
 
-Landmarks come from ``detect_or_none`` exactly as ``reflame fit`` gets them (a detection the
-fit would reject scores as all missed). ``--fit`` then fits each head the way ``reflame fit``
-does (``make_session`` and ``session.run``; texture stage off) with those landmarks, or with
-the true ones (``--landmarks true``: the fit alone, detection taken out), and scores the fitted
-vertices per region and the landmarks the fit writes (FLAME's landmarks on the fitted mesh,
-``landmarks_after_fit``; snapped onto the scan as ``reflame landmarks --refine`` writes them,
-``landmarks_after_fit_on_scan``). ``--jobs N`` runs N heads at a time in worker processes; with
-``--device cuda`` and several GPUs, heads are dealt round-robin to the GPUs.
+Landmarks come from ``detected_inputs`` exactly as ``reflame fit`` gets them: the frame
+found from the face, then detection in it (a detection the fit would reject scores as all
+missed). ``--fit`` then fits each head the way ``reflame fit`` does (``make_session`` and
+``session.run``; texture stage off) with those landmarks, or with the true ones
+(``--landmarks true``: the fit alone, detection taken out; the frame read off them, as
+``reflame fit --landmarks`` reads it), and scores the fitted vertices per region and the
+landmarks the fit writes (FLAME's landmarks on the fitted mesh, ``landmarks_after_fit``;
+snapped onto the scan as ``reflame landmarks --refine`` writes them,
+``landmarks_after_fit_on_scan``). ``--jobs N`` runs N heads at a time in worker processes;
+with ``--device cuda`` and several GPUs, heads are dealt round-robin to the GPUs.
 Run from the repository root with PYTHONPATH=. so this checkout's reflame_core is used.
 """
 
@@ -40,7 +42,13 @@ import numpy as np
 import torch
 
 from reflame_core.fit.config import FitConfig, parse_override
-from reflame_core.fit.setup import FitInputs, detect_or_none, make_session
+from reflame_core.fit.setup import (
+    FitInputs,
+    FlameAssets,
+    detected_inputs,
+    make_session,
+    scan_frame,
+)
 from reflame_core.geometry.surface_query import MeshQuery
 from reflame_core.synthetic.scoring import (
     NOT_PLACED,
@@ -87,7 +95,9 @@ def score_head(scenario: str, seed: int, device: str) -> dict:
                            target_vertices=c["scan_vertices"])
     notes: list[str] = []
     t = time.perf_counter()
-    lms = detect_or_none(head.scan, c["config"], device, notes.append)
+    inputs = detected_inputs(head.scan, FlameAssets(c["template"], c["embedding"]), c["config"],
+                             device, notes.append)
+    lms = inputs.landmarks
     detect_s = time.perf_counter() - t
     if lms is None:
         errors, confidence = np.full(68, NOT_PLACED), np.zeros(68)
@@ -100,10 +110,13 @@ def score_head(scenario: str, seed: int, device: str) -> dict:
            "landmark_errors": errors.tolist(), "confidence": confidence.tolist(),
            "notes": notes}
     if c["fit"]:
-        fit_lms = head.true_landmark_set() if c["landmarks"] == "true" else lms
+        fit_lms, frame = lms, inputs.to_canonical
+        if c["landmarks"] == "true":
+            fit_lms = head.true_landmark_set()
+            frame = scan_frame(head.scan, c["config"], device, notes.append, fit_lms)
         t = time.perf_counter()
-        session = make_session(FitInputs(head.scan, c["template"], c["embedding"], fit_lms),
-                               c["config"], device=device)
+        session = make_session(FitInputs(head.scan, c["template"], c["embedding"], fit_lms,
+                                         frame), c["config"], device=device)
         session.run()
         fitted = session.landmarks_in_scan_frame()
         out.update(fit_seconds=round(time.perf_counter() - t, 2),

@@ -86,13 +86,22 @@ def load_inputs(
         sim = scan_frame(scan, config, device, log, lms)
         _warn_orientation(lms, scan, config, log)
     else:
-        detector = SharedDetector()
-        try:
-            sim = scan_frame(scan, config, device, log, detector=detector)
-            lms = detect_or_none(scan, config, device, log, to_canonical=sim, detector=detector)
-        finally:
-            detector.release()
+        return detected_inputs(scan, flame, config, device, log)
     return FitInputs(scan, template, embedding, lms, sim)
+
+
+def detected_inputs(scan: Scan, flame: FlameAssets, config: FitConfig, device: str = "cpu",
+                    log: Callable[[str], None] = lambda _m: None) -> FitInputs:
+    """The inputs of a scan given without landmarks, as ``reflame fit`` makes them: its frame
+    found from the face (``scan_frame``), then its landmarks detected in that frame
+    (``detect_or_none``), one detector serving both."""
+    detector = SharedDetector()
+    try:
+        sim = scan_frame(scan, config, device, log, detector=detector)
+        lms = detect_or_none(scan, config, device, log, to_canonical=sim, detector=detector)
+    finally:
+        detector.release()
+    return FitInputs(scan, flame.template, flame.embedding, lms, sim)
 
 
 def scan_frame(scan: Scan, config: FitConfig, device: str, log: Callable[[str], None],

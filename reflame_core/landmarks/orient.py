@@ -24,7 +24,7 @@ from reflame_core.geometry.frame import AXIS_NAMES, axis_vector, canonical_frame
 from reflame_core.geometry.similarity import Similarity
 from reflame_core.io.mesh import Scan
 from reflame_core.landmarks.detector import LandmarkDetector
-from reflame_core.landmarks.lifting import lift_points
+from reflame_core.landmarks.lifting import MIN_FACING, lift_points
 from reflame_core.render.cameras import OrbitCameras
 
 COARSE_RESOLUTION = 160  # px; a face filling a third of it is still found
@@ -144,6 +144,7 @@ def _view_axes(scan: Scan, cameras: OrbitCameras, detector: LandmarkDetector, tu
     images, out = render_for_detection(scan, cameras, device=device)
     tri_id = out.tri_id.cpu().numpy()
     pix, depth = cameras.project(scan.vertices)
+    cam_positions = cameras.camera_positions()
     verts = np.asarray(scan.vertices, np.float64)
     batch = np.stack([np.ascontiguousarray(np.rot90(img, k)) for img in images
                       for k in range(turns)])
@@ -155,12 +156,42 @@ def _view_axes(scan: Scan, cameras: OrbitCameras, detector: LandmarkDetector, tu
         face, bary = lift_points(_unturn(det.points, k, cameras.resolution), tri_id[b], pix[b],
                                  depth[b], scan.faces)
         pts = np.full((len(face), 3), np.nan)
-        hit = face >= 0
-        pts[hit] = np.einsum("kc,kcd->kd", bary[hit], verts[scan.faces[face[hit]]])
+        hit = np.flatnonzero(face >= 0)
+        tri = verts[scan.faces[face[hit]]]
+        p = np.einsum("kc,kcd->kd", bary[hit], tri)
+        # A point over a hole lifts onto the inside of the far side of the head, seen from
+        # behind: one such eye corner turns the face by tens of degrees.
+        normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        ray = cam_positions[b] - p
+        facing = np.einsum("kd,kd->k", normal, ray) / np.maximum(
+            np.linalg.norm(normal, axis=1) * np.linalg.norm(ray, axis=1), 1e-30)
+        seen = facing > MIN_FACING
+        pts[hit[seen]] = p[seen]
+        pts = _fill_from_neighbours(pts, det.points)
         axes = face_axes(detector.table.apply(pts)[:68])
         if axes is not None:
             found.append((axes, float(det.score)))
     return found
+
+
+def _fill_from_neighbours(points: np.ndarray, pixels: np.ndarray, k: int = 8) -> np.ndarray:
+    """``points`` (K,3) with the rows that did not lift (NaN) but were detected (``pixels``
+    (K,2) finite) placed by an affine map from pixels to 3D, fitted to their ``k`` nearest
+    lifted neighbours on the image: where the surface they lie on is missing (a hole over an
+    eye), the face around it says where it was. Rows with fewer than 4 lifted points in
+    the image stay NaN."""
+    out = points.copy()
+    lifted = np.isfinite(points).all(1) & np.isfinite(pixels).all(1)
+    missing = np.flatnonzero(~np.isfinite(points).all(1) & np.isfinite(pixels).all(1))
+    if missing.size == 0 or lifted.sum() < 4:
+        return out
+    src_px, src_3d = pixels[lifted], points[lifted]
+    for i in missing:
+        near = np.argsort(np.linalg.norm(src_px - pixels[i], axis=1))[:k]
+        a = np.c_[src_px[near], np.ones(len(near))]
+        coef, *_ = np.linalg.lstsq(a, src_3d[near], rcond=None)
+        out[i] = np.r_[pixels[i], 1.0] @ coef
+    return out
 
 
 def _coarse_candidates(canon: Scan, detector: LandmarkDetector, device: str,
