@@ -113,3 +113,36 @@ def test_detection_renders_sample_a_photogrammetry_texture_scaled_down_once():
     assert detection_texture(big) is small
     fits = big[:1024, :1024]
     assert detection_texture(fits) is fits
+
+
+def test_detection_renders_fill_a_hole_with_the_surface_around_it():
+    """A grey-shaded sphere with a hole facing the camera: the hole shows the inside of the
+    far side, seen from behind. The detection render paints it over like its surroundings;
+    faces wound inward (every face from behind) are left as drawn."""
+    import trimesh
+
+    from reflame_core.io.mesh import Scan
+    from reflame_core.landmarks.detect import render_for_detection
+    from reflame_core.landmarks.render_look import fill_holes
+    from reflame_core.render.cameras import OrbitCameras
+
+    ball = trimesh.creation.icosphere(4)
+    v = ball.vertices.astype(np.float32)
+    keep = ~(v[ball.faces].mean(1) @ [0, 0, 1] > 0.93)  # a hole about 40° wide, facing +z
+    holed = Scan(vertices=v, faces=ball.faces[keep])
+    cameras = OrbitCameras(num_views=1, azimuth_range=0.0, resolution=128)
+    images, out = render_for_detection(holed, cameras)
+    hole = np.zeros((128, 128), bool)
+    hole[58:70, 58:70] = True  # the hole's middle
+    ring = np.zeros((128, 128), bool)
+    ring[40:88, 40:88] = True
+    ring[50:78, 50:78] = False  # the sphere's surface around the hole
+    seen = images[0].astype(float).mean(-1)
+    assert abs(seen[hole].mean() - seen[ring].mean()) < 25, (seen[hole].mean(), seen[ring].mean())
+    assert (images[0][~out.mask[0, ..., 0].cpu().numpy().astype(bool)] == 0).all()
+
+    # Wound inward, nearly every covered pixel shows a face from behind: not holes.
+    inward = ball.faces[keep][:, ::-1]
+    np.testing.assert_array_equal(
+        fill_holes(images, out.tri_id.cpu().numpy(), v, inward, cameras.camera_positions()),
+        images)

@@ -27,7 +27,7 @@ from reflame_core.landmarks.definitions import NUM_IBUG, IndexTable, landmark_de
 from reflame_core.landmarks.detector import LandmarkDetector, get_detector
 from reflame_core.landmarks.landmark_set import LandmarkSet
 from reflame_core.landmarks.lifting import FusedLandmarks, fuse_views, lift_views
-from reflame_core.landmarks.render_look import normalise_colours
+from reflame_core.landmarks.render_look import fill_holes, normalise_colours
 from reflame_core.render.cameras import OrbitCameras
 from reflame_core.render.renderer import MeshRenderer, RenderOutput
 
@@ -72,8 +72,9 @@ def render_for_detection(scan: Scan, cameras: OrbitCameras, device: str = "cpu",
                          backend: str = "auto") -> tuple[np.ndarray, RenderOutput]:
     """Render a canonical-frame scan from every camera view.
 
-    Returns (B,H,W,3) uint8 RGB images (black background) and the raw ``RenderOutput``
-    (``tri_id`` (B,H,W) used for lifting).
+    Returns (B,H,W,3) uint8 RGB images (black background; what holes in the scan show painted
+    over, ``render_look.fill_holes``) and the raw ``RenderOutput`` (``tri_id`` (B,H,W) used
+    for lifting).
     """
     renderer = MeshRenderer(cameras, backend=backend, device=device)
     views = list(range(cameras.num_total))
@@ -103,6 +104,8 @@ def render_for_detection(scan: Scan, cameras: OrbitCameras, device: str = "cpu",
         albedo = out.attrs.get("albedo", torch.full((3,), GREY, device=shade.device))
         color = albedo * shade * out.mask
     images = (color.detach().clamp(0, 1) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+    images = fill_holes(images, out.tri_id.cpu().numpy(), scan.vertices, scan.faces,
+                        cameras.camera_positions())
     if scan.has_texture or scan.vertex_colors is not None:
         images = normalise_colours(images, out.mask[..., 0].detach().cpu().numpy() > 0.5)
     return images, out

@@ -5,6 +5,10 @@ whatever the scan's colours (a tinted or over-saturated texture, baked light).
 global hue turn or saturation change of the texture is undone by rotating and scaling the
 chroma plane (CIE Lab) so the face's mean chroma lands on ``SKIN_AB``, and the lightness is
 stretched to ``SKIN_L``. (Untextured scans are shaded instead: ``detect.render_for_detection``.)
+
+``fill_holes`` paints over what a hole in the scan shows (the inside of the head's far side)
+with the surface around it, as a detector expects of a face: scanners lose eyes, nostrils and
+the mouth's inside, and a dark hole where an eye should be hides the face from the detector.
 """
 
 from __future__ import annotations
@@ -48,4 +52,41 @@ def normalise_colours(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
         lab[mask] = np.clip(px, 0, 255)
         rgb = cv2.cvtColor(lab.astype(np.uint8), cv2.COLOR_LAB2RGB)
         res[mask] = rgb[mask]
+    return out
+
+
+# A view where more than this share of the covered pixels show faces from behind is not a
+# scan with holes (faces wound every which way): it is left as it is.
+MAX_HOLE_SHARE = 0.25
+
+
+def fill_holes(images: np.ndarray, tri_id: np.ndarray, vertices: np.ndarray, faces: np.ndarray,
+               cam_positions: np.ndarray) -> np.ndarray:
+    """Renders (B,H,W,3) uint8 with the pixels that show a face from behind inpainted.
+
+    Args:
+        images: (B,H,W,3) uint8 RGB renders of the mesh ``vertices`` (V,3), ``faces`` (F,3)
+            (wound outward) from cameras at ``cam_positions`` (B,3).
+        tri_id: (B,H,W) int triangle buffer of those renders, -1 empty.
+    Returns:
+        (B,H,W,3) uint8: a copy with those pixels (and a pixel around them) filled from
+        their surroundings (OpenCV's Telea inpainting); the rest unchanged.
+    """
+    v = np.asarray(vertices, np.float64)
+    out = np.array(images, np.uint8, copy=True)
+    ring = np.ones((3, 3), np.uint8)
+    for b, (ids, cam) in enumerate(zip(tri_id, cam_positions, strict=True)):
+        covered = ids >= 0
+        # Only the triangles this view shows (a dense scan has millions it does not).
+        seen, pixel_tri = np.unique(ids[covered], return_inverse=True)
+        tri = v[faces[seen]]
+        normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        from_behind = np.einsum("kd,kd->k", normal, cam - tri.mean(1)) < 0
+        behind = np.zeros(ids.shape, bool)
+        behind[covered] = from_behind[pixel_tri]
+        count = int(behind.sum())
+        if count == 0 or count > MAX_HOLE_SHARE * covered.sum():
+            continue
+        mask = cv2.dilate(behind.astype(np.uint8), ring)
+        out[b] = cv2.inpaint(np.ascontiguousarray(out[b]), mask, 5, cv2.INPAINT_TELEA)
     return out
