@@ -164,3 +164,28 @@ def test_find_frame_reads_a_face_with_holes_over_an_eye_and_a_cheek(data_dir, de
     up_err, front_err = _axis_errors(found, head)
     assert found.confidence > 0.3, found.describe()
     assert up_err < 12.0 and front_err < 12.0, (up_err, front_err, found.describe())
+
+
+def test_a_frame_with_no_face_in_it_gives_way_to_the_scan_axes(small_synthetic_head,
+                                                                 flame_template,
+                                                                 landmark_embedding,
+                                                                 monkeypatch):
+    """Orientation read the head facing away (no face in that frame for detection to find):
+    the fit starts from the scan's own axes, and the landmarks detected there."""
+    from reflame_core.fit import setup
+    from reflame_core.fit.scene import scan_to_canonical
+    from reflame_core.geometry.similarity import Similarity
+
+    head = small_synthetic_head
+    config = FitConfig.load(preset="fast")
+    axes = scan_to_canonical(head.scan, config)
+    away = Similarity(1.0, rotation_matrix(np.array([0.0, 1.0, 0.0]), 180.0)).compose(axes)
+    monkeypatch.setattr(setup, "scan_frame", lambda *_a, **_k: away)
+    said: list[str] = []
+    inputs = setup.detected_inputs(head.scan, setup.FlameAssets(flame_template,
+                                                                landmark_embedding),
+                                   config, "cpu", said.append)
+    assert np.allclose(inputs.to_canonical.rotation, axes.rotation)
+    assert inputs.landmarks is not None and int(inputs.landmarks.enabled_mask.sum()) >= 60
+    assert any("no face in that frame" in s for s in said), said
+    assert not any("fitting without landmarks" in s for s in said), said

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from reflame_core.assets.flame import (
     FlameTemplate,
     LandmarkEmbedding,
@@ -94,11 +96,29 @@ def detected_inputs(scan: Scan, flame: FlameAssets, config: FitConfig, device: s
                     log: Callable[[str], None] = lambda _m: None) -> FitInputs:
     """The inputs of a scan given without landmarks, as ``reflame fit`` makes them: its frame
     found from the face (``scan_frame``), then its landmarks detected in that frame
-    (``detect_or_none``), one detector serving both."""
+    (``detect_or_none``), one detector serving both.
+
+    A frame read off the face in which detection then finds no face is a misreading (a dim,
+    holed face read upside down, with nothing to confirm it): the scan's own axes
+    (``frame.up``/``frame.front``) are tried instead, and kept whatever detection finds
+    there, since a fit without landmarks keeps the turn of the frame it starts in.
+    """
     detector = SharedDetector()
     try:
         sim = scan_frame(scan, config, device, log, detector=detector)
-        lms = detect_or_none(scan, config, device, log, to_canonical=sim, detector=detector)
+        said: list[str] = []
+        lms = detect_or_none(scan, config, device, said.append, to_canonical=sim,
+                             detector=detector)
+        axes = scan_to_canonical(scan, config)
+        if lms is None and not np.allclose(sim.rotation, axes.rotation, atol=1e-6):
+            log(f"frame: detection found no face in that frame; using up "
+                f"{config.get('frame.up')}, front {config.get('frame.front')} instead (set "
+                "--up/--front if that is wrong)")
+            sim = axes
+            lms = detect_or_none(scan, config, device, log, to_canonical=sim, detector=detector)
+        else:
+            for line in said:
+                log(line)
     finally:
         detector.release()
     return FitInputs(scan, flame.template, flame.embedding, lms, sim)
