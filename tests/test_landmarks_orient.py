@@ -189,3 +189,28 @@ def test_a_frame_with_no_face_in_it_gives_way_to_the_scan_axes(small_synthetic_h
     assert inputs.landmarks is not None and int(inputs.landmarks.enabled_mask.sum()) >= 60
     assert any("no face in that frame" in s for s in said), said
     assert not any("fitting without landmarks" in s for s in said), said
+
+
+def test_landmarks_cli_gives_a_frame_with_no_face_in_it_way_to_the_axes(
+        small_synthetic_head, tmp_path, capsys, monkeypatch):
+    from reflame_core.geometry.frame import canonical_frame
+    from reflame_core.geometry.similarity import Similarity
+    from reflame_core.landmarks import orient
+    from reflame_core.landmarks.landmark_json import load_landmarks
+
+    head = small_synthetic_head
+    away = Similarity(1.0, rotation_matrix(np.array([0.0, 1.0, 0.0]), 180.0)).compose(
+        canonical_frame(head.scan.vertices))
+    monkeypatch.setattr(orient, "find_frame", lambda *_a, **_k: orient.FoundFrame(
+        away, 0.2, np.array([0.0, 1.0, 0.0]), np.array([0.0, 0.0, -1.0]), 1))
+    scan_path = write_obj(tmp_path / "head.obj", head.scan.vertices, head.scan.faces,
+                          uv=head.scan.uv, uv_faces=head.scan.uv_faces,
+                          texture=head.scan.texture)
+    parser = argparse.ArgumentParser()
+    add_parser(parser.add_subparsers())
+    args = parser.parse_args(["landmarks", str(scan_path), "--out", str(tmp_path / "l.json"),
+                              "--detector", "mediapipe", "--no-refine"])
+    assert args.handler(args) == 0
+    assert "no face in that frame" in capsys.readouterr().err
+    lms = load_landmarks(tmp_path / "l.json", num_faces=len(head.scan.faces))
+    assert int(lms.placed_mask[:68].sum()) >= 60

@@ -98,8 +98,8 @@ def detected_inputs(scan: Scan, flame: FlameAssets, config: FitConfig, device: s
     found from the face (``scan_frame``), then its landmarks detected in that frame
     (``detect_or_none``), one detector serving both.
 
-    A frame read off the face in which detection then finds no face is a misreading (a dim,
-    holed face read upside down, with nothing to confirm it): the scan's own axes
+    A frame read off the face in which detection then finds no face (or points that cannot
+    be one) is a misreading (a dim, holed face read upside down): the scan's own axes
     (``frame.up``/``frame.front``) are tried instead, and kept whatever detection finds
     there, since a fit without landmarks keeps the turn of the frame it starts in.
     """
@@ -111,9 +111,9 @@ def detected_inputs(scan: Scan, flame: FlameAssets, config: FitConfig, device: s
                              detector=detector)
         axes = scan_to_canonical(scan, config)
         if lms is None and not np.allclose(sim.rotation, axes.rotation, atol=1e-6):
-            log(f"frame: detection found no face in that frame; using up "
-                f"{config.get('frame.up')}, front {config.get('frame.front')} instead (set "
-                "--up/--front if that is wrong)")
+            from reflame_core.landmarks.orient import no_face_in_frame
+
+            log(no_face_in_frame(config.get("frame.up"), config.get("frame.front")))
             sim = axes
             lms = detect_or_none(scan, config, device, log, to_canonical=sim, detector=detector)
         else:

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from reflame_core.io.scan import load_scan
     from reflame_core.landmarks.detect import detect_landmarks
     from reflame_core.landmarks.landmark_json import save_landmarks
-    from reflame_core.landmarks.orient import find_frame
+    from reflame_core.landmarks.orient import find_frame, no_face_in_frame
     from reflame_core.landmarks.plausibility import landmark_problems, orientation_warning
 
     def log(message: str) -> None:
@@ -94,11 +94,19 @@ def run(args: argparse.Namespace) -> int:
             log(f"frame: {found.describe()}")
     lms = detect_landmarks(scan, backend=detector, device=args.device, up=up, front=front,
                            to_canonical=sim)
+    problems = landmark_problems(lms, scan.vertices, scan.faces)
+    if sim is not None and (problems or not lms.placed_mask[:68].any()):
+        # No face (or no possible one) in the frame read off the face: the scan's own axes
+        # instead, as `reflame fit` does (fit.setup.detected_inputs).
+        log(no_face_in_frame(up, front))
+        sim = None
+        lms = detect_landmarks(scan, backend=detector, device=args.device, up=up, front=front)
+        problems = landmark_problems(lms, scan.vertices, scan.faces)
     placed = int(lms.placed_mask[:68].sum())
     if placed == 0:
         raise ReflameError(f"{args.scan}: no face found on the renders of the scan (check "
                            f"--up/--front); nothing written")
-    for problem in landmark_problems(lms, scan.vertices, scan.faces):
+    for problem in problems:
         log(f"landmarks: WARNING: {problem}")
     if flame is not None:
         from reflame_core.fit.landmark_refine import landmarks_from_fit

@@ -337,6 +337,13 @@ def _found(scan: Scan, rotation: np.ndarray, score: float, candidates: int) -> F
                       rotation[1].copy(), rotation[2].copy(), candidates)
 
 
+def no_face_in_frame(up: str, front: str) -> str:
+    """What the log says when detection finds no face in a frame read off the face and the
+    scan's own axes (``up``, ``front``) are used instead."""
+    return (f"frame: detection found no face in that frame; using up {up}, front {front} "
+            "instead (set --up/--front if that is wrong)")
+
+
 def frame_from_landmarks(points68: np.ndarray, scan: Scan) -> FoundFrame | None:
     """The frame of a face whose iBUG landmarks (68,3) (scan frame, NaN rows unplaced) are
     known already (a landmark file): no detection. None where they give no frame."""
