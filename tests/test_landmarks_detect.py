@@ -115,13 +115,15 @@ def test_detection_renders_sample_a_photogrammetry_texture_scaled_down_once():
     assert detection_texture(fits) is fits
 
 
-def test_detection_renders_fill_a_hole_with_the_surface_around_it():
+def test_detection_renders_fill_a_hole_with_the_surface_around_it(monkeypatch):
     """A grey-shaded sphere with a hole facing the camera: the hole shows the inside of the
-    far side, seen from behind. The detection render paints it over like its surroundings;
-    faces wound inward (every face from behind) are left as drawn."""
+    far side, seen from behind. The detection render paints it over like its surroundings.
+    The inside seen through a wide cut that borders the background, and faces wound inward
+    (every face from behind), are left as drawn."""
     import trimesh
 
     from reflame_core.io.mesh import Scan
+    from reflame_core.landmarks import detect
     from reflame_core.landmarks.detect import render_for_detection
     from reflame_core.landmarks.render_look import fill_holes
     from reflame_core.render.cameras import OrbitCameras
@@ -141,6 +143,21 @@ def test_detection_renders_fill_a_hole_with_the_surface_around_it():
     assert abs(seen[hole].mean() - seen[ring].mean()) < 25, (seen[hole].mean(), seen[ring].mean())
     assert (images[0][~out.mask[0, ..., 0].cpu().numpy().astype(bool)] == 0).all()
 
+    # Cut open at the bottom and seen from below: the inside shows through the cut, which
+    # borders the background. The scan ends there; it is drawn as it is.
+    cut = ball.faces[~(v[ball.faces].mean(1)[:, 1] < -0.7)]
+    below = OrbitCameras(num_views=1, azimuth_range=0.0, elevations=(-25.0,), resolution=128)
+    with monkeypatch.context() as m:
+        m.setattr(detect, "fill_holes", lambda im, *_a: im)
+        drawn, out_below = render_for_detection(Scan(vertices=v, faces=cut), below)
+    tri = out_below.tri_id[0].cpu().numpy()
+    corners = v[cut[tri[tri >= 0]]]
+    inside = np.einsum("kd,kd->k", np.cross(corners[:, 1] - corners[:, 0],
+                                            corners[:, 2] - corners[:, 0]),
+                       below.camera_positions()[0] - corners.mean(1)) < 0
+    assert inside.sum() > 500  # the inside does show
+    np.testing.assert_array_equal(
+        fill_holes(drawn, tri[None], v, cut, below.camera_positions()), drawn)
     # Wound inward, nearly every covered pixel shows a face from behind: not holes.
     inward = ball.faces[keep][:, ::-1]
     np.testing.assert_array_equal(

@@ -70,7 +70,8 @@ def fill_holes(images: np.ndarray, tri_id: np.ndarray, vertices: np.ndarray, fac
         tri_id: (B,H,W) int triangle buffer of those renders, -1 empty.
     Returns:
         (B,H,W,3) uint8: a copy with those pixels (and a pixel around them) filled from
-        their surroundings (OpenCV's Telea inpainting); the rest unchanged.
+        their surroundings (OpenCV's Telea inpainting), where the surface closes around
+        them; the rest unchanged.
     """
     v = np.asarray(vertices, np.float64)
     out = np.array(images, np.uint8, copy=True)
@@ -86,6 +87,13 @@ def fill_holes(images: np.ndarray, tri_id: np.ndarray, vertices: np.ndarray, fac
         behind[covered] = from_behind[pixel_tri]
         count = int(behind.sum())
         if count == 0 or count > MAX_HOLE_SHARE * covered.sum():
+            continue
+        # Holes only: patches the surface closes around. A rim seen from behind (the inside
+        # of a cut neck from below) borders the background, and the scan ends there anyway.
+        _, patch = cv2.connectedComponents(behind.astype(np.uint8), connectivity=8)
+        rim = np.unique(patch[cv2.dilate((~covered).astype(np.uint8), ring) > 0])
+        behind &= ~np.isin(patch, rim)
+        if not behind.any():
             continue
         mask = cv2.dilate(behind.astype(np.uint8), ring)
         out[b] = cv2.inpaint(np.ascontiguousarray(out[b]), mask, 5, cv2.INPAINT_TELEA)
