@@ -62,7 +62,8 @@ MAX_HOLE_SHARE = 0.25
 
 def fill_holes(images: np.ndarray, tri_id: np.ndarray, vertices: np.ndarray, faces: np.ndarray,
                cam_positions: np.ndarray) -> np.ndarray:
-    """Renders (B,H,W,3) uint8 with the pixels that show a face from behind inpainted.
+    """Renders (B,H,W,3) uint8 with their holes painted over: the pixels that show a face
+    from behind (the inside of the head) where the surface closes around them.
 
     Args:
         images: (B,H,W,3) uint8 RGB renders of the mesh ``vertices`` (V,3), ``faces`` (F,3)
@@ -70,8 +71,7 @@ def fill_holes(images: np.ndarray, tri_id: np.ndarray, vertices: np.ndarray, fac
         tri_id: (B,H,W) int triangle buffer of those renders, -1 empty.
     Returns:
         (B,H,W,3) uint8: a copy with those pixels (and a pixel around them) filled from
-        their surroundings (OpenCV's Telea inpainting), where the surface closes around
-        them; the rest unchanged.
+        their surroundings (OpenCV's Telea inpainting); the rest unchanged.
     """
     v = np.asarray(vertices, np.float64)
     out = np.array(images, np.uint8, copy=True)
