@@ -56,3 +56,13 @@ def test_a_mirrored_export_loads_wound_outward_with_its_uvs_and_a_note(holed_hea
     np.testing.assert_array_equal(loaded.uv[loaded.uv_faces], as_is.uv[as_is.uv_faces])
     assert any("wound inward" in n and "turned outward" in n for n in loaded.notes)
     assert not any("wound inward" in n for n in as_is.notes)
+
+
+def test_a_mirrored_triangle_soup_is_turned_as_one_part(holed_heads):
+    """Every face with its own three vertices (an unwelded export): the faces are joined by
+    position, so the head is judged as the head it is."""
+    scan = holed_heads[1][1]
+    corners = scan.vertices[scan.faces].reshape(-1, 3)
+    soup = np.arange(len(corners)).reshape(-1, 3)
+    assert inward_faces(corners, soup[:, ::-1]).all()
+    assert not inward_faces(corners, soup).any()

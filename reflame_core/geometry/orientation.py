@@ -63,15 +63,23 @@ def inward_faces(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     A part of at least ``MIN_PART_AREA`` of the mesh's area (the head, a cap, a jaw exported
     apart, an eyeball, whole or cut) is judged about its own centroid. A smaller one (a
     piece that holes cut off a cheek or a socket: concave, its own centroid lies in front of
-    it; a speck of noise) says little about itself and follows the largest part.
+    it; a speck of noise) says little about itself and follows the largest part. Parts are
+    joined by shared vertices, or by shared positions where no part dominates.
     """
     f = np.asarray(faces)
     if len(f) == 0:
         return np.zeros(0, bool)
-    parts = face_parts(f, len(vertices))
     tri = np.asarray(vertices, np.float64)[f]
-    area = np.bincount(parts, np.linalg.norm(
-        np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1))
+    face_area = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
+    parts = face_parts(f, len(vertices))
+    area = np.bincount(parts, face_area)
+    if area.max() < 0.5 * area.sum():
+        # No part dominates: maybe faces that share corners by position, not by index (a
+        # triangle soup, vertices split at every seam). Join them by position and look again.
+        rows = np.ascontiguousarray(vertices, dtype=np.float32)
+        _, same = np.unique(rows.view(np.dtype((np.void, 12))).ravel(), return_inverse=True)
+        parts = face_parts(same.ravel()[f], int(same.max()) + 1)
+        area = np.bincount(parts, face_area)
     inward = outward_balance(vertices, f, parts) < -INWARD_BALANCE
     small = area < MIN_PART_AREA * area.sum()
     inward[small] = inward[int(np.argmax(area))]
