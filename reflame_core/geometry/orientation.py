@@ -57,10 +57,49 @@ def face_parts(faces: np.ndarray, num_vertices: int) -> np.ndarray:
     return labels.astype(np.int64)
 
 
-def inward_faces(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """(F,) bool: the faces of ``faces`` (F,3) in parts wound inward.
+def disagreeing_faces(faces: np.ndarray, num_vertices: int) -> np.ndarray:
+    """(F,) bool: faces to reverse so that ``faces`` (F,3) agree across every edge two of
+    them share (each runs the edge the other way), one choice per connected part; all False
+    where they agree already.
 
-    A part of at least ``MIN_PART_AREA`` of the mesh's area (the head, a cap, a jaw exported
+    The faces of each part are 2-coloured over the double cover of their edge graph: node
+    (face, kept) joins (neighbour, kept) where the two agree and (neighbour, reversed) where
+    they do not. Each part's faces then fall into two mirror components, and the one with
+    the lower label is kept. A surface that cannot be wound one way (a Moebius strip) has
+    both nodes of a face in one component, and is left as it is.
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    f = np.asarray(faces, np.int64)
+    n = len(f)
+    start, end = f.ravel(), np.roll(f, -1, axis=1).ravel()  # half-edges start -> end
+    key = np.minimum(start, end) * num_vertices + np.maximum(start, end)
+    order = np.argsort(key, kind="stable")
+    k = key[order]
+    first = np.flatnonzero(np.r_[True, k[1:] != k[:-1]])
+    count = np.diff(np.r_[first, len(k)])
+    pair = first[count == 2]  # edges with exactly two faces (manifold)
+    h1, h2 = order[pair], order[pair + 1]
+    differ = start[h1] == start[h2]  # both run the edge the same way: wound apart
+    if not differ.any():
+        return np.zeros(n, bool)
+    f1, f2 = h1 // 3, h2 // 3
+    flip = differ.astype(np.int64)
+    rows = np.concatenate([f1, f1 + n])
+    cols = np.concatenate([f2 + n * flip, f2 + n * (1 - flip)])
+    graph = coo_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(2 * n, 2 * n))
+    _, label = connected_components(graph, directed=False)
+    return label[n:] < label[:n]
+
+
+def inward_faces(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
+    """(F,) bool: the faces of ``faces`` (F,3) to reverse so that every part is wound
+    outward.
+
+    First the faces of each part are made to agree across their shared edges
+    (``disagreeing_faces``: a broken remesher or converter reverses faces at random). Then
+    a part of at least ``MIN_PART_AREA`` of the mesh's area (the head, a cap, a jaw exported
     apart, an eyeball, whole or cut) is judged about its own centroid. A smaller one (a
     piece that holes cut off a cheek or a socket: concave, its own centroid lies in front of
     it; a speck of noise) says little about itself and follows the largest part. Parts are
@@ -71,16 +110,20 @@ def inward_faces(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
         return np.zeros(0, bool)
     tri = np.asarray(vertices, np.float64)[f]
     face_area = np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1)
-    parts = face_parts(f, len(vertices))
+    corners, num_corners = f, len(vertices)
+    parts = face_parts(corners, num_corners)
     area = np.bincount(parts, face_area)
     if area.max() < 0.5 * area.sum():
         # No part dominates: maybe faces that share corners by position, not by index (a
         # triangle soup, vertices split at every seam). Join them by position and look again.
         rows = np.ascontiguousarray(vertices, dtype=np.float32)
         _, same = np.unique(rows.view(np.dtype((np.void, 12))).ravel(), return_inverse=True)
-        parts = face_parts(same.ravel()[f], int(same.max()) + 1)
+        corners, num_corners = same.ravel()[f], int(same.max()) + 1
+        parts = face_parts(corners, num_corners)
         area = np.bincount(parts, face_area)
-    inward = outward_balance(vertices, f, parts) < -INWARD_BALANCE
+    agree = disagreeing_faces(corners, num_corners)
+    wound = np.where(agree[:, None], f[:, ::-1], f)
+    inward = outward_balance(vertices, wound, parts) < -INWARD_BALANCE
     small = area < MIN_PART_AREA * area.sum()
     inward[small] = inward[int(np.argmax(area))]
-    return inward[parts]
+    return agree ^ inward[parts]

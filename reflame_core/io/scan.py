@@ -310,8 +310,11 @@ def wound_outward(scan: Scan) -> Scan:
         uv_faces = scan.uv_faces.copy()
         uv_faces[turned] = uv_faces[turned][:, ::-1]
     n, total = int(turned.sum()), len(faces)
-    what = ("its faces were" if n == total else f"{n} of its {total} faces were")
-    note = (f"{what} wound inward (normals pointing into the head, as a mirrored export "
-            "leaves them): turned outward")
+    if n == total:
+        note = ("its faces were wound inward (normals pointing into the head, as a mirrored "
+                "export leaves them): turned outward")
+    else:
+        note = (f"{n} of its {total} faces were wound inward (normals pointing into the "
+                "head): turned outward")
     return replace(scan, faces=faces, uv_faces=uv_faces, notes=[*scan.notes, note],
                    _normals=None)
