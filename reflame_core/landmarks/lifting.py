@@ -64,6 +64,16 @@ def same_side(points: np.ndarray, cam_positions: np.ndarray, head_size: float) -
     return ok & np.isfinite(x)
 
 
+def facing_cosine(corners: np.ndarray, points: np.ndarray, camera: np.ndarray) -> np.ndarray:
+    """(K,) cos of the angle between each triangle's normal (``corners`` (K,3,3), wound
+    outward) and the direction from ``points`` (K,3) on it to ``camera`` (3,): 1 seen head-on,
+    below 0 seen from behind (its inside, through a hole or past a cut)."""
+    normal = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
+    ray = np.asarray(camera, np.float64) - points
+    return np.einsum("kd,kd->k", normal, ray) / np.maximum(
+        np.linalg.norm(normal, axis=1) * np.linalg.norm(ray, axis=1), 1e-30)
+
+
 def _screen_bary(p: np.ndarray, corners: np.ndarray) -> np.ndarray:
     """Barycentrics (N,C,3) of pixels p (N,2) in 2D triangles corners (N,C,3,2).
 
@@ -154,8 +164,6 @@ def lift_views(detections: list[Detection2D | None], tri_ids: np.ndarray, pixels
     facing = np.zeros((nb, k))
     conf = np.zeros((nb, k))
     v = np.asarray(vertices, np.float64)
-    fn = np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])
-    fn /= np.maximum(np.linalg.norm(fn, axis=1, keepdims=True), 1e-20)
     order = {n: j for j, n in enumerate(names)}
     for b, det in enumerate(detections):
         if det is None:
@@ -167,10 +175,10 @@ def lift_views(detections: list[Detection2D | None], tri_ids: np.ndarray, pixels
         f, bary = lift_points(p2, tri_ids[b], pixels[b], depths[b], faces)
         hit = f >= 0
         f, bary, dst = f[hit], bary[hit], dst[hit]
-        p = np.einsum("kc,kcd->kd", bary, v[faces[f]])
-        ray = cam_positions[b] - p
+        corners = v[faces[f]]
+        p = np.einsum("kc,kcd->kd", bary, corners)
         face[b, dst], pts[b, dst] = f, p
-        facing[b, dst] = np.einsum("kd,kd->k", fn[f], ray) / np.linalg.norm(ray, axis=1)
+        facing[b, dst] = facing_cosine(corners, p, cam_positions[b])
         conf[b, dst] = det.confidence[src[hit]]
     return ViewHits(pts, face, facing, conf, np.asarray(cam_positions, np.float64))
 

@@ -24,7 +24,7 @@ from reflame_core.geometry.frame import AXIS_NAMES, axis_vector, canonical_frame
 from reflame_core.geometry.similarity import Similarity
 from reflame_core.io.mesh import Scan
 from reflame_core.landmarks.detector import LandmarkDetector
-from reflame_core.landmarks.lifting import lift_points
+from reflame_core.landmarks.lifting import facing_cosine, lift_points
 from reflame_core.render.cameras import OrbitCameras
 
 COARSE_RESOLUTION = 160  # px; a face filling a third of it is still found
@@ -161,11 +161,7 @@ def _view_axes(scan: Scan, cameras: OrbitCameras, detector: LandmarkDetector, tu
         p = np.einsum("kc,kcd->kd", bary[hit], tri)
         # A point over a hole lifts onto the inside of the far side of the head, seen from
         # behind: one such eye corner turns the face by tens of degrees.
-        normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-        ray = cam_positions[b] - p
-        facing = np.einsum("kd,kd->k", normal, ray) / np.maximum(
-            np.linalg.norm(normal, axis=1) * np.linalg.norm(ray, axis=1), 1e-30)
-        seen = facing > 0.0
+        seen = facing_cosine(tri, p, cam_positions[b]) > 0.0
         pts[hit[seen]] = p[seen]
         pts = _fill_from_neighbours(pts, det.points)
         axes = face_axes(detector.table.apply(pts)[:68])

@@ -16,6 +16,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from reflame_core.landmarks.lifting import facing_cosine
+
 # Target face statistics in OpenCV's 8-bit Lab (L 0-255, a and b offset by 128): lightness
 # 2nd/98th percentiles and mean chroma of a face lit from the front (typical skin: hue angle
 # about 45-60 degrees, chroma about 20). Measured on renders of the facescape texture (tuning
@@ -81,8 +83,7 @@ def fill_holes(images: np.ndarray, tri_id: np.ndarray, vertices: np.ndarray, fac
         # Only the triangles this view shows (a dense scan has millions it does not).
         seen, pixel_tri = np.unique(ids[covered], return_inverse=True)
         tri = v[faces[seen]]
-        normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-        from_behind = np.einsum("kd,kd->k", normal, cam - tri.mean(1)) < 0
+        from_behind = facing_cosine(tri, tri.mean(1), cam) < 0
         behind = np.zeros(ids.shape, bool)
         behind[covered] = from_behind[pixel_tri]
         count = int(behind.sum())
