@@ -9,6 +9,9 @@ Scored per head: the angle between the found and the true up, and front; whether
 scan axis to each is the true one's (what a user would have typed as --up/--front); the
 confidence; the seconds ``find_frame`` took (CPU, 4000-vertex heads by default).
 
+``--seeds`` picks the heads by seed instead; ``--as-generated`` keeps each head's own pose
+(the scenario's: the generator's up to 10 degrees, or the rotation condition's 10-25).
+
 With ``--scan FILE`` (a real scan, +y up and facing +z in its file) the scan itself is turned
 to each of the 24 axis frames instead, in a fixed order; ``--tilt`` adds a 10-25 degree tilt
 about a random axis to each (drawn in that order from ``numpy.random.default_rng(7)``).
@@ -98,6 +101,9 @@ def main() -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenarios", nargs="+", choices=sorted(SCENARIOS), default=["base"])
     ap.add_argument("--heads", type=int, default=5)
+    ap.add_argument("--seeds", type=int, nargs="+", help="these seeds instead of --heads")
+    ap.add_argument("--as-generated", action="store_true",
+                    help="keep each head's own pose (the scenario's) instead of re-posing it")
     ap.add_argument("--scan-vertices", type=int, default=4000)
     default_data = Path(__file__).resolve().parents[2] / "shared" / "data"
     ap.add_argument("--data", type=Path,
@@ -119,11 +125,13 @@ def main() -> int:
     texture = np.asarray(Image.open(a.data / "textures" / "facescape_texmap.jpg").convert("RGB"))
     detector = get_detector("mediapipe")
     rows = []
+    seeds = a.seeds or list(SCORED_SEEDS[: a.heads])
     for name in a.scenarios:
-        for seed in SCORED_SEEDS[: a.heads]:
+        for seed in seeds:
             head = make_world_head(template, texture, embedding, name, seed,
                                    target_vertices=a.scan_vertices)
-            head = set_pose(head, random_pose(np.random.default_rng([seed, 12])))
+            if not a.as_generated:
+                head = set_pose(head, random_pose(np.random.default_rng([seed, 12])))
             truth = head.to_canonical.rotation  # rows: scan directions of +x, +y, +z
             t = time.perf_counter()
             found = find_frame(head.scan, detector)
@@ -140,7 +148,7 @@ def main() -> int:
     up = np.array([r["up_error_deg"] for r in rows])
     front = np.array([r["front_error_deg"] for r in rows])
     json.dump({
-        "scenarios": a.scenarios, "seeds": list(SCORED_SEEDS[: a.heads]),
+        "scenarios": a.scenarios, "seeds": seeds, "as_generated": a.as_generated,
         "scan_vertices": a.scan_vertices, "machine": platform.processor() or platform.machine(),
         "axes_right": int(sum(r["axes_right"] for r in rows)), "heads": len(rows),
         "up_error_deg_median_max": [float(np.median(up)), float(up.max())],
