@@ -8,10 +8,10 @@ Errors are distances to the true FLAME vertices / head height (``synthetic/scori
 Targets: mean <= 0.3% with true landmarks (and with the displaced ones, which the robust
 landmark terms should make as good), p95 <= 2%; eyeballs are scored on their own.
 
-Measured (2-core CPU, shared): mean 0.226% / 0.224% / 0.223%, p95 0.66% / 0.61% / 0.65%,
-eyeballs 0.28% / 0.34% / 0.27% (rotated / proportions / wrong landmarks). A render-free
-variant (surface terms only) was faster but missed: 0.31% / 0.31% / 0.28%. After merging
-main's speed work the three fits take seconds each on an idle 2-core machine.
+Measured (2-core CPU): mean 0.210% / 0.196% / 0.202%, p95 0.67% / 0.62% / 0.62%, eyeballs
+0.17% / 0.18% / 0.16% (rotated / proportions / wrong landmarks); eyeballs placed from their
+sockets alone (``stages.eyeballs.scan_surface`` off) 0.18% / 0.15% / 0.18%. A render-free
+variant (surface terms only) was faster but missed: 0.31% / 0.31% / 0.28%.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Pieces of issue 13's fit: the edge-stretch prior, the annealed lambda, eyeballs that follow
-their sockets."""
+their sockets and lie on the scan's eye surface."""
 
 from __future__ import annotations
 
@@ -8,17 +8,22 @@ import pytest
 import torch
 
 from reflame_core.fit.config import FitConfig
+from reflame_core.fit.eye_surface import exposed_cap
 from reflame_core.fit.regions import LEFT_EYEBALL, RIGHT_EYEBALL
 from reflame_core.fit.session import FitSession
 from reflame_core.fit.shape_prior import ShapePrior, unsupported_weights
 from reflame_core.fit.targets import LandmarkTargets
+from reflame_core.geometry.similarity import Similarity
+from reflame_core.io.mesh import Scan
 
 
 @pytest.fixture(scope="module")
 def session(small_synthetic_head, flame_template, landmark_embedding) -> FitSession:
     cfg = FitConfig.load(preset="fast", overrides={
         "stages.coarse.steps": 8, "stages.coarse.lambda": 100.0,
-        "stages.coarse.lambda_end": 10.0, "stages.coarse.lambda_phases": 4})
+        "stages.coarse.lambda_end": 10.0, "stages.coarse.lambda_phases": 4,
+        # The socket alone: these tests move the head away from the scan.
+        "stages.eyeballs.scan_surface": False})
     return FitSession(small_synthetic_head.scan, flame_template, landmark_embedding,
                       LandmarkTargets.from_points(small_synthetic_head.true_landmarks), cfg,
                       render_backend="torch")
@@ -101,3 +106,62 @@ def test_eyeballs_under_new_proportions(session, shape):
             r_tmpl = np.linalg.norm(tmpl[ball] - tmpl[ball].mean(0), axis=1)
             r_got = np.linalg.norm(got[ball] - got[ball].mean(0), axis=1)
             np.testing.assert_allclose(r_got, r_tmpl * (1.15 * 0.9) ** (1 / 3), rtol=1e-4)
+
+
+def _template_scan_session(template, embedding, eye_shift: np.ndarray | None) -> FitSession:
+    """A session whose scan is the template itself, in the template's frame, with both
+    eyeballs moved by ``eye_shift`` (3,) or removed (None: a scan that shows no eyes)."""
+    verts = template.vertices.astype(np.float64).copy()
+    faces = template.faces
+    if eye_shift is None:
+        faces = faces[(faces < LEFT_EYEBALL.start).all(1)]
+    else:
+        verts[LEFT_EYEBALL.start:] += eye_shift
+    scan = Scan(vertices=verts.astype(np.float32), faces=faces)
+    return FitSession(scan, template, embedding, None, FitConfig.load(preset="fast"),
+                      render_backend="torch", to_canonical=Similarity())
+
+
+def test_exposed_cap_is_the_front_of_each_eye(flame_template):
+    head_faces = flame_template.faces[(flame_template.faces < LEFT_EYEBALL.start).all(1)]
+    sizes = []
+    for ball in (LEFT_EYEBALL, RIGHT_EYEBALL):
+        cap = exposed_cap(flame_template.vertices, ball, head_faces)
+        pts = flame_template.vertices[ball].astype(np.float64)
+        out = pts[cap] - pts.mean(0)
+        out /= np.linalg.norm(out, axis=1, keepdims=True)
+        assert out.mean(0)[2] > 0.85  # it looks forward
+        sizes.append(int(cap.sum()))
+    # Between the lids: a fifth of the sphere or so, the same on both sides.
+    assert min(sizes) >= 60 and max(sizes) <= 160 and abs(sizes[0] - sizes[1]) <= 10, sizes
+
+
+def test_eyeballs_move_onto_the_scans_eye_surface(flame_template, landmark_embedding):
+    """The scan's eyes sit 1.5 mm deeper and 0.5 mm lower than the template's (eyeball radius
+    about 12 mm); the head matches exactly, so the socket alone would leave the eyeballs at
+    the template's place. The eye surface between the lids moves them most of the way."""
+    radius = float(np.linalg.norm(flame_template.vertices[LEFT_EYEBALL]
+                                  - flame_template.vertices[LEFT_EYEBALL].mean(0), axis=1).mean())
+    shift = np.array([0.0, -0.04, -0.12]) * radius
+    session = _template_scan_session(flame_template, landmark_embedding, shift)
+    stage = session.stage("eyeballs")
+    stage.begin(session)
+    stage.step(session)
+    got = session.vertices.numpy().astype(np.float64) - flame_template.vertices
+    for ball in (LEFT_EYEBALL, RIGHT_EYEBALL):
+        moved = got[ball].mean(0)
+        assert abs(moved[2] - shift[2]) < 0.2 * abs(shift[2]), moved / radius
+        assert np.linalg.norm(moved - shift) < 0.35 * np.linalg.norm(shift), moved / radius
+    assert session._pending_event is None
+
+
+def test_eyeballs_stay_with_their_socket_where_the_scan_shows_no_eyes(flame_template,
+                                                                      landmark_embedding):
+    session = _template_scan_session(flame_template, landmark_embedding, None)
+    stage = session.stage("eyeballs")
+    stage.begin(session)
+    stage.step(session)
+    got = session.vertices.numpy()
+    np.testing.assert_allclose(got[LEFT_EYEBALL.start:],
+                               flame_template.vertices[LEFT_EYEBALL.start:], atol=1e-5)
+    assert "2 of 2 eyeballs placed from the socket only" in session._pending_event

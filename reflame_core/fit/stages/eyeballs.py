@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from reflame_core.fit.eye_surface import cap_shift, exposed_cap
 from reflame_core.fit.regions import LEFT_EYEBALL, RIGHT_EYEBALL
 from reflame_core.fit.stages.base import FitStage
+from reflame_core.geometry.surface_query import MeshQuery
 
 if TYPE_CHECKING:
     from reflame_core.fit.session import FitSession
@@ -30,6 +32,11 @@ class EyeballStage(FitStage):
       ``MAX_STRETCH`` of their geometric mean, so a poorly fitted socket cannot squash it.
     - ``"sphere"``: it stays a sphere: it turns by the map's rotation and scales by the cube
       root of its determinant, one scale for both eyes so they stay the same size.
+
+    Then, with ``scan_surface`` on, each eyeball moves so that the part of it seen between
+    the lids lies on the scan's eye surface (``fit/eye_surface.py``), by at most
+    ``max_surface_shift`` eyeball radii; an eye the scan does not show stays where its socket
+    put it, and the step's event says so.
     """
 
     name = "eyeballs"
@@ -37,6 +44,12 @@ class EyeballStage(FitStage):
 
     def num_steps(self, session: FitSession) -> int:
         return 1
+
+    def begin(self, session: FitSession) -> None:
+        tmpl = session.template_vertices.cpu().numpy()
+        head_faces = session.template.faces[(session.template.faces < LEFT_EYEBALL.start).all(1)]
+        self.caps = {ball.start: exposed_cap(tmpl, ball, head_faces)
+                     for ball in (LEFT_EYEBALL, RIGHT_EYEBALL)}
 
     def step(self, session: FitSession) -> dict[str, float]:
         p = self.params(session)
@@ -58,14 +71,38 @@ class EyeballStage(FitStage):
             stretch = np.clip(sv, scale / self.MAX_STRETCH, scale * self.MAX_STRETCH)
             placed.append((ball, centre, shift, u, stretch, vt, scale))
         mean_scale = float(np.mean([q[6] for q in placed]))
-        moved = 0.0
+        moved, on_scan = 0.0, []
         for ball, centre, shift, u, stretch, vt, _ in placed:
             linear = (u * stretch) @ vt if follow_socket else mean_scale * (u @ vt)
             new = shift + (tmpl[ball] - centre) @ linear.T
+            if p["scan_surface"]:
+                radius = float(np.linalg.norm(new - shift, axis=1).mean())
+                scan = _scan_near(session, shift, radius)
+                to_surface = None if scan is None else cap_shift(
+                    new[self.caps[ball.start]], shift, scan,
+                    max_shift=float(p["max_surface_shift"]) * radius,
+                    max_residual=float(p["max_surface_residual"]) * radius)
+                on_scan.append(to_surface is not None)
+                if to_surface is not None:
+                    new = new + to_surface
             moved += float(np.linalg.norm(new - fitted[ball], axis=1).mean()) / 2
             fitted[ball] = new
         session.vertices = torch.from_numpy(fitted.astype(np.float32)).to(session.device)
+        if on_scan and not all(on_scan):
+            session.note(f"{on_scan.count(False)} of 2 eyeballs placed from the socket only: "
+                         "the scan shows too little eye surface there")
         return {"eyeball_shift": moved, "eyeball_scale": mean_scale}
+
+
+def _scan_near(session: FitSession, centre: np.ndarray, radius: float) -> MeshQuery | None:
+    """The scan's faces (canonical frame) within 3 eyeball radii of ``centre`` as a query, or
+    None where there are none."""
+    scan = session.scan_canonical
+    near = np.linalg.norm(scan.vertices[scan.faces].mean(1) - centre, axis=1) < 3.0 * radius
+    if not near.any():
+        return None
+    used, faces = np.unique(scan.faces[near], return_inverse=True)
+    return MeshQuery(scan.vertices[used], faces.reshape(-1, 3))
 
 
 def _affine(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
