@@ -144,9 +144,7 @@ def test_eyeballs_move_onto_the_scans_eye_surface(flame_template, landmark_embed
                                   - flame_template.vertices[LEFT_EYEBALL].mean(0), axis=1).mean())
     shift = np.array([0.0, -0.04, -0.12]) * radius
     session = _template_scan_session(flame_template, landmark_embedding, shift)
-    stage = session.stage("eyeballs")
-    stage.begin(session)
-    stage.step(session)
+    session.stage("eyeballs").step(session)
     got = session.vertices.numpy().astype(np.float64) - flame_template.vertices
     for ball in (LEFT_EYEBALL, RIGHT_EYEBALL):
         moved = got[ball].mean(0)
@@ -158,9 +156,7 @@ def test_eyeballs_move_onto_the_scans_eye_surface(flame_template, landmark_embed
 def test_eyeballs_stay_with_their_socket_where_the_scan_shows_no_eyes(flame_template,
                                                                       landmark_embedding):
     session = _template_scan_session(flame_template, landmark_embedding, None)
-    stage = session.stage("eyeballs")
-    stage.begin(session)
-    stage.step(session)
+    session.stage("eyeballs").step(session)
     got = session.vertices.numpy()
     np.testing.assert_allclose(got[LEFT_EYEBALL.start:],
                                flame_template.vertices[LEFT_EYEBALL.start:], atol=1e-5)
