@@ -377,6 +377,8 @@ BAD_SETTINGS: list[tuple[list[str], str]] = [
     (["--set", "stages.coarse.min_normal_cos=2"], "'stages.coarse.min_normal_cos'"),
     (["--set", "regions.face=nan"], "'regions.face'"),
     (["--set", "stages.coarse.surface_samples=0"], "surface_samples"),
+    (["--set", "stages.eyeballs.max_surface_shift=0"],
+     "'stages.eyeballs.max_surface_shift' must be > 0"),
     (["--set", "no_equals_sign"], "must look like section.key=value"),
     (["--up", "sideways"], "'frame.up' must be one of +x -x +y -y +z -z, got 'sideways'"),
     (["--up", "+z", "--front", "-z"], "must be different axes"),

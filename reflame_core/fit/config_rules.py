@@ -92,6 +92,8 @@ RULES: list[tuple[str, Any]] = [
     ("stages.affine.trim", _range(0.0, 1.0, hi_open=True)),
     ("stages.affine.max_change", _range(0.0, 1.0, lo_open=True, hi_open=True)),
     ("stages.eyeballs.socket_radius", _range(1.0, None, lo_open=True)),
+    ("stages.eyeballs.max_surface_shift", POSITIVE),
+    ("stages.eyeballs.max_surface_residual", POSITIVE),
     ("stages.texture.resolution", _range(16, 8192)),
     ("stages.texture.refine_steps", _range(0, None)),
 ]
