@@ -15,6 +15,8 @@ from reflame_core.geometry.surface_query import MeshQuery
 # weigh about 0.9 / 0.07 / 0.02 across depth / sideways / up for FLAME's cap): it holds the
 # directions the cap barely sees near the socket's placement.
 DAMPING = 0.01
+# Share of the cap that must find the scan's surface to start moving it (``cap_shift``).
+MIN_START_MATCHED = 0.2
 
 
 def exposed_cap(vertices: np.ndarray, ball: slice, head_faces: np.ndarray) -> np.ndarray:
@@ -75,7 +77,7 @@ def cap_shift(
     min_matched: float = 0.6,
 ) -> np.ndarray | None:
     """(3,) translation that lays the eyeball's exposed ``cap`` (n,3) on the scan's eye
-    surface, or None where the scan does not show that surface clearly: under
+    surface, or None where the scan does not show that surface clearly: once moved, under
     ``min_matched`` of the cap finds a surface within ``max_shift`` facing the same way (eyes
     closed, a hole, hair), or the cap ends with a median distance over ``max_residual``
     (the lids or a hole's rim matched instead of an eye, or a surface too noisy to place it).
@@ -100,7 +102,9 @@ def cap_shift(
         hits = scan.closest(cap + shift)
         facing = (scan.face_normals[hits.face] * normals).sum(1)
         keep = (hits.distance < max_shift) & (facing > min_cos)
-        if keep.mean() < min_matched:
+        # The cap may start well behind the scan's eye, its rim pairing with the lids; what
+        # must match is where it ends.
+        if keep.mean() < (min_matched if i == iterations else MIN_START_MATCHED):
             return None
         resid = hits.distance[keep]
         if i == iterations:
