@@ -68,14 +68,16 @@ class EyeballStage(FitStage):
             placed.append((ball, centre, shift, u, stretch, vt, scale))
         mean_scale = float(np.mean([q[6] for q in placed]))
         moved, on_scan = 0.0, []
+        scan = session.scan_canonical
+        scan_centroids = scan.vertices[scan.faces].mean(1) if p["scan_surface"] else None
         for ball, centre, shift, u, stretch, vt, _ in placed:
             linear = (u * stretch) @ vt if follow_socket else mean_scale * (u @ vt)
             new = shift + (tmpl[ball] - centre) @ linear.T
             if p["scan_surface"]:
                 radius = float(np.linalg.norm(new - shift, axis=1).mean())
-                scan = _scan_near(session, shift, radius)
-                to_surface = None if scan is None else cap_shift(
-                    new[_exposed_caps(session.template)[ball.start]], shift, scan,
+                near = _faces_near(scan.vertices, scan.faces, scan_centroids, shift, radius)
+                to_surface = None if near is None else cap_shift(
+                    new[_exposed_caps(session.template)[ball.start]], shift, near,
                     max_shift=float(p["max_surface_shift"]) * radius,
                     max_residual=float(p["max_surface_residual"]) * radius)
                 on_scan.append(to_surface is not None)
@@ -107,15 +109,15 @@ def _exposed_caps(template: FlameTemplate) -> dict[int, np.ndarray]:
     return _CAPS[key]
 
 
-def _scan_near(session: FitSession, centre: np.ndarray, radius: float) -> MeshQuery | None:
-    """The scan's faces (canonical frame) within 3 eyeball radii of ``centre`` as a query, or
-    None where there are none."""
-    scan = session.scan_canonical
-    near = np.linalg.norm(scan.vertices[scan.faces].mean(1) - centre, axis=1) < 3.0 * radius
+def _faces_near(vertices: np.ndarray, faces: np.ndarray, centroids: np.ndarray,
+                centre: np.ndarray, radius: float) -> MeshQuery | None:
+    """The faces (F,3) whose centroids (F,3) lie within 3 eyeball radii of ``centre``, as a
+    query over just those, or None where there are none."""
+    near = np.linalg.norm(centroids - centre, axis=1) < 3.0 * radius
     if not near.any():
         return None
-    used, faces = np.unique(scan.faces[near], return_inverse=True)
-    return MeshQuery(scan.vertices[used], faces.reshape(-1, 3))
+    used, local = np.unique(faces[near], return_inverse=True)
+    return MeshQuery(vertices[used], local.reshape(-1, 3))
 
 
 def _affine(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
