@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reflame_core.geometry.surface_query import MeshQuery
+from reflame_core.geometry.surface_query import MeshQuery, ray_triangle_distances
 
 # Damping of ``cap_shift``'s solve, next to the cap's point-to-plane term (whose directions
 # weigh about 0.9 / 0.07 / 0.02 across depth / sideways / up for FLAME's cap): it holds the
@@ -41,27 +41,10 @@ def exposed_cap(vertices: np.ndarray, ball: slice, head_faces: np.ndarray) -> np
     tri = tri[(ahead[:, 2] > centre[2]) & (np.linalg.norm(ahead - centre, axis=1) < 8 * radius)]
     exposed = dirs[:, 2] > 0
     rays = np.flatnonzero(exposed)
-    for start in range(0, len(rays), 32):  # (32,F,3) float64 temporaries stay small
+    for start in range(0, len(rays), 32):  # (32,F) temporaries stay small
         i = rays[start:start + 32]
-        exposed[i] = ~np.isfinite(_ray_triangle_t(pts[i], dirs[i], tri)).any(1)
+        exposed[i] = ~np.isfinite(ray_triangle_distances(pts[i], dirs[i], tri)).any(1)
     return exposed
-
-
-def _ray_triangle_t(origins: np.ndarray, dirs: np.ndarray, tri: np.ndarray) -> np.ndarray:
-    """(N,T) ray parameter t > 0 where ray i meets triangle j (Moller-Trumbore), else inf."""
-    e1 = tri[:, 1] - tri[:, 0]  # (T,3)
-    e2 = tri[:, 2] - tri[:, 0]
-    p = np.cross(dirs[:, None, :], e2[None])  # (N,T,3)
-    det = (p * e1[None]).sum(-1)
-    ok = np.abs(det) > 1e-12
-    inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
-    s = origins[:, None, :] - tri[None, :, 0]
-    u = (s * p).sum(-1) * inv
-    q = np.cross(s, e1[None])
-    w = (dirs[:, None, :] * q).sum(-1) * inv
-    t = (e2[None] * q).sum(-1) * inv
-    hit = ok & (u >= 0) & (w >= 0) & (u + w <= 1) & (t > 1e-9)
-    return np.where(hit, t, np.inf)
 
 
 def cap_shift(

@@ -306,6 +306,18 @@ class TorchMeshQuery:
                            distance=torch.where(hit, t.abs(), float("inf")))
 
 
+def ray_triangle_distances(origins: np.ndarray, directions: np.ndarray,
+                           triangles: np.ndarray) -> np.ndarray:
+    """(N,T) how far along each ray (N,3 origins, N,3 unit directions) it meets each triangle
+    (T,3,3) ahead of its origin; inf where it does not. Every pair is tested: for a few
+    hundred rays against a few thousand triangles (no index)."""
+    o = torch.from_numpy(np.ascontiguousarray(np.asarray(origins).T))[:, :, None]
+    d = torch.from_numpy(np.ascontiguousarray(np.asarray(directions).T))[:, :, None]
+    tri = torch.from_numpy(np.ascontiguousarray(np.asarray(triangles).transpose(1, 2, 0)))
+    t, _, ok = _ray_triangles(o, d, tri[:, :, None, :])
+    return torch.where(ok & (t > 1e-9), t, float("inf")).numpy()
+
+
 def _empty_hits(points: np.ndarray) -> SurfaceHits:
     n = len(points)
     return SurfaceHits(

@@ -92,7 +92,7 @@ class EyeballStage(FitStage):
         return {"eyeball_shift": moved, "eyeball_scale": mean_scale}
 
 
-# The template's exposed caps by a digest of its vertices and faces: a ray test of ~0.2 s an
+# The template's exposed caps by a digest of its vertices and faces: a ray test of ~0.05 s an
 # eye, the same for every fit with that template (a batch fits many).
 _CAPS: dict[bytes, dict[int, np.ndarray]] = {}
 
