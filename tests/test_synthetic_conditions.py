@@ -155,6 +155,21 @@ def test_scalp_cap_adds_geometry_over_the_scalp(base, heads) -> None:
     assert len(head.scan.uv_faces) == len(head.scan.faces)
 
 
+def test_shoulders_add_a_body_below_the_neck(base, heads) -> None:
+    head = heads["shoulders"]
+    canon = head.to_canonical.apply(head.scan.vertices)  # template frame and units
+    height = np.ptp(base.deformed_vertices[:, 1])
+    neck_end = base.deformed_vertices[:, 1].min()
+    # Wider than the head, reaching well below FLAME's neck, textured like the rest.
+    assert np.ptp(canon[:, 0]) > 1.1 * np.ptp(base.deformed_vertices[:, 0])
+    assert canon[:, 1].min() < neck_end - 0.3 * height
+    assert len(head.scan.uv_faces) == len(head.scan.faces)
+    # Only the neck inside the body is gone: the face and its landmarks are all there.
+    assert head.landmark_present.all()
+    gone = head.to_canonical.apply(head.true_vertices[~head.vertex_present])
+    assert len(gone) and (gone[:, 1] < neck_end + 0.15 * height).all()
+
+
 def test_noise_moves_vertices_not_the_template(base, heads) -> None:
     head = heads["noise"]
     d = np.linalg.norm(head.scan.vertices - base.scan.vertices, axis=1) / head_height(base)

@@ -72,3 +72,16 @@ class Scan:
     def transformed(self, sim: Similarity) -> Scan:
         """A copy with vertices mapped by ``sim`` (texture and UVs shared, not copied)."""
         return replace(self, vertices=sim.apply(self.vertices).astype(np.float32), _normals=None)
+
+    def with_faces(self, keep: np.ndarray) -> Scan:
+        """A copy with only the faces where ``keep`` (F,) bool is True; the vertices and UVs
+        no kept face uses are dropped (the texture is shared, not copied)."""
+        faces = self.faces[keep]
+        used, new_faces = np.unique(faces, return_inverse=True)
+        uv, uv_faces = self.uv, self.uv_faces
+        if uv is not None and uv_faces is not None:
+            used_uv, new_uv_faces = np.unique(uv_faces[keep], return_inverse=True)
+            uv, uv_faces = uv[used_uv], new_uv_faces.reshape(-1, 3)
+        colors = None if self.vertex_colors is None else self.vertex_colors[used]
+        return replace(self, vertices=self.vertices[used], faces=new_faces.reshape(-1, 3),
+                       uv=uv, uv_faces=uv_faces, vertex_colors=colors, _normals=None)

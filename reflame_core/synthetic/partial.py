@@ -1,7 +1,8 @@
-"""Partial and imperfect scans: cuts, missing back, holes, a cap over the scalp, noise.
+"""Partial and imperfect scans: cuts, missing back, holes, a cap over the scalp, shoulders,
+noise.
 
 Each condition is ``(head, rng) -> head``. Cuts remove faces through ``truth.keep_faces``,
-which marks the true vertices and landmarks no longer on the scan; added geometry (the cap)
+which marks the true vertices and landmarks no longer on the scan; added geometry (the cap, the shoulders)
 and noise keep every true point on the surface. Positions are decided in the template frame
 (+y up, +z forward), lengths as fractions of head height.
 """
@@ -11,7 +12,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import trimesh
 
+from reflame_core.fit.regions import LEFT_EYEBALL
 from reflame_core.io.mesh import vertex_normals
 from reflame_core.synthetic.conditions import rotation_matrix
 from reflame_core.synthetic.head import SyntheticHead
@@ -22,6 +25,9 @@ CHIN, BROWS = 8, slice(17, 27)  # iBUG indices
 # renders' background is black, and a black cap would read as missing geometry.
 HAIR_COLOURS = np.array([[60, 40, 30], [110, 75, 50], [190, 160, 110], [150, 150, 150],
                          [40, 70, 160]])
+# Shirt colours of a bust (RGB): white, navy, grey, dark red, green.
+CLOTH_COLOURS = np.array([[230, 230, 225], [40, 50, 90], [120, 120, 125], [130, 30, 40],
+                          [50, 110, 60]])
 
 
 def _height(head: SyntheticHead) -> float:
@@ -83,24 +89,84 @@ def scalp_cap(head: SyntheticHead, rng: np.random.Generator) -> SyntheticHead:
     used, local = np.unique(cap_faces, return_inverse=True)
     offset = rng.uniform(0.01, 0.03) * _height(head)
     shell = v[used] + offset * vertex_normals(v, s.faces)[used]
+    colour = HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))]
+    return _with_shell(head, shell, local.reshape(-1, 3), colour)
+
+
+def shoulders(head: SyntheticHead, rng: np.random.Generator) -> SyntheticHead:
+    """A bust: shoulders and a chest below the neck, as scanners of the upper body give.
+
+    A half-ellipsoid (open at the bottom, where the scan was cut off) 1.2-1.6 head heights
+    wide (FLAME's head height runs from the crown to the base of the neck), 0.6-0.8 deep and
+    0.35-0.5 high rises 0-12% of head height above the lowest point of the neck, so the neck
+    runs into it. The neck inside it is gone (a scan shows only the outer surface;
+    those true points are not scored). It is skin-coloured (the texel under the base of the
+    neck) or one of ``CLOTH_COLOURS``. Nothing in FLAME matches it, so the truth is
+    unchanged.
+    """
+    v = canonical_vertices(head)
+    height = _height(head)
+    deformed = head.deformed_vertices[: LEFT_EYEBALL.start]
+    bottom = deformed[:, 1].min()
+    base = deformed[deformed[:, 1] < bottom + 0.05 * height].mean(0)
+    radii = np.array([rng.uniform(0.6, 0.8), rng.uniform(0.35, 0.5), rng.uniform(0.3, 0.4)])
+    radii *= height
+    centre = np.array([base[0], bottom + rng.uniform(0.0, 0.12) * height - radii[1],
+                       base[2] + rng.uniform(-0.05, 0.05) * height])
+    inside = (((v[head.scan.faces].mean(1) - centre) / radii) ** 2).sum(1) < 1.0
+    head = keep_faces(head, ~inside)
+    sphere = trimesh.creation.icosphere(subdivisions=4)
+    points = np.asarray(sphere.vertices) * radii + centre
+    faces = np.asarray(sphere.faces)
+    faces = faces[points[faces][:, :, 1].mean(1) > centre[1] - 0.3 * radii[1]]
+    used, local = np.unique(faces, return_inverse=True)
+    if rng.random() < 0.5:
+        neck = head.to_canonical.inverse().apply(base[None])[0]
+        colour = _colour_at(head.scan, neck)
+    else:
+        colour = CLOTH_COLOURS[rng.integers(len(CLOTH_COLOURS))]
+    return _with_shell(head, points[used], local.reshape(-1, 3), colour)
+
+
+def _colour_at(scan, point: np.ndarray) -> np.ndarray:
+    """(3,) RGB the scan shows at its vertex nearest ``point`` (3,) (scan frame): the texel
+    under it, its vertex colour, or a mid grey."""
+    nearest = int(np.argmin(np.linalg.norm(scan.vertices - point, axis=1)))
+    if scan.has_texture:
+        face, corner = np.argwhere(scan.faces == nearest)[0]
+        u, t = scan.uv[scan.uv_faces[face, corner]]
+        h, w = scan.texture.shape[:2]
+        row = int(np.clip((1 - t) * h, 0, h - 1))
+        return scan.texture[row, int(np.clip(u * w, 0, w - 1))].astype(np.int64)
+    if scan.vertex_colors is not None:
+        return scan.vertex_colors[nearest].astype(np.int64)
+    return np.array([128, 128, 128])
+
+
+def _with_shell(head: SyntheticHead, shell: np.ndarray, shell_faces: np.ndarray,
+                colour: np.ndarray) -> SyntheticHead:
+    """The head with geometry added to its scan: ``shell`` (N,3) vertices in the template
+    frame and ``shell_faces`` (M,3) into them, coloured ``colour`` (3,) RGB (the texture's
+    closest texel where there is a texture: one UV point, no new atlas). The truth is
+    unchanged."""
+    s = head.scan
     to_scan = head.to_canonical.inverse()
     vertices = np.concatenate([s.vertices, to_scan.apply(shell).astype(np.float32)])
-    faces = np.concatenate([s.faces, len(s.vertices) + local.reshape(-1, 3)])
+    faces = np.concatenate([s.faces, len(s.vertices) + shell_faces])
     uv, uv_faces = s.uv, s.uv_faces
     if s.has_texture:
-        # The cap takes the texel closest to a hair or cap colour: one UV point, no new atlas.
-        target = HAIR_COLOURS[rng.integers(len(HAIR_COLOURS))]
-        dist = np.abs(s.texture.astype(np.int32) - target).sum(2)
+        dist = np.abs(s.texture.astype(np.int32) - colour).sum(2)
         row, col = np.unravel_index(np.argmin(dist), dist.shape)
         h, w = dist.shape
-        dark = np.array([[(col + 0.5) / w, 1 - (row + 0.5) / h]], np.float32)
-        uv = np.concatenate([s.uv, dark])
-        uv_faces = np.concatenate([s.uv_faces, np.full((len(cap_faces), 3), len(s.uv))])
+        texel = np.array([[(col + 0.5) / w, 1 - (row + 0.5) / h]], np.float32)
+        uv = np.concatenate([s.uv, texel])
+        uv_faces = np.concatenate([s.uv_faces, np.full((len(shell_faces), 3), len(s.uv))])
     elif uv is not None:
         uv, uv_faces = None, None  # UVs without a texture would be a half-kept layout
     colors = s.vertex_colors
     if colors is not None:
-        colors = np.concatenate([colors, np.repeat(colors.min(0, keepdims=True), len(used), 0)])
+        added = np.repeat(np.asarray(colour, colors.dtype)[None], len(shell), 0)
+        colors = np.concatenate([colors, added])
     scan = replace(s, vertices=vertices, faces=faces, uv=uv, uv_faces=uv_faces,
                    vertex_colors=colors, _normals=None)
     return replace(head, scan=scan)

@@ -83,22 +83,7 @@ def keep_faces(head: SyntheticHead, keep: np.ndarray) -> SyntheticHead:
     of the head height, above the float32 query's own rounding (~3e-7 here) and far below any
     triangle's size, so only points on kept faces or on the cut's very edge stay.
     """
-    s = head.scan
-    faces = s.faces[keep]
-    used, new_faces = np.unique(faces, return_inverse=True)
-    uv, uv_faces = s.uv, s.uv_faces
-    if uv is not None and uv_faces is not None:
-        used_uv, new_uv_faces = np.unique(uv_faces[keep], return_inverse=True)
-        uv, uv_faces = uv[used_uv], new_uv_faces.reshape(-1, 3)
-    scan = replace(
-        s,
-        vertices=s.vertices[used],
-        faces=new_faces.reshape(-1, 3),
-        uv=uv,
-        uv_faces=uv_faces,
-        vertex_colors=None if s.vertex_colors is None else s.vertex_colors[used],
-        _normals=None,
-    )
+    scan = head.scan.with_faces(keep)
     query = MeshQuery(scan.vertices, scan.faces, centroids=64)
     tol = 5e-6 * head_height(head)
 

@@ -44,6 +44,7 @@ CONDITIONS: dict[str, Condition] = {
     "no_back": partial.no_back,
     "holes": partial.holes,
     "scalp_cap": partial.scalp_cap,
+    "shoulders": partial.shoulders,
     "noise": partial.noise,
 }
 
