@@ -2,9 +2,9 @@
 noise.
 
 Each condition is ``(head, rng) -> head``. Cuts remove faces through ``truth.keep_faces``,
-which marks the true vertices and landmarks no longer on the scan; added geometry (the cap, the shoulders)
-and noise keep every true point on the surface. Positions are decided in the template frame
-(+y up, +z forward), lengths as fractions of head height.
+which marks the true vertices and landmarks no longer on the scan; added geometry (the cap,
+the shoulders) and noise keep every true point on the surface. Positions are decided in the
+template frame (+y up, +z forward), lengths as fractions of head height.
 """
 
 from __future__ import annotations
