@@ -17,6 +17,7 @@ from torch.profiler import record_function
 from reflame_core.assets.flame import FlameTemplate, LandmarkEmbedding
 from reflame_core.fit.config import FitConfig
 from reflame_core.fit.dense import DenseCue, GeometricDenseCue
+from reflame_core.fit.head_region import head_faces
 from reflame_core.fit.landmark_outliers import LandmarkOutlier, find_outliers
 from reflame_core.fit.regions import LEFT_EYEBALL, RIGHT_EYEBALL, region_labels, region_weights
 from reflame_core.fit.scene import cameras_from_config, scan_to_canonical
@@ -161,9 +162,6 @@ class FitSession:
         self.embedding = embedding
         self.to_canonical = to_canonical or scan_to_canonical(scan, config)
         self.scan_canonical = scan.transformed(self.to_canonical)
-        # Largest side of the canonical scan's bounding box: the unit of robust kernels and
-        # outlier reports (read every iteration, so computed once).
-        self.head_height = float(self.scan_canonical.extent.max())
         self.faces = torch.as_tensor(template.faces, dtype=torch.int64, device=device)
         self.template_vertices = torch.as_tensor(
             template.vertices, dtype=torch.float32, device=device
@@ -191,6 +189,10 @@ class FitSession:
         self.version = 0
         self._pending_event: str | None = None
         self.set_landmarks(landmarks)
+        self._leave_out_body()
+        # Largest side of the canonical scan's bounding box: the unit of robust kernels and
+        # outlier reports (read every iteration, so computed once).
+        self.head_height = float(self.scan_canonical.extent.max())
         self.stages: list[FitStage] = [
             RigidStage(),
             AffineStage(),
@@ -208,6 +210,22 @@ class FitSession:
     def _update_region_weights(self) -> None:
         w = region_weights(self.labels, self.config.data["regions"])
         self.vertex_weights = torch.from_numpy(w).to(self.device)
+
+    def _leave_out_body(self) -> None:
+        """Leave the scan's shoulders, chest or body below FLAME's neck out of the fit
+        (``fit/head_region.py``); the scan itself (``self.scan``) stays whole."""
+        lm = self.landmark_targets
+        if lm is None:
+            return
+        on_template = self.embedding_points(self.template_vertices).cpu().numpy()[lm.indices]
+        keep = head_faces(self.scan_canonical.vertices, self.scan_canonical.faces,
+                          self.template.vertices, self.template.faces, on_template, lm.points,
+                          lm.weights)
+        if keep is None or keep.all():
+            return
+        self.scan_canonical = self.scan_canonical.with_faces(keep)
+        self.note(f"scan: {int((~keep).sum())} of {len(keep)} faces lie below the neck "
+                  "(shoulders, chest): left out of the fit")
 
     # ----- state the stages share -----------------------------------------------------
     def embedding_points(self, vertices: torch.Tensor) -> torch.Tensor:
