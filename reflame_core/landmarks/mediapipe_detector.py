@@ -13,8 +13,10 @@ renderer). A user-given ``.task`` path, or the environment variable
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import sys
 import threading
 import weakref
 import zipfile
@@ -62,6 +64,28 @@ def _bundle_member(path: Path, member: str) -> bytes:
         raise DetectorUnavailable(f"MediaPipe model {path}: no {member} inside ({exc})") from exc
 
 
+@contextlib.contextmanager
+def _native_logs_hidden():
+    """MediaPipe's C++ core logs its set-up (XNNPACK, LiteRT, feedback tensors: ten lines
+    per detector) straight to file descriptor 2, bypassing Python; a user sees them with every
+    fit. They go to /dev/null while a detector is made and run. Python's own ``sys.stderr``
+    is untouched, and REFLAME_NATIVE_LOGS=1 keeps them (for a bug report)."""
+    if os.environ.get("REFLAME_NATIVE_LOGS") == "1":
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            try:
+                yield
+            finally:
+                os.dup2(saved, 2)
+    finally:
+        os.close(saved)
+
+
 def _close_all(*tasks) -> None:
     for task in tasks:
         task.close()
@@ -87,15 +111,17 @@ class MediaPipeDetector:
             min_face_detection_confidence=min_confidence,
             min_face_presence_confidence=min_confidence,
         )
-        self._landmarker = vision.FaceLandmarker.create_from_options(options)
-        # The bundle's own face detector, run on its own, scores how much an image looks like
-        # an upright face; the landmarker hides that score (it finds faces upside down too).
-        self._face_detector = vision.FaceDetector.create_from_options(
-            vision.FaceDetectorOptions(
-                base_options=BaseOptions(model_asset_buffer=_bundle_member(
-                    self.model_path, FACE_DETECTOR_MEMBER)),
-                running_mode=vision.RunningMode.IMAGE,
-                min_detection_confidence=MIN_FACE_SCORE))
+        with _native_logs_hidden():
+            self._landmarker = vision.FaceLandmarker.create_from_options(options)
+            # The bundle's own face detector, run on its own, scores how much an image looks
+            # like an upright face; the landmarker hides that score (it finds faces upside
+            # down too).
+            self._face_detector = vision.FaceDetector.create_from_options(
+                vision.FaceDetectorOptions(
+                    base_options=BaseOptions(model_asset_buffer=_bundle_member(
+                        self.model_path, FACE_DETECTOR_MEMBER)),
+                    running_mode=vision.RunningMode.IMAGE,
+                    min_detection_confidence=MIN_FACE_SCORE))
         # Close while the interpreter is still whole: mediapipe's own __del__ at shutdown
         # runs after its modules are torn down and prints a spurious TypeError. A detector
         # alive at exit is closed with the thread-pool hooks, not with atexit: by atexit
@@ -113,6 +139,10 @@ class MediaPipeDetector:
 
     def detect(self, images: np.ndarray) -> list[Detection2D | None]:
         """images (B,H,W,3) uint8 RGB -> per image the 478 face-mesh points, or None."""
+        with _native_logs_hidden():
+            return self._detect(images)
+
+    def _detect(self, images: np.ndarray) -> list[Detection2D | None]:
         import mediapipe as mp
 
         out: list[Detection2D | None] = []
