@@ -160,8 +160,10 @@ def write_fit_outputs(
     session.config.save(out / "config.toml")
     write_json_atomic(out / "transform.json", {"scan_to_canonical": session.to_canonical.to_dict()})
 
-    height = float(session.scan.extent.max())
-    dist = surface_distances(scan_frame, tmpl.faces, session.scan.vertices, session.scan.faces,
+    # Against the part of the scan that was fitted: a bust's shoulders are no fit error.
+    fitted = session.fitted_scan
+    height = float(fitted.extent.max())
+    dist = surface_distances(scan_frame, tmpl.faces, fitted.vertices, fitted.faces,
                              device=session.device)
     report = {
         "scan": str(session.scan.path) if session.scan.path else None,

@@ -161,6 +161,9 @@ class FitSession:
         self.template = template
         self.embedding = embedding
         self.to_canonical = to_canonical or scan_to_canonical(scan, config)
+        # The part of the scan the fit matches, in the scan's frame and in the canonical one:
+        # the whole scan, or a bust's head (``_leave_out_body``).
+        self.fitted_scan = scan
         self.scan_canonical = scan.transformed(self.to_canonical)
         self.faces = torch.as_tensor(template.faces, dtype=torch.int64, device=device)
         self.template_vertices = torch.as_tensor(
@@ -213,7 +216,8 @@ class FitSession:
 
     def _leave_out_body(self) -> None:
         """Leave the scan's shoulders, chest or body below FLAME's neck out of the fit
-        (``fit/head_region.py``); the scan itself (``self.scan``) stays whole."""
+        (``fit/head_region.py``): ``fitted_scan`` and ``scan_canonical`` lose them, the scan
+        itself (``self.scan``: what landmark files and outputs refer to) stays whole."""
         lm = self.landmark_targets
         if lm is None:
             return
@@ -223,7 +227,8 @@ class FitSession:
                           lm.weights)
         if keep is None or keep.all():
             return
-        self.scan_canonical = self.scan_canonical.with_faces(keep)
+        self.fitted_scan = self.scan.with_faces(keep)
+        self.scan_canonical = self.fitted_scan.transformed(self.to_canonical)
         self.note(f"scan: {int((~keep).sum())} of {len(keep)} faces lie below the neck "
                   "(shoulders, chest): left out of the fit")
 
