@@ -2,8 +2,7 @@
 
 FLAME ends at the base of the neck. Below that a bust's shoulders and chest have nothing in
 FLAME to match them, yet the silhouette, depth and scan-to-fit terms would pull FLAME's neck
-down and out onto them, and the scan's bounding box, which sets the canonical frame's scale,
-would make the head small in every render. Once landmarks say where the face is, FLAME's
+down and out onto them. Once landmarks say where the face is, FLAME's
 neck opening is placed on the scan by a similarity (Umeyama on the landmarks), and the scan
 faces wholly past the opening's plane are left out of the fit. A scan that ends near the
 opening (a head, a cut neck, a neck a little longer than FLAME's) is left whole.
@@ -15,7 +14,6 @@ import numpy as np
 
 from reflame_core.fit.regions import LEFT_EYEBALL
 from reflame_core.fit.stages.rigid import umeyama
-from reflame_core.geometry.surface_query import MeshQuery
 
 # A scan is a body (not a head with a long neck) when it reaches this far past FLAME's neck
 # opening, as a fraction of FLAME's head height: a head-and-neck scan's neck ends within a
@@ -26,12 +24,6 @@ BODY_REACH = 0.15
 # landmarks put the opening is only as good as their similarity, and the fit's neck may end
 # a little past it.
 NECK_MARGIN = 0.03
-# Shoulders rise around the base of the neck, above the opening's plane. Within this height
-# above it (fraction of head height), faces farther than ``SHOULDER_GAP`` from the placed
-# template are left out too: a neck that is wider than FLAME's, or placed a little off, stays
-# within it.
-SHOULDER_BAND = 0.25
-SHOULDER_GAP = 0.08
 
 
 def neck_opening(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -98,9 +90,12 @@ def head_faces(
 
     Returns:
         (F,) bool, True for faces kept: those with a corner less than ``NECK_MARGIN`` head
-        heights past the neck opening and, near it, within ``SHOULDER_GAP`` of the placed
-        template. None when the scan does not reach ``BODY_REACH`` past the opening (nothing
-        to leave out) or too few landmarks place the template.
+        heights past the neck opening. None when the scan does not reach ``BODY_REACH`` past
+        the opening (nothing to leave out) or too few landmarks place the template.
+
+    The shoulders' tops above the opening's plane stay: FLAME's neck widens at its base to
+    lie on them (on the LeePerrySmith bust, leaving them out too left that rim standing off
+    the scan).
     """
     use = np.asarray(weights) > 0
     if use.sum() < 4:
@@ -111,15 +106,7 @@ def head_faces(
     height = float(np.ptp(template_vertices[: LEFT_EYEBALL.start, 1])) * to_scan.scale
     point = to_scan.apply(point[None])[0]
     normal = to_scan.rotation @ normal
-    vertices = np.asarray(scan_vertices, np.float64)
-    past = (vertices - point) @ normal / height
+    past = (np.asarray(scan_vertices, np.float64) - point) @ normal / height
     if past.max() < BODY_REACH:
         return None
-    off = past > NECK_MARGIN
-    band = np.flatnonzero((past > -SHOULDER_BAND) & ~off)
-    if len(band):
-        head = template_faces[(template_faces < LEFT_EYEBALL.start).all(1)]
-        placed = to_scan.apply(np.asarray(template_vertices, np.float64))
-        gap = MeshQuery(placed, head).closest(vertices[band]).distance / height
-        off[band[gap > SHOULDER_GAP]] = True
-    return ~off[scan_faces].all(1)
+    return (past[scan_faces] <= NECK_MARGIN).any(1)
