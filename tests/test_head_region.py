@@ -65,7 +65,8 @@ def test_the_session_fits_the_head_and_keeps_the_scan(bust, flame_template, land
                          LandmarkTargets.from_points(bust.true_landmarks),
                          FitConfig.load(preset="fast"), render_backend="torch")
     assert session.scan is bust.scan
-    assert len(session.scan_canonical.faces) == len(session.fitted_scan.faces) < len(bust.scan.faces)
+    kept = len(session.fitted_scan.faces)
+    assert len(session.scan_canonical.faces) == kept < len(bust.scan.faces)
     report = session.step()
     assert "below the neck" in (report.event or "")
     # The robust kernels' unit is the head's size, not the body's.
@@ -86,3 +87,18 @@ def test_detection_closes_in_on_a_small_face(bust, small_synthetic_head):
             assert np.abs(near.mean(0)[:2]).max() < 0.3 * CANONICAL_EXTENT
     missing = np.full((68, 3), np.nan)
     assert head_frame(missing, canonical_frame(bust.scan.vertices)) is None
+
+
+def test_a_bust_is_detected_closer_up(bust, monkeypatch):
+    from reflame_core.landmarks import detect
+    from reflame_core.synthetic.scoring import landmark_errors
+
+    def inner_error() -> float:
+        lms = detect.detect_landmarks(bust.scan, backend="mediapipe",
+                                      to_canonical=canonical_frame(bust.scan.vertices))
+        errors = landmark_errors(bust, lms.positions(bust.scan.vertices, bust.scan.faces)[:68])
+        return float(np.median(errors[17:]))
+
+    closer = inner_error()
+    monkeypatch.setattr(detect, "ZOOM_BELOW", 0.0)  # one pass, in the body's frame
+    assert closer < 0.01 and closer < 0.8 * inner_error()

@@ -2,10 +2,10 @@
 
 FLAME ends at the base of the neck. Below that a bust's shoulders and chest have nothing in
 FLAME to match them, yet the silhouette, depth and scan-to-fit terms would pull FLAME's neck
-down and out onto them. Once landmarks say where the face is, FLAME's
-neck opening is placed on the scan by a similarity (Umeyama on the landmarks), and the scan
-faces wholly past the opening's plane are left out of the fit. A scan that ends near the
-opening (a head, a cut neck, a neck a little longer than FLAME's) is left whole.
+down and out onto them. Once landmarks say where the face is, FLAME's neck opening is placed
+on the scan by a similarity (Umeyama on the landmarks), and the scan faces wholly past the
+opening's plane are left out of the fit. A scan that ends near the opening (a head, a cut
+neck, a neck a little longer than FLAME's) is left whole.
 """
 
 from __future__ import annotations

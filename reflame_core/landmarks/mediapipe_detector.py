@@ -68,8 +68,10 @@ def _bundle_member(path: Path, member: str) -> bytes:
 def _native_logs_hidden():
     """MediaPipe's C++ core logs its set-up (XNNPACK, LiteRT, feedback tensors: ten lines
     per detector) straight to file descriptor 2, bypassing Python; a user sees them with every
-    fit. They go to /dev/null while a detector is made and run. Python's own ``sys.stderr``
-    is untouched, and REFLAME_NATIVE_LOGS=1 keeps them (for a bug report)."""
+    fit. They go to /dev/null while a detector is made and run. The descriptor is the
+    process's: whatever else writes to it meanwhile is hidden too (the CLI and the studio's
+    worker detect with nothing else running). REFLAME_NATIVE_LOGS=1 keeps it all (for a bug
+    report)."""
     if os.environ.get("REFLAME_NATIVE_LOGS") == "1":
         yield
         return

@@ -99,10 +99,9 @@ def shoulders(head: SyntheticHead, rng: np.random.Generator) -> SyntheticHead:
     A half-ellipsoid (open at the bottom, where the scan was cut off) 1.2-1.6 head heights
     wide (FLAME's head height runs from the crown to the base of the neck), 0.6-0.8 deep and
     0.35-0.5 high rises 0-12% of head height above the lowest point of the neck, so the neck
-    runs into it. The neck inside it is gone (a scan shows only the outer surface;
-    those true points are not scored). It is skin-coloured (the texel under the base of the
-    neck) or one of ``CLOTH_COLOURS``. Nothing in FLAME matches it, so the truth is
-    unchanged.
+    runs into it. The neck inside it is gone (a scan shows only the outer surface; those true
+    points are not scored). It is skin-coloured (the texel under the base of the neck) or one
+    of ``CLOTH_COLOURS``. Nothing in FLAME matches it, so the truth is unchanged.
     """
     v = canonical_vertices(head)
     height = _height(head)
