@@ -14,6 +14,7 @@ import numpy as np
 
 from reflame_core.fit.regions import LEFT_EYEBALL
 from reflame_core.fit.stages.rigid import umeyama
+from reflame_core.geometry.edges import boundary_loops
 
 # A scan is a body (not a head with a long neck) when it reaches this far past FLAME's neck
 # opening, as a fraction of FLAME's head height: a head-and-neck scan's neck ends within a
@@ -36,11 +37,7 @@ def neck_opening(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, n
     The opening is the lowest (least +y) of the head's boundary loops (the other is the
     mouth's).
     """
-    head = faces[(faces < LEFT_EYEBALL.start).all(1)]
-    edges = np.sort(head[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
-    unique, count = np.unique(edges, axis=0, return_counts=True)
-    boundary = unique[count == 1]
-    loops = _loops(boundary)
+    loops = boundary_loops(faces[(faces < LEFT_EYEBALL.start).all(1)])
     if not loops:
         raise ValueError("the template has no open neck (no boundary loop)")
     loop = min(loops, key=lambda idx: float(vertices[idx, 1].mean()))
@@ -50,24 +47,6 @@ def neck_opening(vertices: np.ndarray, faces: np.ndarray) -> tuple[np.ndarray, n
     if normal @ (centre - vertices[: LEFT_EYEBALL.start].mean(0)) < 0:
         normal = -normal
     return centre + normal * float(((points - centre) @ normal).max()), normal
-
-
-def _loops(edges: np.ndarray) -> list[np.ndarray]:
-    """Vertex sets (each (K,) int) of the connected components of boundary ``edges`` (E,2)."""
-    parent = {int(v): int(v) for v in np.unique(edges)}
-
-    def root(v: int) -> int:
-        while parent[v] != v:
-            parent[v] = parent[parent[v]]
-            v = parent[v]
-        return v
-
-    for a, b in edges:
-        parent[root(int(a))] = root(int(b))
-    groups: dict[int, list[int]] = {}
-    for v in parent:
-        groups.setdefault(root(v), []).append(v)
-    return [np.array(sorted(g)) for g in groups.values()]
 
 
 def head_faces(

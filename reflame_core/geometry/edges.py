@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 
@@ -16,3 +17,25 @@ def mesh_edges(faces: torch.Tensor) -> torch.Tensor:
     n = int(faces.max()) + 1 if faces.numel() else 1
     keys = (lo * n + hi).unique()
     return torch.stack([keys // n, keys % n], 1)
+
+
+def boundary_loops(faces: np.ndarray) -> list[np.ndarray]:
+    """The vertex sets (each (K,) int64, sorted) of the open rims of the mesh with triangles
+    ``faces`` (F,3): the connected components of the edges only one triangle uses."""
+    edges = np.sort(np.asarray(faces)[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
+    unique, count = np.unique(edges, axis=0, return_counts=True)
+    rim = unique[count == 1]
+    parent = {int(v): int(v) for v in np.unique(rim)}
+
+    def root(v: int) -> int:
+        while parent[v] != v:
+            parent[v] = parent[parent[v]]
+            v = parent[v]
+        return v
+
+    for a, b in rim:
+        parent[root(int(a))] = root(int(b))
+    groups: dict[int, list[int]] = {}
+    for v in parent:
+        groups.setdefault(root(v), []).append(v)
+    return [np.array(sorted(g), np.int64) for g in groups.values()]
