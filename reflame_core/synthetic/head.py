@@ -8,6 +8,7 @@ a random similarity into the scan's own frame. Deterministic for a seed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,6 +121,7 @@ def make_synthetic_head(
     num_bumps: int = 6,
     scale_range: tuple[float, float] = (0.08, 0.3),
     max_rotation_deg: float = 10.0,
+    expression: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> SyntheticHead:
     """Build a synthetic scan with known correspondence to FLAME.
 
@@ -135,9 +137,15 @@ def make_synthetic_head(
             Must stay >= 5023 * 0.75 or so: beyond that too few collapsible edges remain.
         deform_amplitude: largest displacement, as a fraction of head height.
         scale_range, max_rotation_deg: of the random similarity into the scan frame.
+        expression: (5023,3) -> (5023,3), the subject's facial expression
+            (``synthetic/expression.py``), applied to the deformed template before the scan
+            is made from it. It draws nothing from ``seed``'s generator, so a seed gives the
+            same subject's shape with and without it (the remeshing may differ).
     """
     rng = np.random.default_rng(seed)
     deformed = smooth_deformation(template.vertices, rng, deform_amplitude, num_bumps)
+    if expression is not None:
+        deformed = expression(deformed)
     mesh = UvMesh(
         deformed,
         template.faces.astype(np.int64),

@@ -24,9 +24,14 @@ from reflame_core.assets.flame import (
 )
 from reflame_core.fit.regions import region_labels
 from reflame_core.synthetic import appearance, conditions, partial
+from reflame_core.synthetic.expression import Expression, fill_mouth
 from reflame_core.synthetic.head import SyntheticHead, make_synthetic_head
 
 Condition = Callable[[SyntheticHead, np.random.Generator], SyntheticHead]
+
+# Conditions of the subject rather than the scan: drawn first and applied to the template
+# before the scan is made from it (``make_world_head``), as the subject's own face.
+SUBJECT_CONDITIONS = ("expression",)
 
 CONDITIONS: dict[str, Condition] = {
     "proportions": conditions.proportions,
@@ -54,6 +59,7 @@ CONDITIONS: dict[str, Condition] = {
 SCENARIOS: dict[str, tuple[str, ...]] = {
     "base": (),
     **{name: (name,) for name in CONDITIONS},
+    "expression": ("expression",),
     "appearance_mix": ("brightness", "contrast", "hue_saturation", "lighting", "low_res"),
     "wild_mix": ("proportions", "shape", "rotation", "units", "contrast", "hue_saturation",
                  "lighting", "cut_neck", "holes", "noise"),
@@ -66,12 +72,17 @@ SCORED_SEEDS = tuple(range(1001, 1101))
 TUNING_SEEDS = tuple(range(2001, 2101))
 
 
+def condition_rng(seed: int, name: str) -> np.random.Generator:
+    """The generator condition ``name`` draws from for the head of ``seed``."""
+    return np.random.default_rng([seed, zlib.crc32(name.encode())])
+
+
 def apply_scenario(head: SyntheticHead, names: tuple[str, ...] | list[str], seed: int
                    ) -> SyntheticHead:
-    """``head`` with the named conditions applied in order, each seeded from (seed, name)."""
+    """``head`` with the named scan conditions applied in order, each seeded from (seed,
+    name)."""
     for name in names:
-        rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
-        head = CONDITIONS[name](head, rng)
+        head = CONDITIONS[name](head, condition_rng(seed, name))
     return head
 
 
@@ -84,10 +95,16 @@ def make_world_head(
     *,
     target_vertices: int = 20000,
 ) -> SyntheticHead:
-    """The generator's head for ``seed`` (``make_synthetic_head``) under ``scenario``."""
-    head = make_synthetic_head(template, texture, embedding, seed=seed,
-                               target_vertices=target_vertices)
-    return apply_scenario(head, SCENARIOS[scenario], seed)
+    """The generator's head for ``seed`` (``make_synthetic_head``) under ``scenario``: the
+    subject's expression (if named) made before the scan, then the scan conditions."""
+    names = SCENARIOS[scenario]
+    face = Expression.draw(condition_rng(seed, "expression")) if "expression" in names else None
+    head = make_synthetic_head(
+        template, texture, embedding, seed=seed, target_vertices=target_vertices,
+        expression=None if face is None else face.deformation(template.faces, embedding))
+    if face is not None and face.mouth_inside:
+        head = fill_mouth(head)
+    return apply_scenario(head, [n for n in names if n not in SUBJECT_CONDITIONS], seed)
 
 
 @dataclass
