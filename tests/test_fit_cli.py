@@ -96,7 +96,8 @@ def test_fit_writes_every_output(scan_on_disk, flame_dir, tmp_path, small_synthe
     assert report["warnings"] == []
     with open(out / "losses.csv") as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 1 + 8 + 30 + 10 + 1  # rigid, affine (preset fast), coarse, refine, eyes
+    # rigid, affine (preset fast), jaw, coarse, refine, eyes
+    assert len(rows) == 1 + 8 + 1 + 30 + 10 + 1
     assert "steps = 30" in (out / "config.toml").read_text()
     assert "wrote" in capsys.readouterr().out
 

@@ -10,6 +10,7 @@ import pytest
 
 from reflame_core.geometry.surface_query import MeshQuery
 from reflame_core.io.scan import load_scan
+from reflame_core.fit import jaw
 from reflame_core.synthetic import appearance, conditions, expression, partial
 from reflame_core.synthetic.head import write_synthetic_head
 from reflame_core.synthetic.scoring import NOT_PLACED, landmark_errors, summarize_landmarks
@@ -187,9 +188,9 @@ def test_open_jaw_parts_the_lips_and_keeps_the_skull(
     moved = np.linalg.norm(head.deformed_vertices - base.deformed_vertices, axis=1) / height
     lmk = base.to_canonical.apply(base.true_landmarks)
     # The skull does not move: everything above the nose's base stays where it was.
-    assert moved[base.deformed_vertices[:, 1] > lmk[expression.NOSE_BASE, 1]].max() < 1e-12
+    assert moved[base.deformed_vertices[:, 1] > lmk[jaw.NOSE_BASE, 1]].max() < 1e-12
     # The chin drops and swings back, as a jaw turning in front of the ears moves it.
-    chin = head.to_canonical.apply(head.true_landmarks[expression.CHIN]) - lmk[expression.CHIN]
+    chin = head.to_canonical.apply(head.true_landmarks[jaw.CHIN]) - lmk[jaw.CHIN]
     assert chin[1] < -0.05 * height and chin[2] < 0
     # The lips part where they touched instead of stretching: the inner lips' middles
     # (iBUG 62 above, 66 below) move apart, the upper one hardly at all.
@@ -200,25 +201,6 @@ def test_open_jaw_parts_the_lips_and_keeps_the_skull(
     # The truth is exact on the scan made from the expressed template.
     q = MeshQuery(head.scan.vertices, head.scan.faces, centroids=64)
     assert q.closest(head.true_landmarks).distance.max() / head_height(head) < 1e-5
-
-
-def test_jaw_weights_split_the_lips_along_the_mouth_hole(flame_template,
-                                                          landmark_embedding) -> None:
-    v, f = flame_template.vertices, flame_template.faces
-    lmk = landmark_embedding.points(v, f)
-    weights = expression.jaw_weights(v, f, lmk)
-    upper, lower = expression.mouth_rims(v, f, lmk[expression.INNER_LIPS].mean(0))
-    assert len(upper) > 4 and len(lower) > 4
-    # Each rim goes with its lip; only next to the corners do the two blend.
-    assert np.median(weights[upper]) == 0.0 and weights[upper].mean() < 0.15
-    assert np.median(weights[lower]) == 1.0 and weights[lower].mean() > 0.85
-    # Each inner-lip landmark's triangle goes with its own lip, though the lips touch there.
-    on = weights[f[landmark_embedding.face_idx]].mean(1)
-    assert (on[61:64] < 0.05).all() and (on[65:68] > 0.95).all()
-    # In between on the cheeks, in front of the jaw's angles.
-    cheek = ((np.abs(v[:, 0]) > 0.5) & (v[:, 1] < lmk[33, 1]) & (v[:, 1] > lmk[8, 1])
-             & (v[:, 2] > lmk[[4, 12], 2].mean()))
-    assert 0.05 < np.median(weights[cheek]) < 0.95
 
 
 def test_world_expressions_open_some_mouths_and_fill_some(flame_template, facescape_texture,

@@ -25,6 +25,7 @@ from reflame_core.fit.stages.affine import AffineStage
 from reflame_core.fit.stages.base import FitStage, NonFiniteStep
 from reflame_core.fit.stages.deform import DeformStage
 from reflame_core.fit.stages.eyeballs import EyeballStage
+from reflame_core.fit.stages.jaw import JawStage
 from reflame_core.fit.stages.rigid import RigidStage
 from reflame_core.fit.targets import (
     LandmarkTargets,
@@ -199,6 +200,7 @@ class FitSession:
         self.stages: list[FitStage] = [
             RigidStage(),
             AffineStage(),
+            JawStage(),
             DeformStage("coarse"),
             DeformStage("refine"),
             EyeballStage(),

@@ -90,6 +90,14 @@ class IndexTable:
         """For a detector whose own points already are the named landmarks."""
         return cls(matrix=np.eye(len(names)), names=tuple(names))
 
+    def with_rows(self, other: IndexTable, rows: slice) -> IndexTable:
+        """This table with ``other``'s ``rows`` (same detector points and names)."""
+        if other.matrix.shape != self.matrix.shape or other.names != self.names:
+            raise ValueError("tables of different detectors or landmarks")
+        matrix = self.matrix.copy()
+        matrix[rows] = other.matrix[rows]
+        return IndexTable(matrix=matrix, names=self.names)
+
     def apply(self, points: np.ndarray) -> np.ndarray:
         """Map detector points (P,D) to (68 + E, D); a row is NaN where a point it uses is."""
         pts = np.asarray(points, np.float64)

@@ -7,7 +7,10 @@ each view's triangle buffer -> fused over views -> the detector's index table (i
 The scan is rendered textured (else with its vertex colours, else shaded grey) in the
 canonical frame, so the default cameras see the face whatever the scan's own axes are. A
 detector may carry a second table for shaded grey renders (``untextured_table``): the
-detector places points on shaded geometry differently.
+detector places points on shaded geometry differently. It may also carry lip rows for an
+open mouth (``open_mouth_table``, used where its ``mouth_open`` reads the fused points so): a
+table fitted on closed mouths may mix upper and lower lip points, which part when the mouth
+opens.
 Face ids and barycentrics do not depend on the frame, so the result is on the scan as given.
 """
 
@@ -35,6 +38,7 @@ from reflame_core.render.renderer import MeshRenderer, RenderOutput
 # used 40 degrees with its landmarks fused in 2D; fused in 3D with per-view facing weights, the
 # views out to 60 degrees azimuth see the jaw squarely and make the contour (see RESULTS.md).
 FRONTAL_RANGE_DEG = 65.0
+LIP_ROWS = slice(48, 68)  # iBUG lips, outer and inner
 GREY = 0.7  # albedo of a scan without texture or colours
 LIGHT_RISE = 1.0  # untextured scans: light direction = camera direction + this x up (45°)
 # FLAME's head (its bounding box, neck included) about its 68 landmarks, in units of their RMS
@@ -188,29 +192,40 @@ def detect_landmarks(scan: Scan, *, cameras: OrbitCameras | None = None,
     detector = get_detector(backend) if isinstance(backend, str) else backend
     cameras = cameras or default_cameras()
     sim = to_canonical or canonical_frame(scan.vertices, up=up, front=front)
-    table = detector.table
-    if not (scan.has_texture or scan.vertex_colors is not None):
-        table = getattr(detector, "untextured_table", None) or table
-    lms = _detect_in_frame(scan, sim, cameras, detector, table, device)
+    textured = scan.has_texture or scan.vertex_colors is not None
+    lms = _detect_in_frame(scan, sim, cameras, detector, textured, device)
     closer = head_frame(lms.points[:NUM_IBUG], sim)
     if closer is not None:
-        again = _detect_in_frame(scan, closer, cameras, detector, table, device)
+        again = _detect_in_frame(scan, closer, cameras, detector, textured, device)
         if (again.face[:NUM_IBUG] >= 0).sum() >= (lms.face[:NUM_IBUG] >= 0).sum():
             lms = again
     enabled = lms.face >= 0
     enabled[NUM_IBUG:] &= lms.confidence[NUM_IBUG:] > 0.2
-    return LandmarkSet(names=table.names, num_faces=len(scan.faces), face_idx=lms.face,
+    return LandmarkSet(names=detector.table.names, num_faces=len(scan.faces), face_idx=lms.face,
                        bary=lms.bary, confidence=lms.confidence, enabled=enabled)
 
 
+def table_for(detector: LandmarkDetector, points: np.ndarray, textured: bool) -> IndexTable:
+    """The detector's table for its fused ``points`` (P,3): its own, or the one for shaded
+    grey renders (``untextured_table``) where the scan has no colours; with the lip rows of
+    its ``open_mouth_table`` where its ``mouth_open(points)`` says the mouth is open."""
+    table = detector.table
+    if not textured:
+        table = getattr(detector, "untextured_table", None) or table
+    mouth_open = getattr(detector, "mouth_open", None)
+    if mouth_open is not None and mouth_open(points):
+        table = table.with_rows(detector.open_mouth_table, LIP_ROWS)
+    return table
+
+
 def _detect_in_frame(scan: Scan, sim: Similarity, cameras: OrbitCameras,
-                     detector: LandmarkDetector, table: IndexTable,
+                     detector: LandmarkDetector, textured: bool,
                      device: str) -> FusedLandmarks:
-    """The table's landmarks detected on ``scan`` seen in the frame ``sim``; points in it."""
+    """The landmarks detected on ``scan`` seen in the frame ``sim``; points in it."""
     canon = scan.transformed(sim)
     query = MeshQuery(canon.vertices, canon.faces)
     fused = detect_points(canon, cameras, detector, query, device=device)
-    return map_points(fused, table, query)
+    return map_points(fused, table_for(detector, fused.points, textured), query)
 
 
 def head_frame(points: np.ndarray, sim: Similarity) -> Similarity | None:

@@ -34,6 +34,13 @@ FACE_DETECTOR_MEMBER = "face_detector.tflite"  # inside the .task bundle (a zip)
 # Floor of a detection's score (the face detector's): low, since the landmarker also finds
 # faces the detector alone scores poorly (upside down, at grazing views).
 MIN_FACE_SCORE = 0.05
+# MediaPipe's face-mesh points: the middles of the upper and lower inner lip, and the outer
+# eye corners (subject's right, left).
+INNER_LIP_MIDDLES, EYE_OUTER_CORNERS = (13, 14), (33, 263)
+# A gap between the inner lips above this fraction of the eye corners' span is an open mouth.
+# On 149 tuning heads (seeds 2001-2030, 4000-20000 vertices), closed mouths read at most 0.15
+# and mouths open by 3% of head height or more at least 0.23 (one misread open mouth, 0.04).
+OPEN_MOUTH = 0.2
 
 
 def find_mediapipe_model(model_path: str | Path | None = None) -> Path:
@@ -138,6 +145,18 @@ class MediaPipeDetector:
         self.table = load_index_table("mediapipe")
         # Shaded geometry shifts where MediaPipe puts the brows and eyes: its own table.
         self.untextured_table = load_index_table("mediapipe_untextured")
+        # The main tables were fitted on closed mouths, where either lip's points will do
+        # for the other's landmarks; an open mouth takes its lip rows from this one.
+        self.open_mouth_table = load_index_table("mediapipe_open_mouth")
+
+    @staticmethod
+    def mouth_open(points: np.ndarray) -> bool:
+        """Whether MediaPipe's fused 3D points (478,3) show the mouth open: the gap between
+        its inner lips' middles over the span of its outer eye corners is above
+        ``OPEN_MOUTH`` (NaN points: closed)."""
+        gap = np.linalg.norm(points[INNER_LIP_MIDDLES[0]] - points[INNER_LIP_MIDDLES[1]])
+        span = np.linalg.norm(points[EYE_OUTER_CORNERS[0]] - points[EYE_OUTER_CORNERS[1]])
+        return bool(gap > OPEN_MOUTH * span)
 
     def detect(self, images: np.ndarray) -> list[Detection2D | None]:
         """images (B,H,W,3) uint8 RGB -> per image the 478 face-mesh points, or None."""
