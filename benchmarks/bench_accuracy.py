@@ -118,6 +118,8 @@ def score_head(scenario: str, seed: int, device: str) -> dict:
         session = make_session(FitInputs(head.scan, c["template"], c["embedding"], fit_lms,
                                          frame), c["config"], device=device)
         session.run()
+        # What the fit decided on its own that the scores depend on (the jaw's turn).
+        notes.extend(e for e in session.events if e.startswith("jaw: turned"))
         fitted = session.landmarks_in_scan_frame()
         out.update(fit_seconds=round(time.perf_counter() - t, 2),
                    fit_with_landmarks=fit_lms is not None,

@@ -42,6 +42,15 @@ def test_turn_jaw_is_a_rotation_about_the_hinge() -> None:
     assert out[0, 0] == points[0, 0] and out[0, 1] < points[0, 1] and out[0, 2] < points[0, 2]
 
 
+def test_lips_gap_reads_the_inner_lips_against_the_eyes() -> None:
+    indices = np.array([36, 45, 61, 62, 63, 65, 66, 67])
+    points = np.zeros((8, 3))
+    points[1, 0] = 2.0  # eye corners 2 apart
+    points[5:, 1] = -0.4  # lower inner lip 0.4 below the upper
+    assert jaw.lips_gap(indices, points) == pytest.approx(0.2)
+    assert jaw.lips_gap(indices[1:], points[1:]) is None  # an eye corner missing
+
+
 def _open_mouth_head(flame_template, facescape_texture, landmark_embedding, degrees: float):
     face = Expression(jaw_deg=degrees, corners=0.0, brows=0.0, mouth_inside=False,
                       joint_below=0.05, joint_behind=0.0, weight_power=1.3)
@@ -75,7 +84,9 @@ def test_jaw_stage_turns_the_jaw_to_an_open_mouth(flame_template, facescape_text
     assert report.stage == "jaw" and stage.status == "done"
     if degrees:
         assert abs(stage.degrees - degrees) < 4.0, stage.degrees
+        assert s.mouth_open()
         assert _lower_face_error(s, head) < 0.4 * before
         assert "jaw: turned" in report.event
     else:
-        assert stage.degrees == 0.0 and "left as it was" in report.event
+        assert stage.degrees == 0.0 and "the lips touch: left closed" in report.event
+        assert not s.mouth_open()

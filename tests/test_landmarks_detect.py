@@ -163,3 +163,35 @@ def test_detection_renders_fill_a_hole_with_the_surface_around_it(monkeypatch):
     np.testing.assert_array_equal(
         fill_holes(images, out.tri_id.cpu().numpy(), v, inward, cameras.camera_positions()),
         images)
+
+
+def test_mouth_open_reads_the_inner_lips_gap_against_the_eyes() -> None:
+    from reflame_core.landmarks.mediapipe_detector import (
+        EYE_OUTER_CORNERS,
+        INNER_LIP_MIDDLES,
+        NUM_POINTS,
+        OPEN_MOUTH,
+        MediaPipeDetector,
+    )
+
+    points = np.zeros((NUM_POINTS, 3))
+    points[EYE_OUTER_CORNERS[1]] = [1.0, 0.0, 0.0]
+    points[INNER_LIP_MIDDLES[1]] = [0.0, -0.5 * OPEN_MOUTH, 0.0]
+    assert not MediaPipeDetector.mouth_open(points)
+    points[INNER_LIP_MIDDLES[1]] = [0.0, -2 * OPEN_MOUTH, 0.0]
+    assert MediaPipeDetector.mouth_open(points)
+    points[INNER_LIP_MIDDLES[0]] = np.nan  # not placed: read as closed
+    assert not MediaPipeDetector.mouth_open(points)
+
+
+def test_index_table_takes_rows_of_another() -> None:
+    from reflame_core.landmarks.definitions import IndexTable
+
+    names = ("a", "b", "c")
+    main = IndexTable(np.eye(3), names)
+    other = IndexTable(np.full((3, 3), 1 / 3), names)
+    mixed = main.with_rows(other, slice(1, 3))
+    np.testing.assert_array_equal(mixed.matrix[0], main.matrix[0])
+    np.testing.assert_array_equal(mixed.matrix[1:], other.matrix[1:])
+    with pytest.raises(ValueError, match="different"):
+        main.with_rows(IndexTable(np.eye(3), ("a", "b", "x")), slice(0, 1))

@@ -98,3 +98,30 @@ def test_landmarks_read_off_a_fit_hold_where_detection_does_not(
     err = _score(head, refined)
     assert np.mean(err < 0.02) >= 0.90, np.round(err, 3)
     assert _inner_median(err) <= 0.006, np.round(err, 3)
+
+
+def test_open_mouth_lips_come_from_the_open_mouth_table(flame_template, landmark_embedding,
+                                                        facescape_texture, detector):
+    """Seed 1002's expression opens the jaw by 12 degrees. The main table, fitted on closed
+    mouths, mixes the two lips' points for the inner-lip landmarks; where MediaPipe's inner
+    lips part, the lip rows come from the open-mouth table instead."""
+    from reflame_core.geometry.frame import canonical_frame
+    from reflame_core.geometry.surface_query import MeshQuery
+    from reflame_core.landmarks.detect import default_cameras, detect_points, map_points, table_for
+
+    head = make_world_head(flame_template, facescape_texture, landmark_embedding, "expression",
+                           1002, target_vertices=4000)
+    sim = canonical_frame(head.scan.vertices)
+    canon = head.scan.transformed(sim)
+    query = MeshQuery(canon.vertices, canon.faces)
+    fused = detect_points(canon, default_cameras(), detector, query)
+    assert detector.mouth_open(fused.points)
+
+    def lip_errors(table) -> np.ndarray:
+        placed = map_points(fused, table, query).points[:68]
+        return landmark_errors(head, sim.inverse().apply(placed))[48:68]
+
+    chosen, main = lip_errors(table_for(detector, fused.points, True)), lip_errors(detector.table)
+    assert np.mean(chosen < 0.02) >= 0.9 and np.median(chosen) <= 0.01, np.round(chosen, 3)
+    inner = slice(12, 20)  # iBUG 60-67
+    assert np.median(main[inner]) > 2 * np.median(chosen[inner]), (main[inner], chosen[inner])

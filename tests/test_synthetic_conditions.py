@@ -8,9 +8,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from reflame_core.fit import jaw
 from reflame_core.geometry.surface_query import MeshQuery
 from reflame_core.io.scan import load_scan
-from reflame_core.fit import jaw
 from reflame_core.synthetic import appearance, conditions, expression, partial
 from reflame_core.synthetic.head import write_synthetic_head
 from reflame_core.synthetic.scoring import NOT_PLACED, landmark_errors, summarize_landmarks

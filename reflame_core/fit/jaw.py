@@ -25,6 +25,10 @@ CORNERS, CORNER_RADIUS = [48, 54, 60, 64], 0.04
 # Lip vertices: within LIP_RADIUS of a lip landmark. Across LIP_BLEND of difference between
 # their distances along the surface to the two rims, they go from the skull to the jaw.
 LIP_RADIUS, LIP_BLEND = 0.08, 0.02
+# iBUG inner lips' middles (upper, lower) and outer eye corners: an open mouth is one whose
+# inner lips lie more than OPEN_GAP of the eye corners' span apart.
+UPPER_INNER, LOWER_INNER, EYE_CORNERS = [61, 62, 63], [65, 66, 67], [36, 45]
+OPEN_GAP = 0.1
 # The joint: below and behind the outer contour's top points (iBUG 0 and 16, in front of the
 # ears) by these fractions of head height.
 JOINT_BELOW, JOINT_BEHIND = 0.03, 0.03
@@ -99,6 +103,21 @@ def mouth_rims(vertices: np.ndarray, faces: np.ndarray, lips: np.ndarray
     t = (v[loop, 0] - left[0]) / (right[0] - left[0])
     above = v[loop, 1] > left[1] + t * (right[1] - left[1])
     return loop[above], loop[~above]
+
+
+def lips_gap(indices: np.ndarray, points: np.ndarray) -> float | None:
+    """The gap between the inner lips (the mean of iBUG 61-63 to that of 65-67) over the span
+    of the outer eye corners (36, 45), from landmarks ``points`` (L,3) with iBUG ``indices``
+    (L,); None where any of those landmarks is missing."""
+    where = {int(i): k for k, i in enumerate(indices)}
+    needed = UPPER_INNER + LOWER_INNER + EYE_CORNERS
+    if not all(i in where for i in needed):
+        return None
+    p = {i: np.asarray(points[where[i]], np.float64) for i in needed}
+    upper = np.mean([p[i] for i in UPPER_INNER], 0)
+    lower = np.mean([p[i] for i in LOWER_INNER], 0)
+    span = np.linalg.norm(p[EYE_CORNERS[0]] - p[EYE_CORNERS[1]])
+    return float(np.linalg.norm(upper - lower) / span) if span > 0 else None
 
 
 def jaw_joint(landmarks: np.ndarray, height: float, below: float = JOINT_BELOW,

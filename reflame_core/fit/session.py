@@ -18,6 +18,7 @@ from reflame_core.assets.flame import FlameTemplate, LandmarkEmbedding
 from reflame_core.fit.config import FitConfig
 from reflame_core.fit.dense import DenseCue, GeometricDenseCue
 from reflame_core.fit.head_region import head_faces
+from reflame_core.fit.jaw import OPEN_GAP, jaw_weights, lips_gap
 from reflame_core.fit.landmark_outliers import LandmarkOutlier, find_outliers
 from reflame_core.fit.regions import LEFT_EYEBALL, RIGHT_EYEBALL, region_labels, region_weights
 from reflame_core.fit.scene import cameras_from_config, scan_to_canonical
@@ -172,6 +173,7 @@ class FitSession:
         )
         self.vertices = self.template_vertices.clone()
         self.labels = region_labels(template, embedding)
+        self._jaw_weights: np.ndarray | None = None
         self.vertex_weights = torch.empty(0)
         self._update_region_weights()
         self.eyeball_mask = torch.zeros(template.num_vertices, dtype=torch.bool, device=device)
@@ -238,6 +240,32 @@ class FitSession:
     def embedding_points(self, vertices: torch.Tensor) -> torch.Tensor:
         """(68,3) FLAME landmark positions on vertices (5023,3); differentiable."""
         return torch.einsum("lk,lkd->ld", self._lmk_bary, vertices[self._lmk_faces])
+
+    @property
+    def jaw_weights(self) -> np.ndarray:
+        """(V,) float64: how much FLAME's jaw carries each template vertex (``fit/jaw.py``),
+        0 on the skull; made on first use."""
+        if self._jaw_weights is None:
+            t = self.template
+            self._jaw_weights = jaw_weights(t.vertices, t.faces,
+                                            self.embedding.points(t.vertices, t.faces))
+        return self._jaw_weights
+
+    def mouth_open(self) -> bool:
+        """Whether the landmark targets show the mouth open: inner lips more than
+        ``fit/jaw.py: OPEN_GAP`` of the outer eye corners' span apart."""
+        lm = self.landmark_targets
+        if lm is None:
+            return False
+        use = lm.weights > 0
+        gap = lips_gap(lm.indices[use], lm.points[use])
+        return gap is not None and gap > OPEN_GAP
+
+    def landmark_jaw_weights(self) -> np.ndarray:
+        """(L,) float64: how much the jaw carries each landmark target's FLAME landmark."""
+        faces = self.template.faces[self.embedding.face_idx]
+        carried = (self.jaw_weights[faces] * self.embedding.bary).sum(1)
+        return carried[self.landmark_targets.indices]
 
     def ensure_targets(self, num_samples: int) -> None:
         """Render the scan for the enabled views and sample it, unless already done."""

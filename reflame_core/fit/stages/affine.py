@@ -14,6 +14,7 @@ import torch
 
 from reflame_core.fit.losses import nearest, vertex_normals_torch
 from reflame_core.fit.stages.base import FitStage
+from reflame_core.fit.stages.rigid import skull_share
 from reflame_core.geometry.axis_scale import (
     axis_scale_from_points,
     plane_rows,
@@ -97,6 +98,8 @@ class AffineStage(FitStage):
         far, facing away or among the worst ``trim`` are left out."""
         t = session.targets
         weights = session.vertex_weights.cpu().numpy().astype(np.float64)
+        if skull_share(session) is not None:
+            weights = weights * (1.0 - session.jaw_weights)
         use = weights > 0
         if t is None or not use.any():
             return None
@@ -136,6 +139,9 @@ class AffineStage(FitStage):
         if lm is None or float(p["w_landmarks"]) == 0.0:
             return None
         weights = session.landmark_weight_3d.cpu().numpy().astype(np.float64)
+        share = skull_share(session)
+        if share is not None:
+            weights = weights * share
         keep = weights > 0
         if not keep.any():
             return None

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from reflame_core.fit.jaw import jaw_joint, jaw_weights, turn_jaw
+from reflame_core.fit.jaw import jaw_joint, turn_jaw
 from reflame_core.fit.stages.base import FitStage
 from reflame_core.geometry.axis_scale import trimmed
 from reflame_core.geometry.similarity import Similarity
@@ -35,7 +35,9 @@ class JawStage(FitStage):
     The turn is a grid search, the shift a weighted least squares for each turn; the worst
     ``trim`` of the landmarks are left out, the rest weighted as the rigid stage weighs them.
     Applied to the template, each vertex by its jaw weight, where the turn is at least
-    ``min_turn`` degrees and brings those landmarks ``min_gain`` closer.
+    ``min_turn`` degrees and brings those landmarks ``min_gain`` closer. Only where the
+    landmarks show the lips apart (``FitSession.mouth_open``): on a closed mouth the turn
+    would only chase the detector's noise on the chin.
 
     State: ``degrees``, the turn applied (0: left as it was).
     """
@@ -45,7 +47,6 @@ class JawStage(FitStage):
     def __init__(self) -> None:
         super().__init__()
         self.degrees = 0.0
-        self._weights: np.ndarray | None = None
 
     def unavailable(self, session: FitSession) -> str | None:
         if session.landmark_targets is None:
@@ -54,24 +55,22 @@ class JawStage(FitStage):
 
     def begin(self, session: FitSession) -> None:
         self.degrees = 0.0
-        if self._weights is None or len(self._weights) != session.template.num_vertices:
-            t = session.template
-            lmk = session.embedding.points(t.vertices, t.faces).astype(np.float64)
-            self._weights = jaw_weights(t.vertices, t.faces, lmk)
 
     def step(self, session: FitSession) -> dict[str, float]:
         p = self.params(session)
         lm = session.landmark_targets
+        if not session.mouth_open():
+            session.note("jaw: the lips touch: left closed")
+            return {"jaw_deg": 0.0}
         sim = session.rigid if session.rigid is not None else Similarity.identity()
         to_template = sim.inverse()
         # The template as rigid and affine left it, in the template's own frame (its x axis
         # is the jaw's hinge whatever the scan's pose).
         v = to_template.apply(session.vertices.detach().cpu().numpy().astype(np.float64))
-        faces, embedding = session.template.faces, session.embedding
-        lmk = embedding.points(v, faces)
-        carried = (self._weights[faces[embedding.face_idx]] * embedding.bary).sum(1)
+        lmk = session.embedding.points(v, session.template.faces)
+        carried = session.landmark_jaw_weights()
         weight = session.landmark_weight_3d.cpu().numpy().astype(np.float64)
-        use = (carried[lm.indices] >= CARRIED) & (weight > 0)
+        use = (carried >= CARRIED) & (weight > 0)
         if use.sum() < 3:
             session.note("jaw: fewer than 3 lip or chin landmarks: left as it was")
             return {"jaw_deg": 0.0}
@@ -81,7 +80,7 @@ class JawStage(FitStage):
         height = float(np.ptp(v[:, 1]))
         joint = jaw_joint(lmk, height)
         c = weight[use]
-        w = carried[idx]
+        w = carried[use]
         max_shift = float(p["max_shift"]) * height
 
         def solve(degrees: float) -> tuple[float, np.ndarray]:
@@ -110,7 +109,8 @@ class JawStage(FitStage):
         scale = 1.0 / to_template.scale / session.head_height  # template units -> head height
         if abs(best) >= float(p["min_turn"]) and after <= (1 - float(p["min_gain"])) * before:
             self.degrees = best
-            turned = turn_jaw(v, self._weights, joint, best) + self._weights[:, None] * shift
+            w_all = session.jaw_weights
+            turned = turn_jaw(v, w_all, joint, best) + w_all[:, None] * shift
             session.vertices = torch.from_numpy(sim.apply(turned).astype(np.float32)).to(
                 session.device)
             session.note(f"jaw: turned {best:+.1f}° ({'open' if best > 0 else 'closed'}), "

@@ -60,17 +60,20 @@ def moments_alignment(src: np.ndarray, dst: np.ndarray, with_scale: bool = True)
     return Similarity(scale, np.eye(3), mu_d - scale * mu_s)
 
 
-def robust_similarity(session: FitSession, src: np.ndarray, with_scale: bool) -> Similarity:
+def robust_similarity(session: FitSession, src: np.ndarray, with_scale: bool,
+                      share: np.ndarray | None = None) -> Similarity:
     """Weighted Umeyama of template landmarks ``src`` (L,3) onto the session's targets, by IRLS.
 
-    Starts from least squares with the targets' weights, then re-solves with those weights
-    times the robust factors of the current residuals (``fit/robust.py``) until the factors
-    settle. With the kernel off this is the plain weighted least-squares solve.
+    Starts from least squares with the targets' weights (times ``share`` (L,) where given),
+    then re-solves with those weights times the robust factors of the current residuals
+    (``fit/robust.py``) until the factors settle. With the kernel off this is the plain
+    weighted least-squares solve.
     """
     lm = session.landmark_targets
-    keep = lm.weights > 0
+    weights = lm.weights if share is None else lm.weights * share
+    keep = weights > 0
     dst = lm.points[keep].astype(np.float64)
-    base = lm.weights[keep].astype(np.float64)
+    base = weights[keep].astype(np.float64)
     sim = umeyama(src[keep], dst, base, with_scale)
     factors = np.ones(len(dst))
     for _ in range(IRLS_ROUNDS):
@@ -83,6 +86,21 @@ def robust_similarity(session: FitSession, src: np.ndarray, with_scale: bool) ->
         factors = new
         sim = umeyama(src[keep], dst, base * factors, with_scale)
     return sim
+
+
+def skull_share(session: FitSession) -> np.ndarray | None:
+    """(L,) how much the skull carries each landmark (1 - the jaw's share), where the mouth is
+    open, the jaw stage runs and ``stages.jaw.skull_first`` asks the stages before it to
+    align the skull alone (the open jaw would tilt and stretch them); None otherwise. Falls
+    back to None where fewer than ``MIN_LANDMARKS`` landmarks would keep any weight."""
+    jaw = session.config.stage("jaw")
+    if not (jaw.get("enabled", True) and jaw.get("skull_first", False)
+            and session.mouth_open()):
+        return None
+    share = 1.0 - session.landmark_jaw_weights()
+    if int(((session.landmark_targets.weights * share) > 0).sum()) < MIN_LANDMARKS:
+        return None
+    return share
 
 
 class RigidStage(FitStage):
@@ -101,7 +119,7 @@ class RigidStage(FitStage):
         if usable:
             src = session.embedding_points(session.template_vertices).cpu().numpy()[lm.indices]
             keep = lm.weights > 0
-            sim = robust_similarity(session, src, with_scale)
+            sim = robust_similarity(session, src, with_scale, skull_share(session))
             residual = float(np.linalg.norm(sim.apply(src[keep]) - lm.points[keep], axis=1).mean())
             losses = {"landmark_3d": residual}
         else:
