@@ -29,6 +29,26 @@ def test_an_inward_eyeball_inside_an_outward_head_is_the_only_part_turned():
     assert turned[len(head.faces):].all()
 
 
+def test_a_mouth_cavity_exported_apart_is_left_facing_out_of_the_head():
+    """A cone opening forward (a mouth's inside as its own part, 3% of the area): it faces its
+    own axis, so about its own centre it reads inward, but it faces out of the head."""
+    head = trimesh.creation.icosphere(3)
+    k = 32
+    angle = 2 * np.pi * np.arange(k) / k
+    rim = np.stack([0.3 * np.cos(angle), 0.3 * np.sin(angle) - 0.4, np.full(k, 0.85)], 1)
+    apex = np.array([[0.0, -0.4, 0.55]])
+    cone = np.stack([np.arange(k), (np.arange(k) + 1) % k, np.full(k, k)], 1)
+    v = np.concatenate([head.vertices, rim, apex])
+    cone = cone + len(head.vertices)
+    normals = np.cross(v[cone[:, 1]] - v[cone[:, 0]], v[cone[:, 2]] - v[cone[:, 0]])
+    if normals[:, 2].mean() < 0:  # wound to face forward, out of the mouth
+        cone = cone[:, ::-1]
+    assert outward_balance(v, cone)[0] < -0.2  # inward about its own centre
+    assert not inward_faces(v, np.concatenate([head.faces, cone])).any()
+    # The whole scan mirrored: head and cavity are turned back together.
+    assert inward_faces(v, np.concatenate([head.faces, cone])[:, ::-1]).all()
+
+
 @pytest.fixture(scope="module")
 def holed_heads(data_dir):
     w = load_world_assets(data_dir)

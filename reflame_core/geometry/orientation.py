@@ -18,14 +18,15 @@ MIN_PART_AREA = 0.01
 
 
 def outward_balance(vertices: np.ndarray, faces: np.ndarray,
-                    parts: np.ndarray | None = None) -> np.ndarray:
+                    parts: np.ndarray | None = None,
+                    centre: np.ndarray | None = None) -> np.ndarray:
     """How outward each part of ``faces`` (F,3) of ``vertices`` (V,3) is wound, in [-1, 1].
 
     Per part (``parts`` (F,) int labels 0..P-1; None: one part): the area-weighted mean of
     cos(angle) between each face's normal and the direction to the face from the part's area
-    centroid. A sphere wound outward gives 1 and wound inward -1; a head, a bust, a
-    face-only shell or a cap lie well away from 0 (their surface wraps around a point behind
-    it); a flat patch is near 0. Returns (P,) float64.
+    centroid (or from ``centre`` (3,), one point for every part). A sphere wound outward gives
+    1 and wound inward -1; a head, a bust, a face-only shell or a cap lie well away from 0
+    (their surface wraps around a point behind it); a flat patch is near 0. Returns (P,) float64.
     """
     tri = np.asarray(vertices, np.float64)[faces]
     labels = np.zeros(len(tri), np.int64) if parts is None else np.asarray(parts, np.int64)
@@ -34,8 +35,11 @@ def outward_balance(vertices: np.ndarray, faces: np.ndarray,
     area = np.linalg.norm(cross, axis=1)
     total = np.bincount(labels, area, n)
     centres = tri.mean(1)
-    centroid = np.stack([np.bincount(labels, area * centres[:, k], n) for k in range(3)], 1)
-    out = centres - (centroid / np.maximum(total, 1e-300)[:, None])[labels]
+    if centre is None:
+        centroid = np.stack([np.bincount(labels, area * centres[:, k], n) for k in range(3)], 1)
+        out = centres - (centroid / np.maximum(total, 1e-300)[:, None])[labels]
+    else:
+        out = centres - np.asarray(centre, np.float64)
     out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-300)
     balance = np.bincount(labels, np.einsum("fd,fd->f", cross, out), n)
     return np.where(total > 0, balance / np.maximum(total, 1e-300), 0.0)
@@ -100,7 +104,10 @@ def inward_faces(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     First the faces of each part are made to agree across their shared edges
     (``disagreeing_faces``: a broken remesher or converter reverses faces at random). Then
     a part of at least ``MIN_PART_AREA`` of the mesh's area (the head, a cap, a jaw exported
-    apart, an eyeball, whole or cut) is judged about its own centroid. A smaller one (a
+    apart, an eyeball, whole or cut) is judged about its own centroid, unless that and the
+    reading about the largest part's centroid clearly disagree (a cavity, such as a mouth's
+    inside exported apart, faces its own axis but out of the head): it then follows the
+    largest part. A smaller one (a
     piece that holes cut off a cheek or a socket: concave, its own centroid lies in front of
     it; a speck of noise) says little about itself and follows the largest part. Parts are
     joined by shared vertices, or by shared positions where no part dominates.
@@ -123,7 +130,19 @@ def inward_faces(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
         area = np.bincount(parts, face_area)
     agree = disagreeing_faces(corners, num_corners)
     wound = np.where(agree[:, None], f[:, ::-1], f)
-    inward = outward_balance(vertices, wound, parts) < -INWARD_BALANCE
+    own = outward_balance(vertices, wound, parts)
+    inward = own < -INWARD_BALANCE
+    # A cavity (a mouth's inside exported as its own part) faces its own axis, inward about
+    # its own centre, but out of the head: where the two readings clearly disagree, the part
+    # follows the largest one.
+    largest = int(np.argmax(area))
+    main = parts == largest
+    head_centre = (tri[main].mean(1) * face_area[main, None]).sum(0) / face_area[main].sum()
+    about_head = outward_balance(vertices, wound, parts, head_centre)
+    disagree = (np.sign(own) != np.sign(about_head)) & (np.abs(own) > INWARD_BALANCE) \
+        & (np.abs(about_head) > INWARD_BALANCE)
+    inward[disagree] = inward[largest]
     small = area < MIN_PART_AREA * area.sum()
-    inward[small] = inward[int(np.argmax(area))]
+    inward[small] = inward[largest]
     return agree ^ inward[parts]
+
