@@ -12,9 +12,6 @@ the template frame (+x the subject's left, +y up, +z forward).
 from __future__ import annotations
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import dijkstra
-from scipy.sparse.linalg import spsolve
 
 from reflame_core.geometry.edges import boundary_loops
 
@@ -45,6 +42,12 @@ def jaw_weights(vertices: np.ndarray, faces: np.ndarray, landmarks: np.ndarray) 
     behind the jaw's angles and at the base of the neck. Harmonic (uniform graph Laplacian)
     everywhere else, the corners included.
     """
+    # Here, not at the top: a fit loads scipy only for an open mouth (it costs a GPU fit
+    # 0.7 s, see fit/stages/affine.py).
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import dijkstra
+    from scipy.sparse.linalg import spsolve
+
     v = np.asarray(vertices, np.float64)
     height = float(np.ptp(v[:, 1]))
     n = len(v)

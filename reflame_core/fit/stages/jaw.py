@@ -59,17 +59,21 @@ class JawStage(FitStage):
     def step(self, session: FitSession) -> dict[str, float]:
         p = self.params(session)
         lm = session.landmark_targets
-        if not session.mouth_open():
-            session.note("jaw: the lips touch: left closed")
-            return {"jaw_deg": 0.0}
         sim = session.rigid if session.rigid is not None else Similarity.identity()
         to_template = sim.inverse()
         # The template as rigid and affine left it, in the template's own frame (its x axis
         # is the jaw's hinge whatever the scan's pose).
         v = to_template.apply(session.vertices.detach().cpu().numpy().astype(np.float64))
         lmk = session.embedding.points(v, session.template.faces)
-        carried = session.landmark_jaw_weights()
         weight = session.landmark_weight_3d.cpu().numpy().astype(np.float64)
+        if not session.mouth_open():
+            # The landmarks' residual as the stages before left it, for the loss plots.
+            use = weight > 0
+            d = np.linalg.norm(lmk[lm.indices[use]] - to_template.apply(lm.points[use]), axis=1)
+            session.note("jaw: the lips touch: left closed")
+            return {"jaw_deg": 0.0, "landmark_3d": float(d.mean() / to_template.scale)
+                    if len(d) else 0.0}
+        carried = session.landmark_jaw_weights()
         use = (carried >= CARRIED) & (weight > 0)
         if use.sum() < 3:
             session.note("jaw: fewer than 3 lip or chin landmarks: left as it was")
