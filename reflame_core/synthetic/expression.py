@@ -65,9 +65,11 @@ class Expression:
 
     @classmethod
     def draw(cls, rng: np.random.Generator) -> Expression:
-        """The jaw open by 4-20 degrees on two heads in three, the corners raised or lowered
-        by up to 3% of head height, the brows raised by up to 2%; an open mouth shows its
-        dark inside on two heads in three (scanners see a cavity there, or nothing)."""
+        """The jaw open by 4-20 degrees on two heads in three, about a joint 0-8% of head
+        height below and -2-8% behind iBUG 0 and 16, its weights to a power of 0.6-1.6; the
+        corners raised or lowered by up to 3% of head height, the brows raised by up to 2%;
+        an open mouth shows its dark inside on two heads in three (scanners see a cavity
+        there, or nothing)."""
         jaw = rng.uniform(*JAW_DEG) if rng.random() < 2 / 3 else 0.0
         return cls(jaw_deg=jaw, corners=rng.uniform(-0.5, 1.0) * SMILE,
                    brows=rng.uniform(0.0, 1.0) * BROW_RAISE,
