@@ -12,11 +12,13 @@ the template frame (+x the subject's left, +y up, +z forward).
 from __future__ import annotations
 
 import numpy as np
+import torch
 
-from reflame_core.geometry.edges import boundary_loops
+from reflame_core.geometry.edges import boundary_loops, mesh_edges
+from reflame_core.landmarks.definitions import landmark_definitions
 
-# iBUG indices.
-JAW_LINE, CHIN, NOSE_BASE, LIPS, INNER_LIPS = slice(4, 13), 8, 33, slice(48, 68), slice(60, 68)
+# iBUG indices (the lips' as a whole: ``landmark_definitions().indices("lips")``).
+JAW_LINE, CHIN, NOSE_BASE, INNER_LIPS = slice(4, 13), 8, 33, slice(60, 68)
 # The mouth's corners (outer and inner): within CORNER_RADIUS of them no path joins the rims.
 CORNERS, CORNER_RADIUS = [48, 54, 60, 64], 0.04
 # Lip vertices: within LIP_RADIUS of a lip landmark. Across LIP_BLEND of difference between
@@ -51,7 +53,7 @@ def jaw_weights(vertices: np.ndarray, faces: np.ndarray, landmarks: np.ndarray) 
     v = np.asarray(vertices, np.float64)
     height = float(np.ptp(v[:, 1]))
     n = len(v)
-    edges = np.unique(np.sort(faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), 1), axis=0)
+    edges = mesh_edges(torch.as_tensor(np.asarray(faces, np.int64))).numpy()
     i = np.concatenate([edges[:, 0], edges[:, 1]])
     j = np.concatenate([edges[:, 1], edges[:, 0]])
 
@@ -66,7 +68,8 @@ def jaw_weights(vertices: np.ndarray, faces: np.ndarray, landmarks: np.ndarray) 
     keep = ~corner[i] & ~corner[j]
     graph = coo_matrix((np.linalg.norm(v[i[keep]] - v[j[keep]], axis=1), (i[keep], j[keep])),
                        shape=(n, n)).tocsr()
-    lips = np.linalg.norm(v[:, None] - landmarks[None, LIPS], axis=2).min(1) < LIP_RADIUS * height
+    lip_landmarks = landmarks[landmark_definitions().indices("lips")]
+    lips = np.linalg.norm(v[:, None] - lip_landmarks[None], axis=2).min(1) < LIP_RADIUS * height
     lips = np.flatnonzero(lips & ~corner)
     to_upper = dijkstra(graph, indices=upper, min_only=True)[lips]
     to_lower = dijkstra(graph, indices=lower, min_only=True)[lips]

@@ -43,6 +43,11 @@ class LandmarkDefinitions:
     def group_of(self, name: str) -> str:
         return self.groups[self.names.index(name)]
 
+    def indices(self, group: str) -> np.ndarray:
+        """(K,) int64 iBUG indices (0..67) of the landmarks in ``group``."""
+        return np.array([i for i, g in enumerate(self.groups[:NUM_IBUG]) if g == group],
+                        np.int64)
+
 
 def _read_json(path: Path) -> dict:
     try:
@@ -90,7 +95,7 @@ class IndexTable:
         """For a detector whose own points already are the named landmarks."""
         return cls(matrix=np.eye(len(names)), names=tuple(names))
 
-    def with_rows(self, other: IndexTable, rows: slice) -> IndexTable:
+    def with_rows(self, other: IndexTable, rows: slice | np.ndarray) -> IndexTable:
         """This table with ``other``'s ``rows`` (same detector points and names)."""
         if other.matrix.shape != self.matrix.shape or other.names != self.names:
             raise ValueError("tables of different detectors or landmarks")

@@ -38,7 +38,6 @@ from reflame_core.render.renderer import MeshRenderer, RenderOutput
 # used 40 degrees with its landmarks fused in 2D; fused in 3D with per-view facing weights, the
 # views out to 60 degrees azimuth see the jaw squarely and make the contour (see RESULTS.md).
 FRONTAL_RANGE_DEG = 65.0
-LIP_ROWS = slice(48, 68)  # iBUG lips, outer and inner
 GREY = 0.7  # albedo of a scan without texture or colours
 LIGHT_RISE = 1.0  # untextured scans: light direction = camera direction + this x up (45°)
 # FLAME's head (its bounding box, neck included) about its 68 landmarks, in units of their RMS
@@ -214,7 +213,8 @@ def table_for(detector: LandmarkDetector, points: np.ndarray, textured: bool) ->
         table = getattr(detector, "untextured_table", None) or table
     mouth_open = getattr(detector, "mouth_open", None)
     if mouth_open is not None and mouth_open(points):
-        table = table.with_rows(detector.open_mouth_table, LIP_ROWS)
+        table = table.with_rows(detector.open_mouth_table,
+                                landmark_definitions().indices("lips"))
     return table
 
 

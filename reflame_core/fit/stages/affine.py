@@ -63,8 +63,9 @@ class AffineStage(FitStage):
         moved = self.params_[:3] * template + self.params_[3:]
         blocks = []
         losses: dict[str, float] = {}
-        surface = self._surface_block(session, p, sim, to_template, template, moved)
-        lm = self._landmark_block(session, p, to_template)
+        share = skull_share(session)
+        surface = self._surface_block(session, p, sim, to_template, template, moved, share)
+        lm = self._landmark_block(session, p, to_template, share)
         for key, found in (("surface", surface), ("landmark_3d", lm)):
             if found is None:
                 continue
@@ -92,13 +93,16 @@ class AffineStage(FitStage):
         to_template: Similarity,
         template: np.ndarray,
         moved: np.ndarray,
+        share: np.ndarray | None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
         """Point-to-plane rows (a, b, weights, mean kept residual in canonical units) from the
         template's vertices (5023,3) at ``moved`` to their closest scan samples; pairs too
-        far, facing away or among the worst ``trim`` are left out."""
+        far, facing away or among the worst ``trim`` are left out. Where ``share`` (the
+        skull's share of each landmark, ``skull_share``) is given, the skull's share of each
+        vertex weighs it too."""
         t = session.targets
         weights = session.vertex_weights.cpu().numpy().astype(np.float64)
-        if skull_share(session) is not None:
+        if share is not None:  # the skull alone: its share of every vertex
             weights = weights * (1.0 - session.jaw_weights)
         use = weights > 0
         if t is None or not use.any():
@@ -132,14 +136,14 @@ class AffineStage(FitStage):
         return a, b, w, float(plane[keep].mean())
 
     def _landmark_block(
-        self, session: FitSession, p: dict, to_template: Similarity
+        self, session: FitSession, p: dict, to_template: Similarity, share: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float] | None:
-        """Point-to-point rows from the template's landmarks to the targets, worst trimmed."""
+        """Point-to-point rows from the template's landmarks to the targets, worst trimmed,
+        weighted by ``share`` (the skull's share of each) where given."""
         lm = session.landmark_targets
         if lm is None or float(p["w_landmarks"]) == 0.0:
             return None
         weights = session.landmark_weight_3d.cpu().numpy().astype(np.float64)
-        share = skull_share(session)
         if share is not None:
             weights = weights * share
         keep = weights > 0
