@@ -27,6 +27,7 @@ from reflame_core.fit.stages.base import FitStage, NonFiniteStep
 from reflame_core.fit.stages.deform import DeformStage
 from reflame_core.fit.stages.eyeballs import EyeballStage
 from reflame_core.fit.stages.jaw import JawStage
+from reflame_core.fit.stages.lattice import LatticeStage
 from reflame_core.fit.stages.rigid import RigidStage
 from reflame_core.fit.targets import (
     LandmarkTargets,
@@ -203,6 +204,7 @@ class FitSession:
             RigidStage(),
             AffineStage(),
             JawStage(),
+            LatticeStage(),
             DeformStage("coarse"),
             DeformStage("refine"),
             EyeballStage(),

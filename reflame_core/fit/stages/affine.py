@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from reflame_core.fit.losses import nearest, vertex_normals_torch
 from reflame_core.fit.stages.base import FitStage
 from reflame_core.fit.stages.rigid import skull_share
+from reflame_core.fit.surface_pairs import surface_pairs
 from reflame_core.geometry.axis_scale import (
     axis_scale_from_points,
     plane_rows,
@@ -100,31 +100,13 @@ class AffineStage(FitStage):
         far, facing away or among the worst ``trim`` are left out. Where ``share`` (the
         skull's share of each landmark, ``skull_share``) is given, the skull's share of each
         vertex weighs it too."""
-        t = session.targets
         weights = session.vertex_weights.cpu().numpy().astype(np.float64)
         if share is not None:  # the skull alone: its share of every vertex
             weights = weights * (1.0 - session.jaw_weights)
         use = weights > 0
-        if t is None or not use.any():
+        if session.targets is None or not use.any():
             return None
-        here = sim.apply(moved)
-        # The fitting loop's nearest samples: its k-d tree on a CPU, brute force on a GPU
-        # (a tree built there every iteration, and scipy loaded for it, cost 0.7 s a fit).
-        query = torch.as_tensor(here, dtype=torch.float32, device=t.samples.device)
-        idx = nearest(query, t.samples, t.sample_tree).cpu().numpy()
-        samples = t.samples.cpu().numpy().astype(np.float64)[idx]
-        dist = np.linalg.norm(here - samples, axis=1)
-        normals = t.sample_normals.cpu().numpy().astype(np.float64)[idx]
-        fit_normals = vertex_normals_torch(
-            torch.from_numpy(here.astype(np.float32)), session.faces.cpu()
-        ).numpy()
-        keep = (
-            use
-            & (dist < float(p["max_distance"]))
-            & ((fit_normals * normals).sum(1) > float(p["min_normal_cos"]))
-        )
-        plane = np.abs(((here - samples) * normals).sum(1))
-        keep = trimmed(plane, keep, float(p["trim"]))
+        keep, samples, normals, plane = surface_pairs(session, sim.apply(moved), use, p)
         if not keep.any():
             return None
         # Samples and normals into the template frame (the similarity's scale does not

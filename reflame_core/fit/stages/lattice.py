@@ -1,0 +1,149 @@
+"""A smooth deformation of the whole head before the free-form stages (the ``lattice`` stage).
+
+Heads differ from FLAME's template in shapes that span the head: a longer skull, a jaw set
+back, a cheek pushed out. The rigid and affine stages leave those to the Large-Steps
+deformation, whose surface terms only hold each vertex to the scan's tangent plane: where
+the scan is smooth (the scalp, the neck) the template's vertices then slide into place by
+whatever path the optimiser takes. A deformation that is smooth in *space* (a B-spline
+lattice around the head, ``geometry/lattice.py``) ties each vertex's motion to that of the
+surface around it in every direction: where the side of the head moves out, the scalp above
+it moves with it, as the same smooth change of shape would move it. This stage fits such a
+deformation to the scan surface and the landmarks by a few ICP iterations, each a linear
+least-squares solve.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from reflame_core.fit.stages.base import FitStage
+from reflame_core.fit.surface_pairs import surface_pairs
+from reflame_core.geometry.axis_scale import trimmed
+from reflame_core.geometry.lattice import Lattice
+
+if TYPE_CHECKING:
+    from reflame_core.fit.session import FitSession
+
+# Pull of every control displacement toward none, next to the data terms (each weighing 1 in
+# all): control points that no data reaches (the box's far corners) stay where they are.
+DAMPING = 1e-6
+
+
+class LatticeStage(FitStage):
+    """One iteration = one ICP step of ``x' = x0 + basis(x0) @ c`` against the scan surface
+    (point-to-plane) and the 3D landmarks (point-to-point).
+
+    ``x0`` (V,3) are the vertices when the stage begins (canonical frame), the lattice spans
+    their bounding box (``control_points`` per axis) and ``c`` (K,3) are the control
+    points' displacements. ``smoothness`` weighs the bending of ``c`` (its second
+    differences, ``Lattice.bending_rows``) against the data: affine changes cost nothing.
+    Landmarks weigh as in the deformation stages (confidence sharpened, an artist's edits
+    in full), the worst ``trim`` of them and of the surface pairs left out of each step.
+
+    State: ``displacements`` (K,3) float64.
+    """
+
+    name = "lattice"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.displacements: np.ndarray | None = None
+        self._start: np.ndarray | None = None
+        self._basis: np.ndarray | None = None
+        self._bending: np.ndarray | None = None
+
+    def begin(self, session: FitSession) -> None:
+        p = self.params(session)
+        # The session keeps the vertices the stage began from; a restart begins there again.
+        start = self.start_vertices if self.start_vertices is not None else session.vertices
+        self._start = start.detach().cpu().numpy().astype(np.float64)
+        lattice = Lattice.around(self._start, int(p["control_points"]))
+        self._basis = lattice.basis(self._start)
+        self._bending = lattice.bending_rows()
+        current = session.vertices.detach().cpu().numpy().astype(np.float64)
+        # Continue from the session's vertices (a restore mid-stage): their displacement,
+        # read back by least squares.
+        moved = current - self._start
+        if np.abs(moved).max() > 0.0:
+            self.displacements = np.linalg.lstsq(self._basis, moved, rcond=None)[0]
+        else:
+            self.displacements = np.zeros((lattice.num_controls, 3))
+        session.ensure_targets(int(session.config.stage("coarse")["surface_samples"]))
+
+    def step(self, session: FitSession) -> dict[str, float]:
+        p = self.params(session)
+        basis, start = self._basis, self._start
+        k = basis.shape[1]
+        here = start + basis @ self.displacements
+        lhs = np.zeros((3 * k, 3 * k))
+        rhs = np.zeros(3 * k)
+        losses: dict[str, float] = {}
+
+        weights = session.vertex_weights.cpu().numpy().astype(np.float64)
+        use = weights > 0
+        if session.targets is not None and use.any():
+            keep, samples, normals, plane = surface_pairs(session, here, use, p)
+            if keep.any():
+                # normal . (start + basis @ c) = normal . sample, one row per pair.
+                n = normals[keep]
+                a = np.concatenate([basis[keep] * n[:, [axis]] for axis in range(3)], axis=1)
+                b = ((samples[keep] - start[keep]) * n).sum(1)
+                w = weights[keep] / weights[keep].sum() * float(p["w_surface"])
+                lhs += (a * w[:, None]).T @ a
+                rhs += (a * w[:, None]).T @ b
+                losses["surface"] = float(plane[keep].mean())
+
+        lm = session.landmark_targets
+        if lm is not None and float(p["w_landmarks"]) > 0.0:
+            lw = session.landmark_weight_deform.cpu().numpy().astype(np.float64)
+            rows = self._landmark_basis(session)
+            target = lm.points.astype(np.float64)
+            at = rows @ (start + basis @ self.displacements)
+            residual = np.linalg.norm(at - target, axis=1)
+            keep = trimmed(residual, lw > 0, float(p["trim"]))
+            if keep.any():
+                w = lw[keep] / lw[keep].sum() * float(p["w_landmarks"])
+                a = rows[keep] @ basis  # (L,K): each landmark's control weights
+                gram = (a * w[:, None]).T @ a
+                for axis in range(3):
+                    block = slice(axis * k, (axis + 1) * k)
+                    lhs[block, block] += gram
+                    rhs[block] += (a * w[:, None]).T @ (target[keep, axis]
+                                                        - (rows[keep] @ start)[:, axis])
+                losses["landmark_3d"] = float(residual[keep].mean())
+
+        if not losses:
+            session.note("lattice: no landmarks and no scan surface in reach: left as it was")
+            return losses
+        bend = self._bending.T @ self._bending / len(self._bending)
+        regular = float(p["smoothness"]) * np.kron(np.eye(3), bend) + DAMPING * np.eye(3 * k)
+        self.displacements = np.linalg.solve(lhs + regular, rhs).reshape(3, k).T
+        moved = start + basis @ self.displacements
+        session.vertices = torch.from_numpy(moved.astype(np.float32)).to(session.device)
+        losses["moved"] = float(np.linalg.norm(moved - start, axis=1).mean())
+        return losses
+
+    @staticmethod
+    def _landmark_basis(session: FitSession) -> np.ndarray:
+        """(L,V) each landmark target's FLAME landmark as barycentric weights over vertices."""
+        lm = session.landmark_targets
+        faces = session.template.faces[session.embedding.face_idx[lm.indices]]
+        bary = session.embedding.bary[lm.indices].astype(np.float64)
+        rows = np.zeros((len(lm.indices), len(session.template.vertices)))
+        for corner in range(3):
+            np.add.at(rows, (np.arange(len(faces)), faces[:, corner]), bary[:, corner])
+        return rows
+
+    def save_state(self) -> np.ndarray | None:
+        return None if self.displacements is None else self.displacements.copy()
+
+    def load_state(self, state: np.ndarray | None) -> None:
+        if state is not None:
+            self.displacements = state.copy()
+
+    def reset(self) -> None:
+        super().reset()
+        self.displacements = None
