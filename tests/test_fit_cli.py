@@ -92,12 +92,13 @@ def test_fit_writes_every_output(scan_on_disk, flame_dir, tmp_path, small_synthe
     report = json.loads((out / "report.json").read_text())
     assert report["stages"]["coarse"]["iterations"] == 30
     assert report["stages"]["affine"]["iterations"] == 8
+    assert report["stages"]["lattice"]["iterations"] == 10
     assert report["distances_relative_to_scan_size"]["fit_to_scan_mean"] < 0.02
     assert report["warnings"] == []
     with open(out / "losses.csv") as fh:
         rows = list(csv.DictReader(fh))
-    # rigid, affine (preset fast), jaw, coarse, refine, eyes
-    assert len(rows) == 1 + 8 + 1 + 30 + 10 + 1
+    # rigid, affine (preset fast), jaw, lattice, coarse, refine, eyes
+    assert len(rows) == 1 + 8 + 1 + 10 + 30 + 10 + 1
     assert "steps = 30" in (out / "config.toml").read_text()
     assert "wrote" in capsys.readouterr().out
 

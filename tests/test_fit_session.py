@@ -12,6 +12,7 @@ from reflame_core.fit.targets import LandmarkTargets
 
 TINY = {
     "cameras.num_views": 2, "cameras.resolution": 48, "stages.affine.steps": 2,
+    "stages.lattice.steps": 1,
     "stages.coarse.steps": 6, "stages.coarse.surface_samples": 2000,
     "stages.refine.steps": 3, "stages.refine.surface_samples": 2000,
     "stages.texture.enabled": False,
@@ -33,11 +34,11 @@ def test_one_step_is_one_iteration_through_all_stages(session):
     while not session.done:
         r = session.step()
         seen.append((r.stage, r.iteration))
-    expected = [("rigid", 1), ("affine", 1), ("affine", 2), ("jaw", 1)]
+    expected = [("rigid", 1), ("affine", 1), ("affine", 2), ("jaw", 1), ("lattice", 1)]
     expected += [("coarse", i) for i in range(1, 7)]
     expected += [("refine", i) for i in range(1, 4)] + [("eyeballs", 1)]
     assert seen == expected
-    assert names == ["rigid", "affine", "jaw", "coarse", "refine", "eyeballs"]
+    assert names == ["rigid", "affine", "jaw", "lattice", "coarse", "refine", "eyeballs"]
     assert all(s.status == "done" for s in session.stages if s.name in names)
     assert session.step().event == "all stages done"
 
@@ -54,7 +55,7 @@ def test_deterministic_for_a_seed(small_synthetic_head, flame_template, landmark
 
 
 def test_skip_restart_goto(session):
-    session.run(6)  # rigid, 2 affine, jaw, 2 coarse
+    session.run(7)  # rigid, 2 affine, jaw, lattice, 2 coarse
     after_rigid = session.stage("coarse").start_vertices.clone()
     assert session.current.name == "coarse" and session.current.iteration == 2
     session.restart_stage()
@@ -69,7 +70,7 @@ def test_skip_restart_goto(session):
 
 
 def test_param_change_between_steps(session):
-    session.run(5)  # rigid, 2 affine, jaw, coarse 1
+    session.run(6)  # rigid, 2 affine, jaw, lattice, coarse 1
     coarse = session.current
     old_matrix = coarse.matrix
     session.set_param("coarse", "lambda", 5.0)
@@ -85,7 +86,7 @@ def test_param_change_between_steps(session):
 
 
 def test_nan_is_rolled_back_and_lr_halved(session):
-    session.run(6)  # rigid, 2 affine, jaw, coarse 1-2
+    session.run(7)  # rigid, 2 affine, jaw, lattice, coarse 1-2
     before = session.vertices.clone()
     lr = session.current.optimizer.param_groups[0]["lr"]
     with torch.no_grad():
@@ -102,7 +103,7 @@ def test_nan_is_rolled_back_and_lr_halved(session):
 
 
 def test_landmarks_can_change_between_steps(session, small_synthetic_head):
-    session.run(5)  # rigid, 2 affine, jaw, coarse 1
+    session.run(6)  # rigid, 2 affine, jaw, lattice, coarse 1
     pts = small_synthetic_head.true_landmarks[:30]
     session.set_landmarks(LandmarkTargets.from_points(pts, np.arange(30)))
     r = session.step()

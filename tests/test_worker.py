@@ -25,6 +25,7 @@ from reflame_core.worker.runner import FitRunner
 
 TINY = {
     "cameras.num_views": 2, "cameras.resolution": 48, "stages.affine.steps": 1,
+    "stages.lattice.steps": 1,
     "stages.coarse.steps": 6, "stages.coarse.surface_samples": 2000,
     "stages.refine.steps": 3, "stages.refine.surface_samples": 2000,
     "stages.texture.enabled": False,
@@ -71,11 +72,11 @@ def runner(small_synthetic_head, flame_template, landmark_embedding) -> FitRunne
 
 def test_runner_steps_reports_errors_and_finishes(runner: FitRunner) -> None:
     assert runner.state == "idle" and runner.acked == 3
-    runner.handle(Command(4, "step", {"n": 3}))  # rigid, affine, jaw
+    runner.handle(Command(4, "step", {"n": 4}))  # rigid, affine, jaw, lattice
     while runner.wants_step:
         runner.tick()
     first = runner.update()
-    assert first.state == "paused" and len(first.session.new_history) == 3
+    assert first.state == "paused" and len(first.session.new_history) == 4
     assert first.session.stage == "coarse" and first.session.rigid is not None
 
     runner.handle(Command(5, "goto_stage", {"name": "no-such-stage"}))
@@ -91,7 +92,7 @@ def test_runner_steps_reports_errors_and_finishes(runner: FitRunner) -> None:
         runner.tick()
     last = runner.update()
     assert last.state == "finished" and last.session.stage is None
-    assert last.session.history_start == 3 and len(last.session.new_history) == 10
+    assert last.session.history_start == 4 and len(last.session.new_history) == 10
     runner.handle(Command(9, "restart_stage"))
     assert runner.state == "paused"  # no longer finished: the last stage runs again
 
@@ -112,10 +113,10 @@ def test_worker_process_fits_survives_a_crash_and_closes(small_synthetic_head, f
         worker.open_scan(small_synthetic_head.scan)
         worker.new_session(_config(**{"stages.coarse.steps": 400}),
                            LandmarkTargets.from_points(small_synthetic_head.true_landmarks))
-        worker.step(5)  # rigid, affine, jaw, coarse 1-2
+        worker.step(6)  # rigid, affine, jaw, lattice, coarse 1-2
         assert worker.wait_idle(120)
         snap = worker.latest_snapshot()
-        assert worker.state == "paused" and len(snap.history) == 5  # exactly: wait_idle waits
+        assert worker.state == "paused" and len(snap.history) == 6  # exactly: wait_idle waits
         assert snap.stage == "coarse" and snap.iteration == 2
 
         worker.start()
@@ -127,7 +128,7 @@ def test_worker_process_fits_survives_a_crash_and_closes(small_synthetic_head, f
         assert worker.wait_idle(120)
         restored = worker.latest_snapshot()
         assert worker.state == "paused" and restored.stage == "coarse"
-        assert restored.iteration >= 6 and len(restored.history) >= 9  # nothing forgotten
+        assert restored.iteration >= 6 and len(restored.history) >= 10  # nothing forgotten
         worker.set_param("coarse", "steps", restored.iteration + 2)
         worker.resume()
         _wait(worker, lambda: worker.latest_snapshot() is not None

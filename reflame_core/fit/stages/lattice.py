@@ -52,46 +52,47 @@ class LatticeStage(FitStage):
         super().__init__()
         self.displacements: np.ndarray | None = None
         self._start: np.ndarray | None = None
-        self._basis: np.ndarray | None = None
-        self._bending: np.ndarray | None = None
+        self._basis: torch.Tensor | None = None  # (V,K) float64
+        self._bending: torch.Tensor | None = None  # (K,K) bending^T bending / rows
 
     def begin(self, session: FitSession) -> None:
         p = self.params(session)
-        # The session keeps the vertices the stage began from; a restart begins there again.
-        start = self.start_vertices if self.start_vertices is not None else session.vertices
-        self._start = start.detach().cpu().numpy().astype(np.float64)
+        # The lattice deforms the vertices the stage begins from (after a restore: the
+        # restored ones, whose own start is not kept), from no displacement.
+        self._start = session.vertices.detach().cpu().numpy().astype(np.float64)
         lattice = Lattice.around(self._start, int(p["control_points"]))
-        self._basis = lattice.basis(self._start)
-        self._bending = lattice.bending_rows()
-        current = session.vertices.detach().cpu().numpy().astype(np.float64)
-        # Continue from the session's vertices (a restore mid-stage): their displacement,
-        # read back by least squares.
-        moved = current - self._start
-        if np.abs(moved).max() > 0.0:
-            self.displacements = np.linalg.lstsq(self._basis, moved, rcond=None)[0]
-        else:
-            self.displacements = np.zeros((lattice.num_controls, 3))
+        bending = lattice.bending_rows()
+        # The normal equations are dense products of (V,K) by (V,3K) (a few GFLOP a step):
+        # torch's, on the fit's device and its thread count, not numpy's BLAS, which would
+        # take every core in each of a batch's fits.
+        self._basis = torch.from_numpy(lattice.basis(self._start)).to(session.device)
+        self._bending = torch.from_numpy(bending.T @ bending / len(bending)).to(session.device)
+        self.displacements = np.zeros((lattice.num_controls, 3))
         session.ensure_targets(int(session.config.stage("coarse")["surface_samples"]))
 
     def step(self, session: FitSession) -> dict[str, float]:
         p = self.params(session)
-        basis, start = self._basis, self._start
+        basis = self._basis
         k = basis.shape[1]
-        here = start + basis @ self.displacements
-        lhs = np.zeros((3 * k, 3 * k))
-        rhs = np.zeros(3 * k)
+        dev = basis.device
+        start = torch.from_numpy(self._start).to(dev)
+        here = start + basis @ torch.from_numpy(self.displacements).to(dev)
+        lhs = torch.zeros((3 * k, 3 * k), dtype=torch.float64, device=dev)
+        rhs = torch.zeros(3 * k, dtype=torch.float64, device=dev)
         losses: dict[str, float] = {}
 
         weights = session.vertex_weights.cpu().numpy().astype(np.float64)
         use = weights > 0
         if session.targets is not None and use.any():
-            keep, samples, normals, plane = surface_pairs(session, here, use, p)
+            keep, samples, normals, plane = surface_pairs(session, here.cpu().numpy(), use, p)
             if keep.any():
                 # normal . (start + basis @ c) = normal . sample, one row per pair.
-                n = normals[keep]
-                a = np.concatenate([basis[keep] * n[:, [axis]] for axis in range(3)], axis=1)
-                b = ((samples[keep] - start[keep]) * n).sum(1)
-                w = weights[keep] / weights[keep].sum() * float(p["w_surface"])
+                rows = torch.from_numpy(np.flatnonzero(keep)).to(dev)
+                n = torch.from_numpy(normals[keep]).to(dev)
+                a = torch.cat([basis[rows] * n[:, axis:axis + 1] for axis in range(3)], dim=1)
+                b = ((torch.from_numpy(samples[keep]).to(dev) - start[rows]) * n).sum(1)
+                w = torch.from_numpy(weights[keep] / weights[keep].sum()
+                                     * float(p["w_surface"])).to(dev)
                 lhs += (a * w[:, None]).T @ a
                 rhs += (a * w[:, None]).T @ b
                 losses["surface"] = float(plane[keep].mean())
@@ -99,31 +100,33 @@ class LatticeStage(FitStage):
         lm = session.landmark_targets
         if lm is not None and float(p["w_landmarks"]) > 0.0:
             lw = session.landmark_weight_deform.cpu().numpy().astype(np.float64)
-            rows = self._landmark_basis(session)
+            bary = torch.from_numpy(self._landmark_basis(session)).to(dev)  # (L,V)
             target = lm.points.astype(np.float64)
-            at = rows @ (start + basis @ self.displacements)
-            residual = np.linalg.norm(at - target, axis=1)
+            residual = np.linalg.norm((bary @ here).cpu().numpy() - target, axis=1)
             keep = trimmed(residual, lw > 0, float(p["trim"]))
             if keep.any():
-                w = lw[keep] / lw[keep].sum() * float(p["w_landmarks"])
-                a = rows[keep] @ basis  # (L,K): each landmark's control weights
+                rows = torch.from_numpy(np.flatnonzero(keep)).to(dev)
+                w = torch.from_numpy(lw[keep] / lw[keep].sum() * float(p["w_landmarks"])).to(dev)
+                a = bary[rows] @ basis  # (L,K): each landmark's control weights
                 gram = (a * w[:, None]).T @ a
+                gap = torch.from_numpy(target[keep]).to(dev) - bary[rows] @ start
                 for axis in range(3):
                     block = slice(axis * k, (axis + 1) * k)
                     lhs[block, block] += gram
-                    rhs[block] += (a * w[:, None]).T @ (target[keep, axis]
-                                                        - (rows[keep] @ start)[:, axis])
+                    rhs[block] += (a * w[:, None]).T @ gap[:, axis]
                 losses["landmark_3d"] = float(residual[keep].mean())
 
         if not losses:
             session.note("lattice: no landmarks and no scan surface in reach: left as it was")
             return losses
-        bend = self._bending.T @ self._bending / len(self._bending)
-        regular = float(p["smoothness"]) * np.kron(np.eye(3), bend) + DAMPING * np.eye(3 * k)
-        self.displacements = np.linalg.solve(lhs + regular, rhs).reshape(3, k).T
-        moved = start + basis @ self.displacements
-        session.vertices = torch.from_numpy(moved.astype(np.float32)).to(session.device)
-        losses["moved"] = float(np.linalg.norm(moved - start, axis=1).mean())
+        eye = torch.eye(3, dtype=torch.float64, device=dev)
+        regular = (float(p["smoothness"]) * torch.kron(eye, self._bending)
+                   + DAMPING * torch.eye(3 * k, dtype=torch.float64, device=dev))
+        solved = torch.linalg.solve(lhs + regular, rhs).reshape(3, k).T
+        self.displacements = solved.cpu().numpy()
+        moved = start + basis @ solved
+        session.vertices = moved.to(torch.float32)
+        losses["moved"] = float((moved - start).norm(dim=1).mean())
         return losses
 
     @staticmethod
