@@ -240,8 +240,10 @@ class FitSession:
 
     # ----- state the stages share -----------------------------------------------------
     def embedding_points(self, vertices: torch.Tensor) -> torch.Tensor:
-        """(68,3) FLAME landmark positions on vertices (5023,3); differentiable."""
-        return torch.einsum("lk,lkd->ld", self._lmk_bary, vertices[self._lmk_faces])
+        """(68,D) FLAME landmark positions on vertices (5023,D), in their dtype; differentiable
+        and linear in ``vertices`` (D=3 positions, or any per-vertex rows)."""
+        bary = self._lmk_bary.to(vertices.dtype)
+        return torch.einsum("lk,lkd->ld", bary, vertices[self._lmk_faces])
 
     @property
     def jaw_weights(self) -> np.ndarray:

@@ -51,7 +51,7 @@ class LatticeStage(FitStage):
     def __init__(self) -> None:
         super().__init__()
         self.displacements: np.ndarray | None = None
-        self._start: np.ndarray | None = None
+        self._start: torch.Tensor | None = None  # (V,3) float64, where the stage began
         self._basis: torch.Tensor | None = None  # (V,K) float64
         self._bending: torch.Tensor | None = None  # (K,K) bending^T bending / rows
 
@@ -59,13 +59,14 @@ class LatticeStage(FitStage):
         p = self.params(session)
         # The lattice deforms the vertices the stage begins from (after a restore: the
         # restored ones, whose own start is not kept), from no displacement.
-        self._start = session.vertices.detach().cpu().numpy().astype(np.float64)
-        lattice = Lattice.around(self._start, int(p["control_points"]))
+        start = session.vertices.detach().cpu().numpy().astype(np.float64)
+        lattice = Lattice.around(start, int(p["control_points"]))
         bending = lattice.bending_rows()
         # The normal equations are dense products of (V,K) by (V,3K) (a few GFLOP a step):
         # torch's, on the fit's device and its thread count, not numpy's BLAS, which would
         # take every core in each of a batch's fits.
-        self._basis = torch.from_numpy(lattice.basis(self._start)).to(session.device)
+        self._start = torch.from_numpy(start).to(session.device)
+        self._basis = torch.from_numpy(lattice.basis(start)).to(session.device)
         self._bending = torch.from_numpy(bending.T @ bending / len(bending)).to(session.device)
         self.displacements = np.zeros((lattice.num_controls, 3))
         session.ensure_targets(int(session.config.stage("coarse")["surface_samples"]))
@@ -75,7 +76,7 @@ class LatticeStage(FitStage):
         basis = self._basis
         k = basis.shape[1]
         dev = basis.device
-        start = torch.from_numpy(self._start).to(dev)
+        start = self._start
         here = start + basis @ torch.from_numpy(self.displacements).to(dev)
         lhs = torch.zeros((3 * k, 3 * k), dtype=torch.float64, device=dev)
         rhs = torch.zeros(3 * k, dtype=torch.float64, device=dev)
@@ -100,16 +101,21 @@ class LatticeStage(FitStage):
         lm = session.landmark_targets
         if lm is not None and float(p["w_landmarks"]) > 0.0:
             lw = session.landmark_weight_deform.cpu().numpy().astype(np.float64)
-            bary = torch.from_numpy(self._landmark_basis(session)).to(dev)  # (L,V)
+            # Each landmark's control weights (L,K), and where it starts: FLAME's landmark
+            # embedding is linear in the vertices, so it maps the basis rows too.
+            index = torch.as_tensor(lm.indices, device=dev)
+            controls = session.embedding_points(basis)[index]
+            at_start = session.embedding_points(start)[index]
             target = lm.points.astype(np.float64)
-            residual = np.linalg.norm((bary @ here).cpu().numpy() - target, axis=1)
+            at = at_start + controls @ torch.from_numpy(self.displacements).to(dev)
+            residual = np.linalg.norm(at.cpu().numpy() - target, axis=1)
             keep = trimmed(residual, lw > 0, float(p["trim"]))
             if keep.any():
                 rows = torch.from_numpy(np.flatnonzero(keep)).to(dev)
                 w = torch.from_numpy(lw[keep] / lw[keep].sum() * float(p["w_landmarks"])).to(dev)
-                a = bary[rows] @ basis  # (L,K): each landmark's control weights
+                a = controls[rows]
                 gram = (a * w[:, None]).T @ a
-                gap = torch.from_numpy(target[keep]).to(dev) - bary[rows] @ start
+                gap = torch.from_numpy(target[keep]).to(dev) - at_start[rows]
                 for axis in range(3):
                     block = slice(axis * k, (axis + 1) * k)
                     lhs[block, block] += gram
@@ -128,17 +134,6 @@ class LatticeStage(FitStage):
         session.vertices = moved.to(torch.float32)
         losses["moved"] = float((moved - start).norm(dim=1).mean())
         return losses
-
-    @staticmethod
-    def _landmark_basis(session: FitSession) -> np.ndarray:
-        """(L,V) each landmark target's FLAME landmark as barycentric weights over vertices."""
-        lm = session.landmark_targets
-        faces = session.template.faces[session.embedding.face_idx[lm.indices]]
-        bary = session.embedding.bary[lm.indices].astype(np.float64)
-        rows = np.zeros((len(lm.indices), len(session.template.vertices)))
-        for corner in range(3):
-            np.add.at(rows, (np.arange(len(faces)), faces[:, corner]), bary[:, corner])
-        return rows
 
     def save_state(self) -> np.ndarray | None:
         return None if self.displacements is None else self.displacements.copy()
