@@ -11,7 +11,7 @@ from reflame_core.fit.config import FitConfig
 from reflame_core.fit.eye_surface import exposed_cap
 from reflame_core.fit.regions import LEFT_EYEBALL, RIGHT_EYEBALL
 from reflame_core.fit.session import FitSession
-from reflame_core.fit.shape_prior import ShapePrior, unsupported_weights
+from reflame_core.fit.shape_prior import ShapePrior, unsupported
 from reflame_core.fit.targets import LandmarkTargets
 from reflame_core.geometry.similarity import Similarity
 from reflame_core.io.mesh import Scan
@@ -46,11 +46,10 @@ def test_stretch_is_zero_at_the_reference_and_grows_with_scale(session):
 def test_unsupported_vertices_weigh_more():
     verts = torch.tensor([[0.0, 0.0, 0.0], [0.05, 0.0, 0.0], [1.0, 0.0, 0.0]])
     samples = torch.tensor([[0.0, 0.0, 0.01], [0.06, 0.0, 0.0]])
-    np.testing.assert_allclose(unsupported_weights(verts, samples, 0.1, 20.0).numpy(),
-                               [1.0, 1.0, 21.0])
+    far = unsupported(verts, samples, 0.1)
+    assert far.tolist() == [False, False, True]
     faces = torch.tensor([[0, 1, 2]])
-    prior = ShapePrior(verts, faces, torch.ones(3, dtype=torch.bool),
-                       unsupported_weights(verts, samples, 0.1, 20.0))
+    prior = ShapePrior(verts, faces, torch.ones(3, dtype=torch.bool), 1.0 + 20.0 * far.float())
     # Edges 0-1 (both supported), 0-2 and 1-2 (one end unsupported).
     assert sorted(prior.edge_weight.tolist()) == [1.0, 11.0, 11.0]
 

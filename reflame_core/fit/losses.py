@@ -41,9 +41,13 @@ def landmark_3d(pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) 
     return _wmean((pred - target).norm(dim=-1), weight)
 
 
-def mask_l1(mask: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean absolute silhouette difference of [B,H,W,1] coverage images."""
-    return (mask - target).abs().mean()
+def mask_l1(mask: torch.Tensor, target: torch.Tensor, pixel_weight: torch.Tensor) -> torch.Tensor:
+    """Mean weighted absolute silhouette difference of [B,H,W,1] coverage images.
+
+    The mean runs over all pixels, so a weight below 1 lowers the term rather than
+    re-weighing the rest.
+    """
+    return ((mask - target).abs() * pixel_weight).mean()
 
 
 def depth_l1(

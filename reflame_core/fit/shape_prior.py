@@ -10,8 +10,9 @@ neighbours rather than slide apart. (A Laplacian-of-displacement term was measur
 changed nothing; see benchmarks/RESULTS.md.)
 
 Where the scan has no surface at all (cut away, a hole, the back of a front-only scan) the
-data terms pull the template only at the rim, so ``unsupported_weights`` lets those vertices
-hold their shape harder than the ones the scan covers.
+data terms pull the template only at the rim: the deformation stages weigh the edges of
+those vertices (``unsupported``) more, so that they hold their shape harder than the ones
+the scan covers.
 """
 
 from __future__ import annotations
@@ -46,10 +47,7 @@ class ShapePrior:
         return ((length / self.rest - 1.0) ** 2 * self.edge_weight).mean()
 
 
-def unsupported_weights(vertices: torch.Tensor, samples: torch.Tensor, distance: float,
-                        gain: float) -> torch.Tensor:
-    """(V,) ``1 + gain`` for vertices (V,3) farther than ``distance`` from every scan sample
-    (S,3), else 1."""
+def unsupported(vertices: torch.Tensor, samples: torch.Tensor, distance: float) -> torch.Tensor:
+    """(V,) bool: vertices (V,3) farther than ``distance`` from every scan sample (S,3)."""
     idx = nearest(vertices, samples)
-    far = (vertices - samples[idx]).norm(dim=-1) > distance
-    return 1.0 + gain * far.float()
+    return (vertices - samples[idx]).norm(dim=-1) > distance

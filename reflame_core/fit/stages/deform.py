@@ -16,7 +16,7 @@ from reflame_core.fit.parameterize import (
     laplacian_system,
     to_differential,
 )
-from reflame_core.fit.shape_prior import ShapePrior, unsupported_weights
+from reflame_core.fit.shape_prior import ShapePrior, unsupported
 from reflame_core.fit.stages.base import FitStage, NonFiniteStep, copy_optimizer_state
 
 if TYPE_CHECKING:
@@ -51,6 +51,7 @@ class DeformStage(FitStage):
         self._solved: torch.Tensor | None = None  # M^-1 u for the current u, once known
         self.optimizer: AdamUniform | None = None
         self.prior: ShapePrior | None = None
+        self.unsupported: torch.Tensor | None = None  # (V,) bool, see _build_prior
         self.built_lambda = 0.0
         self.totals: list[float] = []  # total loss of every iteration so far (convergence)
 
@@ -63,9 +64,12 @@ class DeformStage(FitStage):
     def _build_prior(self, session: FitSession) -> None:
         reference = shape_reference(session)
         p = self.params(session)
-        weights = unsupported_weights(reference, session.targets.samples,
-                                      float(p["shape_support_distance"]),
-                                      float(p["shape_unsupported_gain"]))
+        # Vertices the scan has no surface near when the deformation begins (cut away, a hole,
+        # the back of a front-only scan): they hold their shape harder, and the silhouette
+        # term does not pull them in where the scan's outline ends.
+        self.unsupported = unsupported(reference, session.targets.samples,
+                                       float(p["shape_support_distance"]))
+        weights = 1.0 + float(p["shape_unsupported_gain"]) * self.unsupported.float()
         self.prior = ShapePrior(reference, session.faces, ~session.eyeball_mask, weights)
 
     def _rebuild(self, session: FitSession, vertices: torch.Tensor) -> None:
@@ -123,7 +127,8 @@ class DeformStage(FitStage):
         self.optimizer.zero_grad()
         with record_function("solve"):
             verts = self.vertices()
-        terms = {**evaluate_terms(session, verts, p), **shape_terms(self.prior, verts, p)}
+        terms = {**evaluate_terms(session, verts, p, self.unsupported),
+                 **shape_terms(self.prior, verts, p)}
         total = sum(float(p[WEIGHTS[k]]) * v for k, v in terms.items())
         if not torch.is_tensor(total) or not total.requires_grad:
             report = {k: float(v.detach()) for k, v in terms.items()}
@@ -157,7 +162,8 @@ class DeformStage(FitStage):
     def _blame_gradient(self, session: FitSession, p: dict) -> str:
         """The first term whose own gradient is non-finite (re-evaluated; failures only)."""
         verts = self.vertices()
-        terms = {**evaluate_terms(session, verts, p), **shape_terms(self.prior, verts, p)}
+        terms = {**evaluate_terms(session, verts, p, self.unsupported),
+                 **shape_terms(self.prior, verts, p)}
         for name, value in terms.items():
             if not value.requires_grad:
                 continue
@@ -232,9 +238,15 @@ def shape_terms(prior: ShapePrior | None, verts: torch.Tensor, p: dict) -> dict[
     return terms
 
 
-def evaluate_terms(session: FitSession, verts: torch.Tensor, p: dict) -> dict[str, torch.Tensor]:
+def evaluate_terms(session: FitSession, verts: torch.Tensor, p: dict,
+                   unsupported: torch.Tensor) -> dict[str, torch.Tensor]:
     """Every data term (landmarks, renders, surface) whose weight in ``p`` is non-zero, for
-    fitted vertices (V,3)."""
+    fitted vertices (V,3).
+
+    ``unsupported`` (V,) bool marks vertices the scan has no surface for. Where the fit's
+    silhouette is made of them, the scan's outline says nothing about where it should be (the
+    scan ends there, the head does not), so the mask term leaves those pixels out.
+    """
     on = {k for k, w in WEIGHTS.items() if float(p[w]) != 0.0}
     terms: dict[str, torch.Tensor] = {}
     t = session.targets
@@ -243,14 +255,18 @@ def evaluate_terms(session: FitSession, verts: torch.Tensor, p: dict) -> dict[st
             out = session.renderer.render(
                 verts,
                 session.faces,
-                attrs={"position": verts, "weight": session.vertex_weights[:, None]},
+                attrs={"position": verts, "weight": session.vertex_weights[:, None],
+                       "unsupported": unsupported[:, None].float()},
                 views=t.view_ids,
             )
         with record_function("image_losses"):
             both = losses.erode(t.covered & (out.tri_id >= 0)[..., None])
             weight = out.attrs["weight"]
             if "mask" in on:
-                terms["mask"] = losses.mask_l1(out.mask, t.mask)
+                # Detached: the fit must not lower the term by sliding unsupported surface
+                # over the pixels it gets wrong.
+                keep = 1.0 - out.attrs["unsupported"].detach()
+                terms["mask"] = losses.mask_l1(out.mask, t.mask, keep)
             if "depth" in on:
                 terms["depth"] = losses.depth_l1(out.depth, t.depth, both, weight)
             if "dense" in on:
