@@ -816,6 +816,32 @@ def test_eyes_a_speck_apart_are_implausible():
     assert problems_with_eyes_on(0, 20000) == []  # far across the sphere: plausible
 
 
+def test_a_detection_the_views_disagree_on_is_implausible():
+    """A detection that found, and its views agreed on, only a few of the 68 landmarks
+    failed; the same points placed by an artist, or agreed on, are a face."""
+    import trimesh
+
+    from reflame_core.landmarks.plausibility import landmark_problems
+
+    mesh = trimesh.creation.icosphere(subdivisions=5)
+    faces = np.asarray(mesh.faces)
+
+    def problems(confidence: np.ndarray, provenance: str = "detected",
+                 placed: int = 68) -> list[str]:
+        face_idx = np.where(np.arange(68) < placed, np.arange(0, 68 * 300, 300), -1)
+        lms = LandmarkSet(names=landmark_definitions().ibug_names, num_faces=len(faces),
+                          face_idx=face_idx, bary=np.full((68, 3), 1 / 3),
+                          confidence=confidence, provenance=[provenance] * 68)
+        return landmark_problems(lms, np.asarray(mesh.vertices), faces)
+
+    few = np.where(np.arange(68) < 9, 0.3, 0.02)  # 9 of 68 agreed on, as on a failed one
+    assert len(problems(few)) == 1 and "only 9 of the 68" in problems(few)[0]
+    assert problems(few, "edited") == []
+    assert problems(np.where(np.arange(68) < 40, 0.3, 0.02)) == []  # most agreed on
+    # Only 9 placed, all agreed on: still too few.
+    assert "only 9 of the 68" in " ".join(problems(np.ones(68), placed=9))
+
+
 def test_landmarks_command_backs_up_an_existing_file(sphere, tmp_path, capsys, monkeypatch):
     from reflame_core.landmarks import detect
 
