@@ -614,3 +614,18 @@ def test_frame_correction_asks_reorients_reaches_the_fit_and_is_saved(
             other.load_session(tmp_path / "bad.json")
     finally:
         other.shutdown()
+
+
+def test_a_failed_detection_is_shown_as_an_error_and_kept_for_the_artist(flame_dir) -> None:
+    from reflame_app.state.app_state import AppState
+    from reflame_core.worker.protocol import Result
+
+    app = AppState(flame_dir=flame_dir, preset="fast")
+    lms = _landmarks()
+    lms.confidence[10:] = 0.0  # the views agreed on 9 of them only (landmark 5 is unplaced)
+    app._apply_detection(Result(1, "detect", lms))
+    banner = app.messages.banner
+    assert banner.level == "error" and "only 9 of the 68" in banner.text
+    assert app.editor.landmarks is not None  # the artist corrects them
+    app._apply_detection(Result(2, "detect", _landmarks()))
+    assert app.messages.banner.level == "info"

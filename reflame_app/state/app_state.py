@@ -41,6 +41,7 @@ from reflame_core.geometry.surface_query import MeshQuery
 from reflame_core.io.mesh import Scan
 from reflame_core.io.scan import load_scan
 from reflame_core.landmarks.landmark_json import landmarks_from_dict, landmarks_to_dict
+from reflame_core.landmarks.plausibility import detection_failed
 from reflame_core.worker import FitWorker
 
 
@@ -308,7 +309,12 @@ class AppState:
         self.frame.landmarks_stale = self._detect_frame != self.frame.version
         placed = int(lms.placed_mask.sum())
         how = ", the 68 placed by a FLAME fit" if self._detect_refined else ""
-        self.messages.info(f"Detected {placed} of {len(lms)} landmarks{how}")
+        failed = detection_failed(lms)
+        if failed:  # kept for the artist to correct; `reflame fit` would fit without them
+            self.messages.error(f"Detected {placed} of {len(lms)} landmarks{how}, but {failed}. "
+                                "Correct them or place them by hand before fitting.")
+        else:
+            self.messages.info(f"Detected {placed} of {len(lms)} landmarks{how}")
 
     @property
     def orienting(self) -> bool:

@@ -26,7 +26,11 @@ from reflame_core.io.mesh import Scan
 from reflame_core.io.scan import load_scan
 from reflame_core.landmarks.detector import SharedDetector
 from reflame_core.landmarks.landmark_set import LandmarkSet
-from reflame_core.landmarks.plausibility import landmark_problems, orientation_warning
+from reflame_core.landmarks.plausibility import (
+    detection_failed,
+    landmark_problems,
+    orientation_warning,
+)
 
 
 @dataclass(frozen=True)
@@ -196,6 +200,11 @@ def detect_or_none(
     if problems:
         log("landmarks: WARNING: the detected points cannot be a face (" + "; ".join(problems)
             + "); fitting without landmarks")
+        return None
+    failed = detection_failed(lms)
+    if failed:
+        log(f"landmarks: WARNING: {failed}; fitting without landmarks (place them in the "
+            "studio, or pass a landmark file with --landmarks)")
         return None
     _warn_orientation(lms, scan, config, log)
     return lms

@@ -65,7 +65,11 @@ def run(args: argparse.Namespace) -> int:
     from reflame_core.landmarks.detect import detect_landmarks
     from reflame_core.landmarks.landmark_json import save_landmarks
     from reflame_core.landmarks.orient import find_frame, no_face_in_frame
-    from reflame_core.landmarks.plausibility import landmark_problems, orientation_warning
+    from reflame_core.landmarks.plausibility import (
+        detection_failed,
+        landmark_problems,
+        orientation_warning,
+    )
 
     def log(message: str) -> None:
         print(message, file=sys.stderr)
@@ -95,18 +99,20 @@ def run(args: argparse.Namespace) -> int:
     lms = detect_landmarks(scan, backend=detector, device=args.device, up=up, front=front,
                            to_canonical=sim)
     problems = landmark_problems(lms, scan.vertices, scan.faces)
-    if sim is not None and (problems or not lms.placed_mask[:68].any()):
+    failed = detection_failed(lms)
+    if sim is not None and (problems or failed or not lms.placed_mask[:68].any()):
         # No face (or no possible one) in the frame read off the face: the scan's own axes
         # instead, as `reflame fit` does (fit.setup.detected_inputs).
         log(no_face_in_frame(up, front))
         sim = None
         lms = detect_landmarks(scan, backend=detector, device=args.device, up=up, front=front)
         problems = landmark_problems(lms, scan.vertices, scan.faces)
+        failed = detection_failed(lms)
     placed = int(lms.placed_mask[:68].sum())
     if placed == 0:
         raise ReflameError(f"{args.scan}: no face found on the renders of the scan (check "
                            f"--up/--front); nothing written")
-    for problem in problems:
+    for problem in problems + ([failed] if failed else []):
         log(f"landmarks: WARNING: {problem}")
     if flame is not None:
         from reflame_core.fit.landmark_refine import landmarks_from_fit

@@ -35,12 +35,6 @@ def landmark_problems(lms: LandmarkSet, vertices: np.ndarray, faces: np.ndarray)
     if n == 0:
         return ["no iBUG landmark is placed and enabled"]
     problems = []
-    detected = np.array([p == "detected" for p in lms.provenance[:NUM_IBUG]])
-    agreed = int((placed & (lms.confidence[:NUM_IBUG] >= MIN_AGREEMENT)).sum())
-    if detected[placed].all() and agreed < MIN_AGREED:  # an artist's edits are never judged
-        problems.append(f"the detection found, and its views agreed on, only {agreed} of the 68 "
-                        f"face landmarks, where a fit needs {MIN_AGREED}: it failed, as it can "
-                        "in harsh light or with a hole over the face")
     distinct = len(np.unique(lms.face_idx[:NUM_IBUG][placed]))
     if n >= 8 and distinct < MIN_DISTINCT_FACES * n:
         problems.append(f"the {n} placed landmarks sit on only {distinct} scan faces "
@@ -53,6 +47,19 @@ def landmark_problems(lms: LandmarkSet, vertices: np.ndarray, faces: np.ndarray)
             problems.append(f"the outer eye corners are {100 * eyes / size:.2g}% of the scan "
                             f"size apart (a face needs at least {100 * MIN_EYE_DISTANCE:g}%)")
     return problems
+
+
+def detection_failed(lms: LandmarkSet) -> str | None:
+    """Why a detection just made is not to be fitted to: it found, and its views agreed on,
+    fewer than ``MIN_AGREED`` of the 68 face landmarks; None where it did not fail. (For a
+    detection only: the points of a landmark file are the user's, however few.)"""
+    placed = lms.enabled_mask[:NUM_IBUG]
+    agreed = int((placed & (lms.confidence[:NUM_IBUG] >= MIN_AGREEMENT)).sum())
+    if agreed >= MIN_AGREED:
+        return None
+    return (f"only {agreed} of the 68 face landmarks were found and agreed on by the views (a "
+            f"fit needs {MIN_AGREED}): the detection failed, as it can in harsh light or with a "
+            "hole over the face")
 
 
 def orientation_warning(lms: LandmarkSet, vertices: np.ndarray, faces: np.ndarray,
