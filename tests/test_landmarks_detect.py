@@ -195,3 +195,36 @@ def test_index_table_takes_rows_of_another() -> None:
     np.testing.assert_array_equal(mixed.matrix[1:], other.matrix[1:])
     with pytest.raises(ValueError, match="different"):
         main.with_rows(IndexTable(np.eye(3), ("a", "b", "x")), slice(0, 1))
+
+
+def test_two_detections_combine_by_confidence_on_the_surface():
+    """Where both detections placed a landmark: the confidence-weighted mean of their
+    points, snapped onto the surface; where one did: its point; where neither view set
+    agreed at all: the plain mean."""
+    import trimesh
+
+    from reflame_core.geometry.surface_query import MeshQuery
+    from reflame_core.landmarks.detect import combine_detections
+    from reflame_core.landmarks.lifting import FusedLandmarks
+
+    sphere = trimesh.creation.icosphere(subdivisions=4)
+    query = MeshQuery(np.asarray(sphere.vertices), np.asarray(sphere.faces))
+    pa = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    pb = np.array([[0.0, 1.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, -1.0]])
+
+    def fused(points, placed, confidence):
+        snap = query.closest(points)
+        face = np.where(placed, snap.face, -1)
+        return FusedLandmarks(face, snap.bary, np.where(placed[:, None], snap.points, np.nan),
+                              np.asarray(confidence, float), np.where(placed, 3, 0))
+
+    a = fused(pa, np.array([True, True, True]), [0.75, 0.6, 0.0])
+    b = fused(pb, np.array([True, False, True]), [0.25, 0.0, 0.0])
+    out = combine_detections(a, b, query)
+    mixed = 0.75 * a.points[0] + 0.25 * b.points[0]
+    np.testing.assert_allclose(out.points[0], mixed / np.linalg.norm(mixed), atol=0.02)
+    assert out.confidence[0] == pytest.approx(0.75 * 0.75 + 0.25 * 0.25)
+    np.testing.assert_allclose(out.points[1], a.points[1])  # only one placed it
+    assert out.face[1] == a.face[1] and out.confidence[1] == 0.6
+    assert out.face[2] >= 0 and np.isfinite(out.points[2]).all()  # plain mean, on the surface
+    np.testing.assert_allclose(np.linalg.norm(out.points), np.sqrt(3), atol=0.02)
