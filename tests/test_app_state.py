@@ -629,3 +629,7 @@ def test_a_failed_detection_is_shown_as_an_error_and_kept_for_the_artist(flame_d
     assert app.editor.landmarks is not None  # the artist corrects them
     app._apply_detection(Result(2, "detect", _landmarks()))
     assert app.messages.banner.level == "info"
+    nothing = _landmarks()
+    nothing.face_idx[:] = -1
+    app._apply_detection(Result(3, "detect", nothing))
+    assert app.messages.banner.level == "error" and "no face" in app.messages.banner.text

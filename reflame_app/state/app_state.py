@@ -310,7 +310,10 @@ class AppState:
         placed = int(lms.placed_mask.sum())
         how = ", the 68 placed by a FLAME fit" if self._detect_refined else ""
         failed = detection_failed(lms)
-        if failed:  # kept for the artist to correct; `reflame fit` would fit without them
+        if placed == 0:
+            self.messages.error("Detection found no face on the renders of the scan: check "
+                                "its orientation (the arrows) or place the landmarks by hand.")
+        elif failed:  # kept for the artist to correct; `reflame fit` would fit without them
             self.messages.error(f"Detected {placed} of {len(lms)} landmarks{how}, but {failed}. "
                                 "Correct them or place them by hand before fitting.")
         else:
