@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -29,3 +32,14 @@ def test_an_unavailable_detector_fails_the_same_way_every_time(tmp_path) -> None
         shared.get()
     assert again.value is first.value
     assert shared.release() is None
+
+
+def test_a_program_that_ends_while_the_detector_closes_ends_quietly() -> None:
+    # A fit that fails right after detection, or a script, exits while the close thread
+    # still runs; MediaPipe's task pool must not be shut down under it.
+    code = ("from reflame_core.landmarks.detector import SharedDetector\n"
+            "d = SharedDetector('mediapipe'); d.get(); d.release()\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "Error" not in done.stderr, done.stderr

@@ -138,4 +138,14 @@ class SharedDetector:
             return None
         thread = threading.Thread(target=close, name="reflame-detector-close")
         thread.start()
+        # A program that ends before the close does (a fit that fails at once, a script)
+        # must let it finish first: the interpreter's thread-exit hooks run last-registered
+        # first, and MediaPipe's task pool registered its shutdown when the detector was
+        # made, so joining here comes before it (else close() raises at exit).
+        register = getattr(threading, "_register_atexit", None)
+        if register is not None:
+            try:
+                register(thread.join)
+            except RuntimeError:  # the interpreter is already shutting down
+                thread.join()
         return thread
