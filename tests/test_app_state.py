@@ -633,3 +633,7 @@ def test_a_failed_detection_is_shown_as_an_error_and_kept_for_the_artist(flame_d
     nothing.face_idx[:] = -1
     app._apply_detection(Result(3, "detect", nothing))
     assert app.messages.banner.level == "error" and "no face" in app.messages.banner.text
+    weak = _landmarks()
+    weak.confidence[:] = 0.19  # every view found them, none agrees closely with the others
+    app._apply_detection(Result(4, "detect", weak))
+    assert app.messages.banner.level == "error" and "weakly" in app.messages.banner.text

@@ -832,6 +832,48 @@ def test_a_detection_that_found_too_few_landmarks_failed():
     assert failed(np.where(np.arange(68) < 40, 0.3, 0.02)) is None
 
 
+def test_a_detection_whose_views_agree_weakly_is_doubted_not_failed():
+    """Views that agree weakly on every landmark (a wrong face read the same way in each)
+    make a detection doubtful; one agreed on as a face seen clearly is not."""
+    from reflame_core.landmarks.plausibility import detection_doubtful, detection_failed
+
+    def detection(confidence: np.ndarray) -> LandmarkSet:
+        return LandmarkSet(names=landmark_definitions().ibug_names, num_faces=100,
+                           face_idx=np.arange(68), bary=np.full((68, 3), 1 / 3),
+                           confidence=confidence)
+
+    weak = detection(np.full(68, 0.19))
+    assert detection_failed(weak) is None  # all 68 placed and agreed on: not a failure
+    assert "median confidence 0.19" in detection_doubtful(weak)
+    assert detection_doubtful(detection(np.linspace(0.15, 0.6, 68))) is None  # median 0.375
+
+
+def test_a_fit_to_a_doubtful_detection_warns_in_its_log_and_report(
+        small_synthetic_head, tmp_path, capsys, monkeypatch):
+    """A detection whose views agree weakly is still fitted to, and both the log and
+    report.json say to check it."""
+    from reflame_core.landmarks import detect
+    from reflame_core.synthetic.head import write_synthetic_head
+
+    head = small_synthetic_head
+    scan = write_synthetic_head(head, tmp_path / "scan")
+
+    def weakly_agreed(scan, **_kw) -> LandmarkSet:
+        lms = head.true_landmark_set()
+        lms.confidence[:] = 0.19
+        return lms
+
+    monkeypatch.setattr(detect, "detect_landmarks", weakly_agreed)
+    code, _, err = run(capsys, "fit", scan, "--out", tmp_path / "fit", "--up", "+y",
+                       "--front", "+z", *TINY)
+    assert code == 0, err
+    assert "landmarks: WARNING: the views agree only weakly" in err
+    report = json.loads((tmp_path / "fit" / "report.json").read_text())
+    assert any("agree only weakly" in w and "detected_landmarks.json" in w
+               for w in report["warnings"])
+    assert report["stages"]  # fitted to them all the same
+
+
 def test_landmarks_command_backs_up_an_existing_file(sphere, tmp_path, capsys, monkeypatch):
     from reflame_core.landmarks import detect
 

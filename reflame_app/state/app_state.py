@@ -41,7 +41,7 @@ from reflame_core.geometry.surface_query import MeshQuery
 from reflame_core.io.mesh import Scan
 from reflame_core.io.scan import load_scan
 from reflame_core.landmarks.landmark_json import landmarks_from_dict, landmarks_to_dict
-from reflame_core.landmarks.plausibility import detection_failed
+from reflame_core.landmarks.plausibility import detection_doubtful, detection_failed
 from reflame_core.worker import FitWorker
 
 
@@ -310,12 +310,18 @@ class AppState:
         placed = int(lms.placed_mask.sum())
         how = ", the 68 placed by a FLAME fit" if self._detect_refined else ""
         failed = detection_failed(lms)
+        # A FLAME fit's placement carries the fit's closeness to the scan, not the views'
+        # agreement: only the detection itself is doubted.
+        doubt = None if self._detect_refined else detection_doubtful(lms)
         if placed == 0:
             self.messages.error("Detection found no face on the renders of the scan: check "
                                 "its orientation (the arrows) or place the landmarks by hand.")
         elif failed:  # kept for the artist to correct; `reflame fit` would fit without them
             self.messages.error(f"Detected {placed} of {len(lms)} landmarks{how}, but {failed}. "
                                 "Correct them or place them by hand before fitting.")
+        elif doubt:
+            self.messages.error(f"Detected {placed} of {len(lms)} landmarks{how}, but {doubt} "
+                                "before fitting.")
         else:
             self.messages.info(f"Detected {placed} of {len(lms)} landmarks{how}")
 

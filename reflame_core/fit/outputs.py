@@ -119,6 +119,7 @@ def write_fit_outputs(
     out_dir: str | Path,
     *,
     interrupted_by: str | None = None,
+    warnings: list[str] | None = None,
     extra: dict | None = None,
 ) -> dict:
     """Write the fit into ``out_dir``; returns the report dict (also saved as report.json).
@@ -129,6 +130,7 @@ def write_fit_outputs(
     Each is written atomically; JSON has null where a number is not finite (e.g. landmark
     losses of a fit without landmarks). ``interrupted_by`` (e.g. "SIGINT") marks a fit
     that was stopped before its last stage ended: report.json's ``interrupted`` is true.
+    ``warnings`` are the inputs' (a doubtful detection), listed before the fit's own.
     ``extra`` adds keys to the report (``reflame batch`` records its job hash there).
     """
     out = Path(out_dir)
@@ -177,7 +179,7 @@ def write_fit_outputs(
         "peak_gpu_memory_bytes": _peak_gpu_memory(session.device),
         "distances_scan_units": dist,
         "distances_relative_to_scan_size": {k: v / height for k, v in dist.items()},
-        "warnings": fit_warnings(dist["fit_to_scan_mean"] / height),
+        "warnings": list(warnings or []) + fit_warnings(dist["fit_to_scan_mean"] / height),
         "events": session.events,
         # Detected landmarks the fit ended up contradicting (residual / scan size, weight).
         "landmark_outliers": [o.to_dict() for o in session.landmark_outliers()],

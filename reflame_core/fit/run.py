@@ -126,7 +126,8 @@ def fit_scan(
     out = check_output_dir(out_dir)
     device = pick_device(device)
     with signals_as_interrupts():
-        session, paths = _prepare(scan_path, out, landmarks, config, device, flame, say)
+        session, paths, warnings = _prepare(scan_path, out, landmarks, config, device, flame,
+                                            say)
         t_loaded = time.perf_counter()
         status, error, interrupted_by = "done", None, None
         try:
@@ -142,6 +143,7 @@ def fit_scan(
             session.record(f"stopped: {exc}")
         t_fitted = time.perf_counter()
         report = write_fit_outputs(session, out, interrupted_by=interrupted_by,
+                                   warnings=warnings,
                                    extra={"status": status, **(report_extra or {})})
     t_end = time.perf_counter()
     # Old outputs were backed up before the fit: every one of these files is this run's.
@@ -154,16 +156,18 @@ def fit_scan(
 def _prepare(scan_path, out: Path, landmarks, config: FitConfig, device: str, flame,
              say: Callable[[str], None]):
     """Inputs loaded and checked, the output folder ready (old files backed up), the session
-    built; returns it with the files written so far."""
+    built; returns it with the files written so far and what the report must warn of."""
     from reflame_core.fit.outputs import FIT_OUTPUT_NAMES
     from reflame_core.fit.setup import load_inputs, make_session
     from reflame_core.io.output_folder import prepare_output_dir
+    from reflame_core.landmarks.plausibility import detection_doubtful
 
     inputs = load_inputs(scan_path, flame_dir=flame, landmarks=landmarks, config=config,
                          device=device, log=say)
     detected = landmarks is None and inputs.landmarks is not None
     prepare_output_dir(out, FIT_OUTPUT_NAMES + ((DETECTED_LANDMARKS,) if detected else ()), say)
     paths: dict[str, Path] = {}
+    warnings: list[str] = []
     if detected:
         # Saved before fitting: the user can correct them (GUI) and fit again with them.
         from reflame_core.landmarks.landmark_json import save_landmarks
@@ -171,7 +175,10 @@ def _prepare(scan_path, out: Path, landmarks, config: FitConfig, device: str, fl
         path = paths[DETECTED_LANDMARKS] = out / DETECTED_LANDMARKS
         save_landmarks(path, inputs.landmarks, inputs.scan.vertices, inputs.scan.faces)
         say(f"landmarks: wrote {path} (edit it and pass it with --landmarks)")
-    return make_session(inputs, config, device=device), paths
+        doubt = detection_doubtful(inputs.landmarks)
+        if doubt:
+            warnings.append(f"{doubt} ({DETECTED_LANDMARKS})")
+    return make_session(inputs, config, device=device), paths, warnings
 
 
 def _run(session, progress: Callable[[FitProgress], None] | None) -> None:

@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from reflame_core.landmarks.landmark_json import save_landmarks
     from reflame_core.landmarks.orient import find_frame, no_face_in_frame
     from reflame_core.landmarks.plausibility import (
+        detection_doubtful,
         detection_failed,
         landmark_problems,
         orientation_warning,
@@ -112,7 +113,8 @@ def run(args: argparse.Namespace) -> int:
     if placed == 0:
         raise ReflameError(f"{args.scan}: no face found on the renders of the scan (check "
                            f"--up/--front); nothing written")
-    for problem in problems + ([failed] if failed else []):
+    doubt = None if failed else detection_doubtful(lms)
+    for problem in problems + [w for w in (failed, doubt) if w]:
         log(f"landmarks: WARNING: {problem}")
     if flame is not None:
         from reflame_core.fit.landmark_refine import landmarks_from_fit
