@@ -100,6 +100,7 @@ RULES: list[tuple[str, Any]] = [
     ("stages.lattice.control_points", _range(4, 12)),
     ("stages.lattice.smoothness", NON_NEGATIVE),
     ("stages.lattice.trim", _range(0.0, 1.0, hi_open=True)),
+    ("stages.lattice.mean_confidence_power", _range(0.0, 16.0)),
     ("stages.eyeballs.socket_radius", _range(1.0, None, lo_open=True)),
     ("stages.eyeballs.max_surface_shift", POSITIVE),
     ("stages.eyeballs.max_surface_residual", POSITIVE),
