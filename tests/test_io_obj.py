@@ -211,3 +211,37 @@ def test_textures_past_pillows_bomb_guard_load_and_absurd_ones_are_named(
     Image.new("RGB", (260, 260)).save(tmp_path / "tex.png")  # past reflame's
     with pytest.raises(ScanError, match="tex.png is larger than"):
         load_scan(tmp_path / "a.obj")
+
+
+@pytest.mark.parametrize("mtl", [
+    "newmtl skin\nmap_Kd -clamp on -blendu off -blendv off tex.png\n",
+    "newmtl skin\nmap_Kd  -s  1 1 1  -imfchan l tex.png\n",
+    "newmtl skin\nmap_kd tex.png\n",  # lower case, as some exporters write it
+])
+def test_texture_options_of_every_kind_are_read_past(tmp_path: Path, mtl: str) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (4, 4), (200, 100, 50)).save(tmp_path / "tex.png")
+    (tmp_path / "a.mtl").write_text(mtl)
+    obj = tmp_path / "a.obj"
+    obj.write_text("mtllib a.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0 0\nvt 1 0\nvt 0 1\n"
+                   "usemtl skin\nf 1/1 2/2 3/3\n")
+    assert load_scan(obj, require_texture=True).texture[0, 0].tolist() == [200, 100, 50]
+
+
+def test_encodings_and_several_libraries_on_one_line(tmp_path: Path) -> None:
+    from PIL import Image
+
+    Image.new("RGB", (4, 4), (10, 20, 30)).save(tmp_path / "tex.png")
+    (tmp_path / "a.mtl").write_text("newmtl skin\nmap_Kd tex.png\n")
+    (tmp_path / "b.mtl").write_text("newmtl other\nKd 1 1 1\n")
+    body = ("mtllib a.mtl b.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0 0\nvt 1 0\nvt 0 1\n"
+            "usemtl skin\nf 1/1 2/2 3/3\n")
+    for name, data in (("bom.obj", b"\xef\xbb\xbf" + body.encode()),
+                       ("utf16.obj", body.encode("utf-16"))):
+        (tmp_path / name).write_bytes(data)
+        scan = load_scan(tmp_path / name, require_texture=True)  # the first line read too
+        assert len(scan.vertices) == 3 and scan.notes == []
+    (tmp_path / "binary.obj").write_bytes(b"glTF\x02\x00\x00\x00" + bytes(64))
+    with pytest.raises(ScanError, match="binary.obj: the file is binary data, not text"):
+        load_scan(tmp_path / "binary.obj")

@@ -106,3 +106,32 @@ def test_uvs_without_an_image_are_an_untextured_scan(tmp_path: Path) -> None:
         uv=uv, image=Image.fromarray(np.full((4, 4, 3), 90, np.uint8)))
     m.export(tmp_path / "plain.glb")
     assert load_scan(tmp_path / "plain.glb").has_texture
+
+
+def test_a_stray_point_and_a_floater_far_away_are_left_out(tmp_path: Path) -> None:
+    """One unused vertex or one speck a few head sizes away would set the bounding box
+    that frames every render; they are left out, said in the notes. Pieces inside the
+    head's box (an eyeball) stay."""
+    head = trimesh.creation.icosphere(subdivisions=3, radius=0.1)
+    eye = trimesh.creation.icosphere(subdivisions=1, radius=0.01)
+    eye.apply_translation([0.05, 0.0, 0.07])
+    speck = trimesh.creation.icosphere(subdivisions=0, radius=0.002)
+    speck.apply_translation([2.0, 0.0, 0.0])
+    trimesh.util.concatenate([head, eye, speck]).export(tmp_path / "floater.ply")
+    scan = load_scan(tmp_path / "floater.ply")
+    assert len(scan.faces) == len(head.faces) + len(eye.faces)
+    assert np.ptp(scan.vertices, axis=0).max() < 0.21
+    assert any("1 small pieces (20 faces) far from the rest" in n for n in scan.notes)
+
+    lines = [f"v {x} {y} {z}" for x, y, z in head.vertices] + ["v 1000 1000 1000", "v nan 0 0"]
+    lines += [f"f {a + 1} {b + 1} {c + 1}" for a, b, c in head.faces]
+    (tmp_path / "stray.obj").write_text("\n".join(lines) + "\n")
+    scan = load_scan(tmp_path / "stray.obj")
+    assert len(scan.vertices) == len(head.vertices)
+    assert any("2 vertices that no face uses were left out" in n for n in scan.notes)
+
+    lines[-1] = f"f {len(head.vertices) + 2} 1 2"  # the NaN vertex is used now
+    (tmp_path / "nan.obj").write_text("\n".join(lines) + "\n")
+    with pytest.raises(ScanError, match=f"the first is vertex {len(head.vertices) + 2}, "
+                                        "counting from 1"):
+        load_scan(tmp_path / "nan.obj")

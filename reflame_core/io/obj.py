@@ -53,7 +53,16 @@ def read_text(path: Path, what: str) -> str:
         data = path.read_bytes()
     except OSError as e:
         raise ScanError(path, f"cannot read {what} ({e.strerror or e})") from None
-    return data.decode("utf-8", errors="surrogateescape")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # Windows tools save UTF-16 with a BOM
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise ScanError(path, f"the {what} says it is UTF-16 but is not") from None
+    if b"\0" in data[:4096]:
+        raise ScanError(path, f"the {what} is binary data, not text (is it another format "
+                        "renamed?)")
+    # A UTF-8 byte-order mark would glue itself to the first keyword.
+    return data.removeprefix(b"\xef\xbb\xbf").decode("utf-8", errors="surrogateescape")
 
 
 def _check_not_cut(path: Path, text: str, lines: list[str]) -> None:
@@ -266,25 +275,30 @@ def read_obj(path: str | Path) -> ObjData:
     return ObjData(vertices, faces, uv, uv_faces, face_material, materials, mtllibs, colors)
 
 
-# Arguments taken by each map_* option of the MTL spec, so the file name that follows is found
-# even when it contains spaces.
-_MAP_OPTION_ARGS = {
-    "-blendu": 1, "-blendv": 1, "-bm": 1, "-boost": 1, "-cc": 1, "-clamp": 1, "-imfchan": 1,
-    "-mm": 2, "-o": 3, "-s": 3, "-t": 3, "-texres": 1, "-type": 1,
-}
+# The options of the MTL spec's map_* statements, so that the file name after them is found
+# even when it contains spaces: those taking one word (on/off, a channel, a map type), and
+# those taking up to so many numbers (-o/-s/-t take 1 to 3).
+_MAP_WORD_OPTIONS = {"-blendu", "-blendv", "-cc", "-clamp", "-imfchan", "-type"}
+_MAP_NUMBER_OPTIONS = {"-bm": 1, "-boost": 1, "-texres": 1, "-mm": 2, "-o": 3, "-s": 3, "-t": 3}
 
 
 def _map_filename(rest: str) -> str:
     tokens = rest.split(" ")
-    i = 0
-    while i < len(tokens) and tokens[i].startswith("-") and tokens[i] in _MAP_OPTION_ARGS:
-        n = _MAP_OPTION_ARGS[tokens[i]]
-        i += 1
-        # -o/-s/-t take 1 to 3 numbers
-        for _ in range(n):
-            if i < len(tokens) and _is_number(tokens[i]):
-                i += 1
-    return " ".join(tokens[i:]).strip()
+    words = [i for i, t in enumerate(tokens) if t]  # runs of spaces leave empty tokens
+    k = 0
+    while k < len(words):
+        option = tokens[words[k]]
+        if option in _MAP_WORD_OPTIONS:
+            k += 2
+        elif option in _MAP_NUMBER_OPTIONS:
+            k += 1
+            for _ in range(_MAP_NUMBER_OPTIONS[option]):
+                if k < len(words) and _is_number(tokens[words[k]]):
+                    k += 1
+        else:
+            break
+    # The name as written from its first word on: spaces inside it are kept.
+    return " ".join(tokens[words[k]:]).strip() if k < len(words) else ""
 
 
 def _is_number(s: str) -> bool:
@@ -302,12 +316,13 @@ def read_mtl(path: str | Path) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     current: str | None = None
     for raw in text.replace("\t", " ").splitlines():
-        line = raw.strip()
-        if line.startswith("newmtl"):
-            current = line[6:].strip()
+        keyword, _, rest = raw.strip().partition(" ")
+        # Keywords are case-sensitive in the spec; some exporters write map_kd all the same.
+        if keyword == "newmtl":
+            current = rest.strip()
             out[current] = None
-        elif line.startswith("map_Kd") and current is not None:
-            out[current] = _map_filename(line[6:].strip()).replace("\\", "/")
+        elif keyword.lower() == "map_kd" and current is not None:
+            out[current] = _map_filename(rest.strip()).replace("\\", "/")
     return out
 
 

@@ -15,6 +15,7 @@ from reflame_core.io.atlas import pack_textures
 from reflame_core.io.image import MAX_TEXTURE_PIXELS, allow_large_images, to_rgb8
 from reflame_core.io.mesh import Scan
 from reflame_core.io.obj import read_mtl, read_obj
+from reflame_core.io.scan_cleanup import used_vertices_only, without_far_pieces
 
 SCAN_EXTENSIONS = (".obj", ".ply", ".glb", ".gltf")
 
@@ -60,12 +61,20 @@ def _image_size(path: Path, scan_path: Path) -> tuple[int, int]:
         return im.size
 
 
+def _library_names(written: str, folder: Path) -> list[str]:
+    """The material libraries of one ``mtllib`` line: the spec allows several, separated by
+    spaces, and exporters also write one name with spaces in it; whichever is on disk."""
+    if " " not in written or (folder / written).is_file():
+        return [written]
+    return written.split()
+
+
 def _obj_textures(path: Path, mtllibs: list[str], used: list[str], notes: list[str]
                   ) -> dict[str, Path]:
     """Material name -> diffuse texture file, for the materials the OBJ's faces use; a
     material library that is not there is said in ``notes``."""
     textures: dict[str, Path] = {}
-    for lib in mtllibs:
+    for lib in (name for written in mtllibs for name in _library_names(written, path.parent)):
         mtl_path = path.parent / lib
         if not mtl_path.is_file():
             notes.append(f"material library {lib} not found beside the OBJ: any texture it "
@@ -291,7 +300,8 @@ def load_scan(path: str | Path, *, require_texture: bool = False) -> Scan:
     if not path.is_file():
         raise ScanError(path, "file not found" if not path.exists() else "not a file")
     scan = _load_obj(path) if ext == ".obj" else _load_trimesh(path)
-    return wound_outward(validate_scan(scan, path, require_texture))
+    scan = validate_scan(used_vertices_only(scan, path), path, require_texture)
+    return wound_outward(without_far_pieces(scan))
 
 
 def wound_outward(scan: Scan) -> Scan:
