@@ -298,6 +298,11 @@ def _edit(doc: dict, what: str) -> bytes | str | dict:
         for e in lm:
             if "position" in e:
                 e["position"] = [p + 5.0 for p in e["position"]]
+    elif what == "nan_position":
+        lm[0]["position"] = [float("nan"), 0.0, 0.0]
+    elif what == "all_weight_0":
+        for e in lm:
+            e["weight"] = 0.0
     return doc
 
 
@@ -320,7 +325,9 @@ BAD_LANDMARKS: list[tuple[str, str]] = [
     ("confidence_high", "confidence"),
     ("weight_negative", "weight"),
     ("collapsed", "collapsed"),
-    ("other_scan", "another scan"),
+    ("other_scan", "another scan, or its 'position' was edited by hand"),
+    ("nan_position", "'position' must be 3 finite numbers"),
+    ("all_weight_0", "weigh 0"),
 ]
 
 

@@ -118,8 +118,11 @@ def _write(tmp_path, doc) -> str:
     (lambda d: d["landmarks"][3].update(face=10**6) or d, "landmark 3 (contour_03): 'face'"),
     (lambda d: d["landmarks"][4].update(bary=[1, 1, 1]) or d, "sum to 1"),
     (lambda d: d["landmarks"][4].update(bary="x") or d, "list of 3 numbers"),
-    (lambda d: d["landmarks"][6].update(weight=-1) or d, "'weight' must be >= 0"),
-    (lambda d: d["landmarks"][0].update(name="chin") or d, "invalid landmarks"),
+    (lambda d: d["landmarks"][6].update(weight=-1) or d, "'weight' must be a number >= 0"),
+    (lambda d: d["landmarks"][6].update(weight="heavy") or d, "got 'heavy'"),
+    (lambda d: d["landmarks"][0].update(name="chin") or d,
+     "landmark 0 is 'chin', expected 'contour_00'"),
+    (lambda d: {**d, "group_weights": {"nose": "x"}} or d, "'group_weights' must map"),
 ])
 def test_bad_json_names_file_and_problem(tmp_path, mutate, message):
     good = tmp_path / "good.json"

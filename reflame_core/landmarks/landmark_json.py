@@ -123,19 +123,24 @@ def landmarks_from_dict(doc: object, path: Path | None = None,
         conf, w = e.get("confidence", 1.0), e.get("weight", 1.0)
         _need(isinstance(conf, (int, float)) and 0 <= conf <= 1, path,
               f"{where}: 'confidence' must be a number in [0,1]")
-        _need(isinstance(w, (int, float)) and w >= 0, path, f"{where}: 'weight' must be >= 0")
+        _need(isinstance(w, (int, float)) and w >= 0, path,
+              f"{where}: 'weight' must be a number >= 0, got {w!r}")
         _need(isinstance(e.get("enabled", True), bool), path, f"{where}: 'enabled' must be bool")
         fields["confidence"].append(conf)
         fields["weight"].append(w)
         fields["enabled"].append(e.get("enabled", True) and e["face"] != -1)
         fields["provenance"].append(e.get("provenance", "detected"))
+    group_weights = doc.get("group_weights") or {}
+    _need(isinstance(group_weights, dict) and all(
+        isinstance(v, (int, float)) and v >= 0 for v in group_weights.values()), path,
+          f"'group_weights' must map group names to numbers >= 0, got {group_weights!r}")
     try:
         return LandmarkSet(
             names=tuple(fields["names"]), num_faces=file_faces,
             face_idx=np.array(fields["face_idx"]), bary=np.array(fields["bary"]),
             confidence=np.array(fields["confidence"]), provenance=fields["provenance"],
             enabled=np.array(fields["enabled"]), weight=np.array(fields["weight"]),
-            group_weights=doc.get("group_weights") or {},
+            group_weights=group_weights,
             detected_face_idx=np.array(fields["detected_face_idx"]),
             detected_bary=np.array(fields["detected_bary"]),
         )
@@ -159,13 +164,14 @@ def check_positions(doc: dict, lms: LandmarkSet, vertices: np.ndarray, faces: np
         if written is None or not lms.placed_mask[i]:
             continue
         ok = isinstance(written, list) and len(written) == 3 and all(
-            isinstance(x, (int, float)) for x in written)
-        _need(ok, path, f"landmark {i} ({lms.names[i]}): 'position' must be 3 numbers")
+            isinstance(x, (int, float)) and np.isfinite(x) for x in written)
+        _need(ok, path, f"landmark {i} ({lms.names[i]}): 'position' must be 3 finite numbers")
         off = float(np.linalg.norm(np.asarray(written, np.float64) - pos[i]))
         _need(off <= POSITION_TOLERANCE * size, path,
               f"landmark {i} ({lms.names[i]}) lies {100 * off / size:.2g}% of the scan size "
               "away from where its face and bary put it on this scan: the file was made for "
-              "another scan")
+              "another scan, or its 'position' was edited by hand ('face' and 'bary' place a "
+              "landmark; 'position' only checks them: remove it to keep 'face' and 'bary')")
 
 
 def load_landmarks(path: str | Path, *, num_faces: int | None = None,

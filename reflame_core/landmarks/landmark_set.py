@@ -71,7 +71,11 @@ class LandmarkSet:
         defs = landmark_definitions()
         self.names = tuple(self.names)
         if self.names[:NUM_IBUG] != defs.ibug_names:
-            raise ValueError("a LandmarkSet starts with the 68 iBUG landmarks in iBUG order")
+            pairs = enumerate(zip(self.names, defs.ibug_names, strict=False))
+            wrong = next((i for i, (a, b) in pairs if a != b), min(len(self.names), NUM_IBUG))
+            found = repr(self.names[wrong]) if wrong < len(self.names) else "missing"
+            raise ValueError(f"landmark {wrong} is {found}, expected {defs.ibug_names[wrong]!r}"
+                             " (the 68 iBUG landmarks come first, in iBUG order)")
         unknown = [n for n in self.names[NUM_IBUG:] if n not in defs.extra_names]
         if unknown or len(set(self.names)) != len(self.names):
             raise ValueError(f"unknown or repeated extra landmarks: {unknown or self.names}")

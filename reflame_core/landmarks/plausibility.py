@@ -39,6 +39,8 @@ def landmark_problems(lms: LandmarkSet, vertices: np.ndarray, faces: np.ndarray)
     n = int(placed.sum())
     if n == 0:
         return ["no iBUG landmark is placed and enabled"]
+    if not (lms.weights[:NUM_IBUG][placed] > 0).any():
+        return [f"all {n} placed iBUG landmarks weigh 0 (their 'weight' or their group's)"]
     problems = []
     distinct = len(np.unique(lms.face_idx[:NUM_IBUG][placed]))
     if n >= 8 and distinct < MIN_DISTINCT_FACES * n:
