@@ -135,3 +135,29 @@ def test_a_stray_point_and_a_floater_far_away_are_left_out(tmp_path: Path) -> No
     with pytest.raises(ScanError, match=f"the first is vertex {len(head.vertices) + 2}, "
                                         "counting from 1"):
         load_scan(tmp_path / "nan.obj")
+
+
+def test_parts_without_texture_coordinates_keep_the_heads_texture(tmp_path: Path) -> None:
+    """Eyeballs or a stand exported without UVs beside a textured head: the texture is
+    kept (OBJ and GLB alike), those faces take a placeholder coordinate, and a note says so."""
+    Image.new("RGB", (8, 8), (180, 120, 90)).save(tmp_path / "skin.png")
+    (tmp_path / "a.mtl").write_text("newmtl skin\nmap_Kd skin.png\nnewmtl eye\nKd 1 1 1\n")
+    (tmp_path / "a.obj").write_text(
+        "mtllib a.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nv 0 0 1\nvt 0.2 0.2\nvt 0.8 0.2\nvt 0.2 0.8\n"
+        "usemtl skin\nf 1/1 2/2 3/3\nusemtl eye\nf 1 3 4\n")
+    scan = load_scan(tmp_path / "a.obj", require_texture=True)
+    assert scan.uv[scan.uv_faces[1]].tolist() == [[0.0, 0.0]] * 3
+    corners = sorted(map(tuple, scan.uv[scan.uv_faces[0]].astype(np.float64).round(3).tolist()))
+    assert corners == [(0.2, 0.2), (0.2, 0.8), (0.8, 0.2)]  # (its winding may be turned)
+    assert any("1 of its 2 faces have no texture coordinates" in n for n in scan.notes)
+
+    head = trimesh.Trimesh([[0, 0, 0], [1, 0, 0], [0, 1, 0]], [[0, 1, 2]], process=False,
+                           visual=trimesh.visual.TextureVisuals(
+                               uv=[[0.2, 0.2], [0.8, 0.2], [0.2, 0.8]],
+                               image=Image.open(tmp_path / "skin.png")))
+    stand = trimesh.creation.box(extents=(0.5, 0.1, 0.5))
+    stand.apply_translation([0.2, -0.2, 0.2])
+    trimesh.Scene([head, stand]).export(tmp_path / "a.glb")
+    scan = load_scan(tmp_path / "a.glb", require_texture=True)
+    assert scan.texture[0, 0].tolist() == [180, 120, 90]
+    assert any("12 of its 13 faces have no texture coordinates" in n for n in scan.notes)

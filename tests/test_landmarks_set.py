@@ -122,7 +122,7 @@ def _write(tmp_path, doc) -> str:
     (lambda d: d["landmarks"][6].update(weight="heavy") or d, "got 'heavy'"),
     (lambda d: d["landmarks"][0].update(name="chin") or d,
      "landmark 0 is 'chin', expected 'contour_00'"),
-    (lambda d: {**d, "group_weights": {"nose": "x"}} or d, "'group_weights' must map"),
+    (lambda d: {**d, "group_weights": {"nose": "x"}}, "'group_weights' must map"),
 ])
 def test_bad_json_names_file_and_problem(tmp_path, mutate, message):
     good = tmp_path / "good.json"

@@ -33,6 +33,8 @@ class ObjData:
         mtllibs: MTL file names as written in the OBJ (may contain spaces).
         vertex_colors: (V,3) uint8 RGB where every ``v`` line carries one (``v x y z r g b``,
             as scanners and MeshLab write them: 0-1, or 0-255), else None.
+        untextured_faces: faces without texture coordinates in a file whose other faces have
+            them; their corners index a placeholder (0, 0) appended to ``uv``.
     """
 
     vertices: np.ndarray
@@ -43,6 +45,7 @@ class ObjData:
     materials: list[str] = field(default_factory=list)
     mtllibs: list[str] = field(default_factory=list)
     vertex_colors: np.ndarray | None = None
+    untextured_faces: int = 0
 
 
 def read_text(path: Path, what: str) -> str:
@@ -256,11 +259,18 @@ def read_obj(path: str | Path) -> ObjData:
     faces = vi[fan]
 
     uv_faces = None
+    untextured = 0
     has_t = ti != 0
-    if uv is not None and has_t.all():
-        uv_faces = _resolve(path, ti, vt_pos, corner_line, "texture coordinate")[fan]
-    elif uv is not None and has_t.any():
-        raise ScanError(path, "some faces have texture coordinates and some do not")
+    if uv is not None and has_t.any():
+        # Parts exported without texture coordinates (eyeballs, a stand) beside a textured
+        # head take one placeholder coordinate, appended to the file's.
+        resolved = np.full(len(ti), len(uv), np.int64)
+        resolved[has_t] = _resolve(path, ti[has_t], vt_pos, corner_line[has_t],
+                                   "texture coordinate")
+        if not has_t.all():
+            uv = np.concatenate([uv, np.zeros((1, 2))])
+            untextured = int((~has_t[fan]).any(axis=1).sum())
+        uv_faces = resolved[fan]
 
     # Material per polygon: the last 'usemtl' before its line, then per triangle.
     materials: list[str] = []
@@ -272,7 +282,8 @@ def read_obj(path: str | Path) -> ObjData:
     k = np.searchsorted(np.asarray(mtl_pos, np.int64), np.asarray(f_pos)) - 1
     poly_mat = np.where(k >= 0, np.asarray(mat_index + [-1], np.int64)[k], -1)
     face_material = np.repeat(poly_mat, np.maximum(counts - 2, 0))
-    return ObjData(vertices, faces, uv, uv_faces, face_material, materials, mtllibs, colors)
+    return ObjData(vertices, faces, uv, uv_faces, face_material, materials, mtllibs, colors,
+                   untextured)
 
 
 # The options of the MTL spec's map_* statements, so that the file name after them is found

@@ -97,6 +97,12 @@ def _packed(loaders: list[Callable[[], np.ndarray]], sizes: list[tuple[int, int]
     return packed.texture, packed.uv, packed.uv_faces
 
 
+def _untextured_note(untextured: int, total: int) -> str:
+    return (f"{untextured} of its {total} faces have no texture coordinates (parts exported "
+            "without them, such as eyeballs or a stand): they take the colour of the "
+            "texture's corner")
+
+
 def _load_obj(path: Path) -> Scan:
     d = read_obj(path)
     finite = d.vertices[np.isfinite(d.vertices)]
@@ -105,6 +111,8 @@ def _load_obj(path: Path) -> Scan:
     used = [d.materials[i] for i in np.unique(d.face_material) if i >= 0]
     notes: list[str] = []
     textures = _obj_textures(path, d.mtllibs, used, notes) if used else {}
+    if d.untextured_faces and textures:
+        notes.append(_untextured_note(d.untextured_faces, len(d.faces)))
     files = sorted(set(textures.values()))
     uv = None if d.uv is None or d.uv_faces is None else d.uv.astype(np.float32)
     uv_faces, texture = d.uv_faces, None
@@ -205,6 +213,12 @@ def _load_trimesh(path: Path) -> Scan:
     split_f = np.concatenate(faces)
     is_gltf = path.suffix.lower() in (".glb", ".gltf")
     uv = uv_faces = texture = vertex_colors = None
+    if with_tex and not all(u is not None for u in uvs):
+        # As in an OBJ: parts without texture coordinates beside textured ones take (0, 0).
+        untextured = sum(len(f) for f, u in zip(faces, uvs, strict=True) if u is None)
+        uvs = [np.zeros((len(v), 2)) if u is None else u
+               for v, u in zip(verts, uvs, strict=True)]
+        notes.append(_untextured_note(untextured, sum(len(f) for f in faces)))
     if all(u is not None for u in uvs):
         uv = np.concatenate(uvs).astype(np.float32)
         uv_faces = split_f
