@@ -124,7 +124,6 @@ BAD_SCANS: list[tuple[str, bytes | str, str]] = [
     # Cut mid-line: the last record lacks its end.
     ("cut_face.obj", TRI + "vt 0 0\nvt 1 0\nvt 0 1\nf 1/1 2/2 3/3\nf 1/1 2/2 3/", "truncated"),
     ("cut_color.obj", "v 0 0 0 1 0 0\nv 1 0 0 0 1 0\nv 0 1 0 0 0", "truncated"),
-    ("mixed_uv.obj", TRI + "vt 0 0\nvt 1 0\nvt 0 1\nf 1/1 2/2 3/3\nf 1 2 3\n", "some faces"),
     ("uv_index_high.obj", TRI + "vt 0 0\nf 1/1 2/2 3/3\n", "texture coordinate 2"),
     ("empty.ply", b"", "empty.ply"),
     ("junk.ply", b"ply\nformat ascii 1.0\nelement vertex 3\nend_header\n1 2\n", "junk.ply"),

@@ -235,8 +235,8 @@ def test_encodings_and_several_libraries_on_one_line(tmp_path: Path) -> None:
     Image.new("RGB", (4, 4), (10, 20, 30)).save(tmp_path / "tex.png")
     (tmp_path / "a.mtl").write_text("newmtl skin\nmap_Kd tex.png\n")
     (tmp_path / "b.mtl").write_text("newmtl other\nKd 1 1 1\n")
-    body = ("mtllib a.mtl b.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0 0\nvt 1 0\nvt 0 1\n"
-            "usemtl skin\nf 1/1 2/2 3/3\n")
+    body = ("mtllib a.mtl b.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0  # apex\nvt 0 0\nvt 1 0\nvt 0 1\n"
+            "usemtl skin\nf 1/1 2/2 3/3 # the only face\n")
     for name, data in (("bom.obj", b"\xef\xbb\xbf" + body.encode()),
                        ("utf16.obj", body.encode("utf-16"))):
         (tmp_path / name).write_bytes(data)

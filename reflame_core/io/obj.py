@@ -224,6 +224,8 @@ def read_obj(path: str | Path) -> ObjData:
     mtl_pos, mtl_names, mtllibs = [], [], []
     for i, line in enumerate(lines):
         c = line[:2]
+        if c in ("v ", "f ", "vt") and "#" in line:
+            line = line.split("#", 1)[0]  # a comment after the numbers
         if c == "v ":
             v_pos.append(i)
             v_body.append(line[2:].strip())
