@@ -175,8 +175,11 @@ def _prepare(scan_path, out: Path, landmarks, config: FitConfig, device: str, fl
         path = paths[DETECTED_LANDMARKS] = out / DETECTED_LANDMARKS
         save_landmarks(path, inputs.landmarks, inputs.scan.vertices, inputs.scan.faces)
         say(f"landmarks: wrote {path} (edit it and pass it with --landmarks)")
+        # Said here, once, for the log and the report alike.
         doubt = detection_doubtful(inputs.landmarks)
         if doubt:
+            say(f"landmarks: WARNING: {doubt} (in the studio: reflame gui; then fit again "
+                "with --landmarks)")
             warnings.append(f"{doubt} ({DETECTED_LANDMARKS})")
     return make_session(inputs, config, device=device), paths, warnings
 

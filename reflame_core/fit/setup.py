@@ -27,7 +27,6 @@ from reflame_core.io.scan import load_scan
 from reflame_core.landmarks.detector import SharedDetector
 from reflame_core.landmarks.landmark_set import LandmarkSet
 from reflame_core.landmarks.plausibility import (
-    detection_doubtful,
     detection_failed,
     landmark_problems,
     orientation_warning,
@@ -207,10 +206,6 @@ def detect_or_none(
         log(f"landmarks: WARNING: {failed}; fitting without landmarks (place them in the "
             "studio, or pass a landmark file with --landmarks)")
         return None
-    doubt = detection_doubtful(lms)
-    if doubt:
-        log(f"landmarks: WARNING: {doubt} (in the studio: reflame gui; then fit again with "
-            "--landmarks)")
     _warn_orientation(lms, scan, config, log)
     return lms
 
