@@ -684,6 +684,8 @@ def test_signal_mid_fit_writes_the_fit_and_records_it(sphere, tmp_path, sig, cod
     report = json.loads((out / "report.json").read_text(), parse_constant=_no_constants)
     assert report["interrupted"] is True and report["interrupted_by"] == sig.name
     assert 0 < report["stages"]["coarse"]["iterations"] < 100000
+    assert report["stages"]["coarse"]["status"] == "interrupted"
+    assert report["stages"]["refine"]["status"] == "pending"
     assert load_scan(out / "fit.obj").vertices.shape == (5023, 3)
     assert not list(out.glob(f".*{TEMP_SUFFIX}"))
 

@@ -74,14 +74,16 @@ def _write_loss_csv(path: Path, session: FitSession) -> None:
             )
 
 
-def stage_summary(session: FitSession) -> dict[str, dict]:
+def stage_summary(session: FitSession, *, interrupted: bool = False) -> dict[str, dict]:
     """Per stage: status, iterations used and allowed, why it ended, seconds spent, last
-    losses."""
+    losses. In a fit that was ``interrupted``, the stage it cut off reads "interrupted"
+    (its iterations are those it ran)."""
     out: dict[str, dict] = {}
     for s in session.stages:
         reps = [r for r in session.history if r.stage == s.name]
+        cut_off = interrupted and s.status == "running"
         out[s.name] = {
-            "status": s.status,
+            "status": "interrupted" if cut_off else s.status,
             "iterations": s.iteration,
             "max_iterations": s.num_steps(session),
             "end_reason": s.end_reason,
@@ -109,7 +111,7 @@ def fit_warnings(fit_to_scan_relative: float) -> list[str]:
     """What a user must look at before using the fit, one line each (empty: nothing)."""
     if fit_to_scan_relative > FAR_FROM_SCAN:
         return [f"the fit lies far from the scan (fit->scan mean {100 * fit_to_scan_relative:.1f}%"
-                " of its size; a fit on its scan is under 1%): check that the scan is a head, "
+                " of its size; a fit on its scan ends at 0.2-0.5%): check that the scan is a head, "
                 "its up and front axes (--up/--front), and its landmarks"]
     return []
 
@@ -174,7 +176,7 @@ def write_fit_outputs(
         "device": session.device,
         "interrupted": interrupted_by is not None,
         "interrupted_by": interrupted_by,
-        "stages": stage_summary(session),
+        "stages": stage_summary(session, interrupted=interrupted_by is not None),
         "total_seconds": float(sum(r.seconds for r in session.history)),
         "peak_gpu_memory_bytes": _peak_gpu_memory(session.device),
         "distances_scan_units": dist,
