@@ -510,7 +510,8 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
 
 def test_untextured_single_triangle_fits_without_landmarks(tmp_path, capsys):
     """No texture, no colours: detection gets RGB renders (MediaPipe crashed on grey ones),
-    finds no face, and the fit goes on without landmarks; report.json is strict JSON."""
+    finds no face, and the fit goes on without landmarks, warned of in report.json (strict
+    JSON)."""
     scan = tmp_path / "tri.obj"
     scan.write_text(TRI + "f 1 2 3\n")
     code, _, err = run(capsys, "fit", scan, "--out", tmp_path / "out", *TINY)
@@ -519,6 +520,8 @@ def test_untextured_single_triangle_fits_without_landmarks(tmp_path, capsys):
     report = json.loads((tmp_path / "out" / "report.json").read_text(),
                         parse_constant=_no_constants)
     assert report["stages"]["refine"]["iterations"] == 1
+    # The report says so too: a batch's summary reads it there, not in the log.
+    assert any(w.startswith("fitted without landmarks") for w in report["warnings"])
     assert load_scan(tmp_path / "out" / "fit.obj").vertices.shape == (5023, 3)
 
 

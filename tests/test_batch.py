@@ -85,6 +85,7 @@ def test_batch_fits_isolates_the_failure_summarises_and_resumes(dataset, flame_d
         # The summary's numbers are the fit's own, and the fits are real fits.
         assert row["fit_to_scan_mean"] == report["distances_scan_units"]["fit_to_scan_mean"]
         assert row["landmark_outliers"] == len(report["landmark_outliers"])
+        assert row["warnings"] == report["warnings"]
         assert 0 < row["fit_to_scan_mean_relative"] < 0.05
         assert report["stages"]["coarse"]["iterations"] == 6
     csv_lines = (out / "summary.csv").read_text().splitlines()

@@ -126,8 +126,10 @@ def run_batch(opts: BatchOptions, log: Callable[[str], None] | None = None) -> d
     ordered = [rows[p.name] for p in planned]
     doc = write_summary(out, ordered, seconds=time.perf_counter() - start)
     c = counts(ordered)
-    say(f"batch: {c['done']} done, {c['skipped']} skipped, {c['failed']} failed; "
-        f"summary in {out / 'summary.csv'}")
+    warned = sum(1 for r in ordered if r.warnings)
+    say(f"batch: {c['done']} done, {c['skipped']} skipped, {c['failed']} failed"
+        + (f", {warned} with warnings (see the summary's warnings column)" if warned else "")
+        + f"; summary in {out / 'summary.csv'}")
     return doc
 
 

@@ -1,5 +1,6 @@
 """``summary.csv`` and ``summary.json``: one row per scan of the batch (done, skipped or failed)
-with its seconds, fit->scan distances, flagged landmark outliers and error."""
+with its seconds, fit->scan distances, flagged landmark outliers, the fit's warnings and
+error."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from reflame_core.io.atomic import write_json_atomic, write_text_atomic
 
 FIELDS = ("name", "scan", "status", "seconds", "attempts", "device", "fit_to_scan_mean",
           "fit_to_scan_p95", "fit_to_scan_mean_relative", "landmark_outliers",
-          "outlier_landmarks", "note", "error", "out_dir")
+          "outlier_landmarks", "warnings", "note", "error", "out_dir")
 
 
 @dataclass
@@ -33,12 +34,14 @@ class SummaryRow:
     fit_to_scan_mean_relative: float | None = None
     landmark_outliers: int = 0
     outlier_landmarks: list[str] = field(default_factory=list)
+    # report.json's warnings (a doubtful detection, a fit without landmarks, far from the scan).
+    warnings: list[str] = field(default_factory=list)
     note: str = ""
     error: str = ""
     out_dir: str = ""
 
     def add_report(self, report: dict | None) -> None:
-        """Fill the distances and outliers from a fit's report.json dict."""
+        """Fill the distances, outliers and warnings from a fit's report.json dict."""
         if not report:
             return
         dist = report.get("distances_scan_units") or {}
@@ -49,6 +52,7 @@ class SummaryRow:
         outliers = report.get("landmark_outliers") or []
         self.landmark_outliers = len(outliers)
         self.outlier_landmarks = [str(o.get("name", o.get("index"))) for o in outliers]
+        self.warnings = [str(w) for w in report.get("warnings") or []]
         self.device = self.device or report.get("device")
 
 
@@ -68,6 +72,7 @@ def write_summary(out_root: Path, rows: list[SummaryRow], *, seconds: float) -> 
     for r in rows:
         d = asdict(r)
         d["outlier_landmarks"] = ";".join(r.outlier_landmarks)
+        d["warnings"] = " | ".join(r.warnings)
         d["seconds"] = f"{r.seconds:.2f}"
         w.writerow({k: "" if d[k] is None else d[k] for k in FIELDS})
     write_text_atomic(out_root / "summary.csv", buf.getvalue())
