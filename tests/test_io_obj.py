@@ -245,3 +245,14 @@ def test_encodings_and_several_libraries_on_one_line(tmp_path: Path) -> None:
     (tmp_path / "binary.obj").write_bytes(b"glTF\x02\x00\x00\x00" + bytes(64))
     with pytest.raises(ScanError, match="binary.obj: the file is binary data, not text"):
         load_scan(tmp_path / "binary.obj")
+
+
+def test_a_line_continued_with_a_backslash_is_one_line(tmp_path: Path) -> None:
+    p = tmp_path / "continued.obj"
+    p.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nv 1 1 0\nf 1 2 \\\n  3 4\nf 1 2 \\  \r\n4\n")
+    d = read_obj(p)
+    np.testing.assert_array_equal(d.faces, [[0, 1, 2], [0, 2, 3], [0, 1, 3]])
+    # The lines a continuation took stay counted: an error names the file's own line.
+    p.write_text("v 0 0 \\\n0\nv 1 0 0\nv 0 1 0\nf 1 2 \\\n3\nf 1 2 9\n")
+    with pytest.raises(ScanError, match="line 7: face refers to vertex 9"):
+        read_obj(p)

@@ -206,6 +206,32 @@ def _fan(counts: np.ndarray) -> np.ndarray:
     return np.stack([first, first + j, first + j + 1], axis=1)
 
 
+_CONTINUED = re.compile(r"\\ *\r?$", re.MULTILINE)
+
+
+def _joined_continuations(lines: list[str]) -> list[str]:
+    """``lines`` with each line that ends in a backslash joined to the next (the OBJ spec's
+    continuation), the lines it took left empty so that errors still name the file's own line
+    numbers."""
+    out: list[str] = []
+    pending: list[str] = []
+    for line in lines:
+        stripped = line.rstrip()
+        if stripped.endswith("\\"):
+            pending.append(stripped[:-1])
+            continue
+        if pending:
+            out.append(" ".join([*pending, line]))
+            out.extend([""] * len(pending))
+            pending = []
+        else:
+            out.append(line)
+    if pending:
+        out.append(" ".join(pending))
+        out.extend([""] * (len(pending) - 1))
+    return out
+
+
 def read_obj(path: str | Path) -> ObjData:
     """Read an OBJ file. Raises ScanError for unreadable or malformed content.
 
@@ -215,6 +241,8 @@ def read_obj(path: str | Path) -> ObjData:
     text = read_text(path, "file")
     text = text.replace("\t", " ")
     lines = text.splitlines()
+    if _CONTINUED.search(text):
+        lines = _joined_continuations(lines)
     if "\n " in text or text.startswith(" "):
         lines = [line.lstrip() for line in lines]
 
