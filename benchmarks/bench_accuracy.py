@@ -18,7 +18,9 @@ found from the face, then detection in it (a detection the fit would reject scor
 missed). ``--fit`` then fits each head the way ``reflame fit`` does (``make_session`` and
 ``session.run``; texture stage off) with those landmarks, or with the true ones
 (``--landmarks true``: the fit alone, detection taken out; the frame read off them, as
-``reflame fit --landmarks`` reads it), and scores the fitted vertices per region and the
+``reflame fit --landmarks`` reads it; they count as detections of confidence 1, which the
+robust kernel may discount; ``--landmarks edited``: the same points as an artist's, marked
+edited in the studio, which it never discounts), and scores the fitted vertices per region and the
 landmarks the fit writes (FLAME's landmarks on the fitted mesh, ``landmarks_after_fit``;
 snapped onto the scan as ``reflame landmarks --refine`` writes them,
 ``landmarks_after_fit_on_scan``). ``--jobs N`` runs N heads at a time in worker processes;
@@ -111,8 +113,10 @@ def score_head(scenario: str, seed: int, device: str) -> dict:
            "notes": notes}
     if c["fit"]:
         fit_lms, frame = lms, inputs.to_canonical
-        if c["landmarks"] == "true":
+        if c["landmarks"] in ("true", "edited"):
             fit_lms = head.true_landmark_set()
+            if c["landmarks"] == "edited":
+                fit_lms.provenance = ["edited"] * len(fit_lms)
             frame = scan_frame(head.scan, c["config"], device, notes.append, fit_lms)
         t = time.perf_counter()
         session = make_session(FitInputs(head.scan, c["template"], c["embedding"], fit_lms,
@@ -180,7 +184,7 @@ def main() -> int:
                     help="explicit seeds instead of the first --heads scored seeds")
     ap.add_argument("--scan-vertices", type=int, default=20000)
     ap.add_argument("--fit", action="store_true", help="also fit (slow: minutes per head)")
-    ap.add_argument("--landmarks", choices=("detected", "true"), default="detected",
+    ap.add_argument("--landmarks", choices=("detected", "true", "edited"), default="detected",
                     help="what the fit is given (scoring always scores the detection)")
     ap.add_argument("--preset", default="fast", help="fit preset (fast, default, seed)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda (all visible GPUs)")
