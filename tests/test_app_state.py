@@ -636,4 +636,26 @@ def test_a_failed_detection_is_shown_as_an_error_and_kept_for_the_artist(flame_d
     weak = _landmarks()
     weak.confidence[:] = 0.19  # every view found them, none agrees closely with the others
     app._apply_detection(Result(4, "detect", weak))
-    assert app.messages.banner.level == "error" and "weakly" in app.messages.banner.text
+    assert app.messages.banner.level == "warning" and "weakly" in app.messages.banner.text
+
+
+def test_an_export_whose_report_warns_says_so(flame_dir, tmp_path) -> None:
+    """The report's warnings (a fit without landmarks, far from its scan) reach the artist as
+    a warning banner, not a plain "exported"."""
+    from types import SimpleNamespace
+
+    from reflame_app.state.app_state import AppState
+    from reflame_core.worker.protocol import Result
+
+    app = AppState(flame_dir=flame_dir, preset="fast")
+    reports = iter([{"warnings": ["fitted without landmarks, so the face may be misplaced"]},
+                    {"warnings": []}])
+    app.worker = SimpleNamespace(take_result=lambda kind: Result(1, kind, next(reports)))
+    app.export_pending = tmp_path
+    app._check_export()
+    banner = app.messages.banner
+    assert banner.level == "warning" and "without landmarks" in banner.text
+    assert app.export_pending is None and not app.messages.errors
+    app.export_pending = tmp_path
+    app._check_export()
+    assert app.messages.banner.level == "info"

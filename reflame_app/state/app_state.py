@@ -319,8 +319,8 @@ class AppState:
         elif failed:  # kept for the artist to correct; `reflame fit` would fit without them
             self.messages.error(f"Detected {placed} of {len(lms)} landmarks{how}, but {failed}. "
                                 "Correct them or place them by hand before fitting.")
-        elif doubt:
-            self.messages.error(f"Detected {placed} of {len(lms)} landmarks{how}, but {doubt} "
+        elif doubt:  # `reflame fit` fits to them and warns: so does the studio
+            self.messages.warning(f"Detected {placed} of {len(lms)} landmarks{how}, but {doubt} "
                                 "before fitting.")
         else:
             self.messages.info(f"Detected {placed} of {len(lms)} landmarks{how}")
@@ -458,7 +458,12 @@ class AppState:
             self.messages.error(f"Export to {out} failed: {result.error}")
         else:
             self.export_result = result.value
-            self.messages.info(f"Exported the fit to {out}")
+            warnings = (result.value or {}).get("warnings") or []
+            if warnings:
+                # The report's warnings are the user's to act on before using the fit.
+                self.messages.warning(f"Exported the fit to {out}, but: " + "; ".join(warnings))
+            else:
+                self.messages.info(f"Exported the fit to {out}")
 
     def request_view_images(self, view: int) -> None:
         """Ask the fitting worker for the residual images of one view (mask difference,

@@ -17,7 +17,7 @@ log = logging.getLogger("reflame_app")
 @dataclass
 class Message:
     text: str
-    level: str  # "error" | "info"
+    level: str  # "error" | "warning" | "info"
     time: float = field(default_factory=time.time)
 
 
@@ -32,6 +32,13 @@ class MessageLog:
         if not self.items or self.items[-1].text != text:
             log.error(text)
         self._add(Message(text, "error"))
+
+    def warning(self, text: str) -> None:
+        """Something the user must look at that did not stop the action (a fit that went on
+        without landmarks, a doubtful detection)."""
+        if not self.items or self.items[-1].text != text:
+            log.warning(text)
+        self._add(Message(text, "warning"))
 
     def info(self, text: str) -> None:
         log.info(text)

@@ -107,13 +107,20 @@ def _peak_gpu_memory(device: str) -> int | None:
 FAR_FROM_SCAN = 0.02
 
 
-def fit_warnings(fit_to_scan_relative: float) -> list[str]:
-    """What a user must look at before using the fit, one line each (empty: nothing)."""
+def fit_warnings(fit_to_scan_relative: float, landmarks_used: int) -> list[str]:
+    """What a user must look at before using the fit, one line each (empty: nothing).
+    ``landmarks_used``: how many landmarks the fit was given (0: it ran on the surface alone,
+    so nothing placed the face; the log says why detection gave none)."""
+    out = []
+    if landmarks_used == 0:
+        out.append("fitted without landmarks, so the face may be misplaced: place them in the "
+                   "studio (reflame gui) or pass a landmark file with --landmarks")
     if fit_to_scan_relative > FAR_FROM_SCAN:
-        return [f"the fit lies far from the scan (fit->scan mean {100 * fit_to_scan_relative:.1f}%"
-                " of its size; a fit on its scan ends at 0.2-0.5%): check that the scan is a head, "
-                "its up and front axes (--up/--front), and its landmarks"]
-    return []
+        out.append(f"the fit lies far from the scan (fit->scan mean "
+                   f"{100 * fit_to_scan_relative:.1f}% of its size; a fit on its scan ends at "
+                   "0.2-0.5%): check that the scan is a head, its up and front axes "
+                   "(--up/--front), and its landmarks")
+    return out
 
 
 def write_fit_outputs(
@@ -181,7 +188,10 @@ def write_fit_outputs(
         "peak_gpu_memory_bytes": _peak_gpu_memory(session.device),
         "distances_scan_units": dist,
         "distances_relative_to_scan_size": {k: v / height for k, v in dist.items()},
-        "warnings": list(warnings or []) + fit_warnings(dist["fit_to_scan_mean"] / height),
+        "warnings": list(warnings or []) + fit_warnings(
+            dist["fit_to_scan_mean"] / height,
+            0 if session.landmark_targets is None
+            else int((session.landmark_targets.weights > 0).sum())),
         "events": session.events,
         # Detected landmarks the fit ended up contradicting (residual / scan size, weight).
         "landmark_outliers": [o.to_dict() for o in session.landmark_outliers()],

@@ -153,12 +153,6 @@ def fit_scan(
     return FitResult(out, paths, report, timings, status, error, interrupted_by)
 
 
-NO_LANDMARKS_WARNING = (
-    "fitted without landmarks: detection found no usable face on the scan (the log says why),"
-    " so the face may be misplaced; place landmarks in the studio (reflame gui) or pass "
-    "--landmarks")
-
-
 def _prepare(scan_path, out: Path, landmarks, config: FitConfig, device: str, flame,
              say: Callable[[str], None]):
     """Inputs loaded and checked, the output folder ready (old files backed up), the session
@@ -187,10 +181,6 @@ def _prepare(scan_path, out: Path, landmarks, config: FitConfig, device: str, fl
             say(f"landmarks: WARNING: {doubt} (in the studio: reflame gui; then fit again "
                 "with --landmarks)")
             warnings.append(f"{doubt} ({DETECTED_LANDMARKS})")
-    elif landmarks is None:
-        # The log said why (no detector, no face found, a failed detection); the report and
-        # a batch's summary must say it too, or the fit reads as good as any other.
-        warnings.append(NO_LANDMARKS_WARNING)
     return make_session(inputs, config, device=device), paths, warnings
 
 
