@@ -359,7 +359,8 @@ class AppState:
         lms = self.editor.landmarks
         targets = landmark_targets(lms, scan)  # as make_session turns them into targets
         if targets is None:
-            self.messages.info("Fitting without landmarks (none detected or placed)")
+            self.messages.warning("Fitting without landmarks (none detected or placed): "
+                                  "nothing places the face, so it may end up misplaced")
         worker = self._ensure_worker()
         worker.new_session(self.config, targets, self.to_canonical)
         self.controller = worker
