@@ -256,3 +256,54 @@ def test_a_line_continued_with_a_backslash_is_one_line(tmp_path: Path) -> None:
     p.write_text("v 0 0 \\\n0\nv 1 0 0\nv 0 1 0\nf 1 2 \\\n3\nf 1 2 9\n")
     with pytest.raises(ScanError, match="line 7: face refers to vertex 9"):
         read_obj(p)
+
+
+def test_line_ends_and_faces_of_mixed_corner_counts_at_the_end(tmp_path: Path) -> None:
+    quad_then_tri = "v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nf 1 2 3 4\nf 1 2 3"  # no final newline
+    (tmp_path / "mixed.obj").write_text(quad_then_tri)
+    assert read_obj(tmp_path / "mixed.obj").faces.shape == (3, 3)
+    (tmp_path / "cut.obj").write_text("v 0 0 0\nv 1 0 0\nv 1 1 0\nf 1 2 3\nf 1 2")
+    with pytest.raises(ScanError, match="line 5: the file ends in the middle"):
+        read_obj(tmp_path / "cut.obj")
+    # Old Mac line ends (CR only) with indented lines.
+    (tmp_path / "cr.obj").write_bytes(b"  v 0 0 0\r  v 1 0 0\r  v 0 1 0\r  f 1 2 3\r")
+    assert read_obj(tmp_path / "cr.obj").faces.shape == (1, 3)
+
+
+def test_a_decimal_comma_is_named_with_its_line(tmp_path: Path) -> None:
+    (tmp_path / "comma.obj").write_text("v 0 0 0\nv 1,5 0 0\nv 0 1 0\nf 1 2 3\n")
+    with pytest.raises(ScanError, match=r"line 2: '1,5' is not a number \(a decimal comma"):
+        load_scan(tmp_path / "comma.obj")
+
+
+def _textured_triangle(folder: Path, header: str, faces: str = "usemtl skin\nf 1/1 2/2 3/3\n",
+                       mtl_name: str = "head.mtl", mtl: str = "newmtl skin\nmap_Kd tex.png\n"
+                       ) -> Path:
+    from PIL import Image
+
+    Image.new("RGB", (4, 4), (200, 100, 50)).save(folder / "tex.png")
+    (folder / mtl_name).write_text(mtl)
+    obj = folder / "head.obj"
+    obj.write_text(header + "v 0 0 0\nv 1 0 0\nv 0 1 0\nvt 0 0\nvt 1 0\nvt 0 1\n" + faces)
+    return obj
+
+
+@pytest.mark.parametrize("mtllib", ["mtllib C:\\Users\\me\\export\\head.mtl\n",
+                                    "mtllib .\\head.mtl\n", "mtllib HEAD.MTL\n"],
+                         ids=["windows_path", "dot_backslash", "other_case"])
+def test_a_material_library_named_as_another_machine_wrote_it_is_found(
+        tmp_path: Path, mtllib: str) -> None:
+    scan = load_scan(_textured_triangle(tmp_path, mtllib), require_texture=True)
+    assert scan.texture[0, 0].tolist() == [200, 100, 50] and scan.notes == []
+
+
+def test_faces_that_name_no_material_take_the_only_texture(tmp_path: Path) -> None:
+    obj = _textured_triangle(tmp_path, "mtllib head.mtl\n", faces="f 1/1 2/2 3/3\n")
+    scan = load_scan(obj, require_texture=True)
+    assert scan.texture[0, 0].tolist() == [200, 100, 50]
+    assert scan.notes == ["no face names a material (usemtl): the only textured one, skin, "
+                          "is used for all"]
+    # Two textured materials and no usemtl: which one is meant cannot be told, and it is said.
+    (tmp_path / "head.mtl").write_text("newmtl skin\nmap_Kd tex.png\nnewmtl eye\nmap_Kd e.png\n")
+    scan = load_scan(obj)
+    assert not scan.has_texture and "2 textured ones" in scan.notes[0]

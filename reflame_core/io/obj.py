@@ -72,7 +72,9 @@ def _check_not_cut(path: Path, text: str, lines: list[str]) -> None:
     """ScanError when the file ends in the middle of a record (a truncated download or copy).
 
     Only a last line without a newline is suspect; it is cut when it has fewer fields than
-    the previous record of its kind, or ends inside a face corner (``f 1/2/``).
+    the previous record of its kind (a face: fewer than 3 corners, as faces of any corner
+    count mix), or ends inside a face corner (``f 1/2/``, or a corner of another form than
+    the previous face's).
     """
     if not lines or text.endswith(("\n", "\r")):
         return
@@ -81,10 +83,12 @@ def _check_not_cut(path: Path, text: str, lines: list[str]) -> None:
     if kind not in ("v", "vt", "vn", "f"):
         return
     prev = next((ln.strip() for ln in reversed(lines[:-1]) if ln.startswith(kind + " ")), None)
-    cut = last.endswith("/") or (
-        prev is not None and len(last.split()) < len(prev.split())
-    ) or (kind == "f" and prev is not None and last.split()[-1].count("/")
-          != prev.split()[-1].count("/"))
+    fields = len(last.split())
+    if kind == "f":
+        cut = last.endswith("/") or fields < 4 or (
+            prev is not None and last.split()[-1].count("/") != prev.split()[-1].count("/"))
+    else:
+        cut = prev is not None and fields < len(prev.split())
     if cut:
         raise ScanError(path, f"line {len(lines)}: the file ends in the middle of a "
                               f"'{kind}' record (truncated?)")
@@ -101,23 +105,42 @@ def _parse_numbers(text: str, dtype: type) -> np.ndarray:
             raise ValueError("a value is not a number") from None
 
 
-def _floats(path: Path, bodies: list[str], what: str, ncols: int) -> np.ndarray:
+def _floats(path: Path, bodies: list[str], what: str, ncols: int,
+            positions: list[int] | None = None) -> np.ndarray:
     """Parse ``bodies`` (one string of numbers per line) into (N, ncols) float64.
 
     Lines may carry extra columns (``v x y z r g b``, ``vt u v w``); the first ``ncols`` are kept.
     """
-    return _number_rows(path, bodies, what, ncols)[:, :ncols]
+    return _number_rows(path, bodies, what, ncols, positions)[:, :ncols]
 
 
-def _number_rows(path: Path, bodies: list[str], what: str, ncols: int) -> np.ndarray:
-    """Like ``_floats``, but every column where all lines have as many; at least ``ncols``."""
+def _not_a_number(bodies: list[str], positions: list[int] | None) -> str:
+    """Where the first value that is no number is, and what it is, for an error message."""
+    for k, body in enumerate(bodies):
+        for token in body.split():
+            try:
+                float(token)
+            except ValueError:
+                where = f"line {positions[k] + 1}: " if positions is not None else ""
+                comma = " (a decimal comma? export with decimal points)" if "," in token else ""
+                return f"{where}{token[:40]!r} is not a number{comma}"
+    return "a value is not a number"
+
+
+def _number_rows(path: Path, bodies: list[str], what: str, ncols: int,
+                 positions: list[int] | None = None) -> np.ndarray:
+    """Like ``_floats``, but every column where all lines have as many; at least ``ncols``.
+    ``positions``: each body's line index in the file, to name a bad one."""
     if not bodies:
         return np.zeros((0, ncols))
     try:
         counts = np.fromiter((len(b.split()) for b in bodies), np.int64, len(bodies))
-        flat = _parse_numbers(" ".join(bodies), np.float64)
-        if flat.size != counts.sum():
-            raise ValueError("a value is not a number")
+        try:
+            flat = _parse_numbers(" ".join(bodies), np.float64)
+        except ValueError:
+            flat = None
+        if flat is None or flat.size != counts.sum():
+            raise ValueError(_not_a_number(bodies, positions))
         if counts.min() < ncols:
             raise ValueError(f"fewer than {ncols} numbers on a line")
         if (counts == counts[0]).all():
@@ -243,7 +266,7 @@ def read_obj(path: str | Path) -> ObjData:
     lines = text.splitlines()
     if _CONTINUED.search(text):
         lines = _joined_continuations(lines)
-    if "\n " in text or text.startswith(" "):
+    if "\n " in text or "\r " in text or text.startswith(" "):
         lines = [line.lstrip() for line in lines]
 
     _check_not_cut(path, text, lines)
@@ -270,10 +293,10 @@ def read_obj(path: str | Path) -> ObjData:
         elif line.startswith("mtllib"):
             mtllibs.append(line[6:].strip())
 
-    v_columns = _number_rows(path, v_body, "v", 3)
+    v_columns = _number_rows(path, v_body, "v", 3, v_pos)
     vertices = v_columns[:, :3]
     colors = _vertex_colors(v_columns)
-    uv = _floats(path, vt_body, "vt", 2) if vt_body else None
+    uv = _floats(path, vt_body, "vt", 2, vt_pos) if vt_body else None
 
     if not f_body:
         faces = np.zeros((0, 3), np.int64)

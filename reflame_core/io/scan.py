@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import numpy as np
 
@@ -69,21 +69,50 @@ def _library_names(written: str, folder: Path) -> list[str]:
     return written.split()
 
 
-def _obj_textures(path: Path, mtllibs: list[str], used: list[str], notes: list[str]
+def _find_library(written: str, folder: Path) -> Path | None:
+    """A material library named on an ``mtllib`` line: relative to the OBJ, else its bare
+    file name beside it (an exporter's absolute or Windows path, ``.\\head.mtl``), else the
+    one file there whose name differs only in case (a Windows export copied elsewhere)."""
+    for candidate in (folder / written, folder / PureWindowsPath(written).name):
+        if candidate.is_file():
+            return candidate
+    bare = PureWindowsPath(written).name.lower()
+    same = [p for p in folder.iterdir() if p.name.lower() == bare and p.is_file()]
+    return same[0] if len(same) == 1 else None
+
+
+def _obj_textures(path: Path, mtllibs: list[str], used: list[str] | None, notes: list[str]
                   ) -> dict[str, Path]:
-    """Material name -> diffuse texture file, for the materials the OBJ's faces use; a
-    material library that is not there is said in ``notes``."""
+    """Material name -> diffuse texture file, for the materials the OBJ's faces use (None:
+    every material); a material library that is not there is said in ``notes``."""
     textures: dict[str, Path] = {}
     for lib in (name for written in mtllibs for name in _library_names(written, path.parent)):
-        mtl_path = path.parent / lib
-        if not mtl_path.is_file():
+        mtl_path = _find_library(lib, path.parent)
+        if mtl_path is None:
             notes.append(f"material library {lib} not found beside the OBJ: any texture it "
                          "names is not loaded (copy it next to the OBJ to use the texture)")
             continue
         for name, tex in read_mtl(mtl_path).items():
-            if name in used and tex:
+            if (used is None or name in used) and tex:
                 textures[name] = _find_texture(tex, mtl_path.parent, path.parent)
     return textures
+
+
+def _unnamed_material_textures(path: Path, mtllibs: list[str], notes: list[str]
+                               ) -> dict[str, Path]:
+    """The texture of an OBJ whose faces name no material (no ``usemtl``, as some exporters
+    write a single-material mesh): its libraries' one textured material, said in ``notes``;
+    with several, none (which one is meant cannot be told), also said."""
+    textures = _obj_textures(path, mtllibs, None, notes)
+    files = set(textures.values())
+    if len(files) == 1:
+        notes.append(f"no face names a material (usemtl): the only textured one, "
+                     f"{next(iter(textures))}, is used for all")
+        return textures
+    if files:
+        notes.append(f"no face names a material (usemtl) and its libraries have "
+                     f"{len(files)} textured ones: loaded untextured (add usemtl lines)")
+    return {}
 
 
 def _packed(loaders: list[Callable[[], np.ndarray]], sizes: list[tuple[int, int]],
@@ -110,7 +139,12 @@ def _load_obj(path: Path) -> Scan:
         raise ScanError(path, "vertex coordinates too large (beyond ±3.4e38); rescale the scan")
     used = [d.materials[i] for i in np.unique(d.face_material) if i >= 0]
     notes: list[str] = []
-    textures = _obj_textures(path, d.mtllibs, used, notes) if used else {}
+    if used:
+        textures = _obj_textures(path, d.mtllibs, used, notes)
+    elif d.mtllibs and d.uv_faces is not None:
+        textures = _unnamed_material_textures(path, d.mtllibs, notes)
+    else:
+        textures = {}
     if d.untextured_faces and textures:
         notes.append(_untextured_note(d.untextured_faces, len(d.faces)))
     files = sorted(set(textures.values()))
