@@ -161,3 +161,76 @@ def test_parts_without_texture_coordinates_keep_the_heads_texture(tmp_path: Path
     scan = load_scan(tmp_path / "a.glb", require_texture=True)
     assert scan.texture[0, 0].tolist() == [180, 120, 90]
     assert any("12 of its 13 faces have no texture coordinates" in n for n in scan.notes)
+
+
+def _quantized_glb(path: Path, uv: np.ndarray, extensions: list[str]) -> None:
+    """A one-triangle GLB whose TEXCOORD_0 is normalized unsigned shorts, as gltfpack writes
+    them (KHR_mesh_quantization), with a 4x4 PNG whose rows are red, green, blue, white."""
+    import io
+    import json
+    import struct
+
+    img = np.zeros((4, 4, 3), np.uint8)
+    img[0], img[1], img[2], img[3] = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
+    png = io.BytesIO()
+    Image.fromarray(img).save(png, format="PNG")
+    pos = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float32).tobytes()
+    tex = np.round(uv * 65535).astype(np.uint16).tobytes()
+    idx = np.array([0, 1, 2, 0], np.uint16).tobytes()  # padded to 4 bytes
+    blobs = [pos, tex, idx, png.getvalue()]
+    offsets = np.cumsum([0] + [len(b) + (-len(b)) % 4 for b in blobs])
+    binary = b"".join(b + b"\0" * ((-len(b)) % 4) for b in blobs)
+    doc = {
+        "asset": {"version": "2.0"}, "extensionsUsed": extensions,
+        "extensionsRequired": extensions, "scene": 0, "scenes": [{"nodes": [0]}],
+        "nodes": [{"mesh": 0}],
+        "meshes": [{"primitives": [{"attributes": {"POSITION": 0, "TEXCOORD_0": 1},
+                                    "indices": 2, "material": 0}]}],
+        "materials": [{"pbrMetallicRoughness": {"baseColorTexture": {"index": 0}}}],
+        "textures": [{"source": 0}], "images": [{"bufferView": 3, "mimeType": "image/png"}],
+        "buffers": [{"byteLength": len(binary)}],
+        "bufferViews": [{"buffer": 0, "byteOffset": int(offsets[i]), "byteLength": len(b)}
+                        for i, b in enumerate(blobs)],
+        "accessors": [
+            {"bufferView": 0, "componentType": 5126, "count": 3, "type": "VEC3",
+             "min": [0, 0, 0], "max": [1, 1, 0]},
+            {"bufferView": 1, "componentType": 5123, "normalized": True, "count": 3,
+             "type": "VEC2"},
+            {"bufferView": 2, "componentType": 5123, "count": 3, "type": "SCALAR"}],
+    }
+    js = json.dumps(doc).encode()
+    js += b" " * ((-len(js)) % 4)
+    body = (struct.pack("<I4s", len(js), b"JSON") + js
+            + struct.pack("<I4s", len(binary), b"BIN\0") + binary)
+    path.write_bytes(struct.pack("<4sII", b"glTF", 2, 12 + len(body)) + body)
+
+
+def test_gltf_quantized_texture_coordinates_and_compressed_meshes(tmp_path: Path) -> None:
+    # glTF v runs down the image: v = 0.1 is the top (red) row, v = 0.6 the blue one.
+    uv = np.array([[0.1, 0.1], [0.9, 0.1], [0.5, 0.6]])
+    _quantized_glb(tmp_path / "q.glb", uv, ["KHR_mesh_quantization"])
+    scan = load_scan(tmp_path / "q.glb", require_texture=True)
+    assert scan.uv.min() >= 0 and scan.uv.max() <= 1
+    h, w = scan.texture.shape[:2]
+    corner = scan.uv[scan.uv_faces[0]]
+    rows = ((1 - corner[:, 1]) * h).astype(int)  # OBJ convention: v up, row 0 at v = 1
+    assert scan.texture[rows, (corner[:, 0] * w).astype(int)].tolist() == [
+        [255, 0, 0], [255, 0, 0], [0, 0, 255]]
+    for ext, name in (("EXT_meshopt_compression", "meshopt"),
+                      ("KHR_draco_mesh_compression", "Draco")):
+        _quantized_glb(tmp_path / "c.glb", uv, [ext])
+        try:
+            import DracoPy  # noqa: F401
+            if name == "Draco":
+                continue  # decodable here
+        except ImportError:
+            pass
+        with pytest.raises(ScanError, match=f"c.glb: its meshes are {name}-compressed"):
+            load_scan(tmp_path / "c.glb")
+
+
+def test_a_texture_format_that_cannot_be_read_is_named() -> None:
+    from reflame_core.io.gltf_header import unreadable_texture_note
+
+    assert "KTX2" in unreadable_texture_note({"extensionsUsed": ["KHR_texture_basisu"]})
+    assert unreadable_texture_note({"extensionsUsed": ["KHR_materials_unlit"]}) is None

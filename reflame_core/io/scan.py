@@ -12,6 +12,12 @@ import numpy as np
 
 from reflame_core.errors import ScanError
 from reflame_core.io.atlas import pack_textures
+from reflame_core.io.gltf_header import (
+    check_readable,
+    normalized_uv_max,
+    read_gltf_json,
+    unreadable_texture_note,
+)
 from reflame_core.io.image import MAX_TEXTURE_PIXELS, allow_large_images, to_rgb8
 from reflame_core.io.mesh import Scan
 from reflame_core.io.obj import read_mtl, read_obj
@@ -207,11 +213,25 @@ def _digest(image: np.ndarray) -> bytes:
                                                                               "ascii")
 
 
+def _normalized(uv: np.ndarray, doc: dict) -> np.ndarray:
+    """glTF texture coordinates (V,2), OBJ convention, with unsigned integers that the file
+    stores normalized (KHR_mesh_quantization) brought to 0-1, where trimesh left them raw:
+    its v flip, 1 - v, then wrapped around in the integer type."""
+    scale = normalized_uv_max(doc, unsigned_only=True)
+    if scale is None or np.abs(uv).max() <= 1.5:  # floats, or already normalized
+        return uv
+    raw_v = np.mod(1.0 - uv[:, 1], scale + 1.0)
+    return np.c_[uv[:, 0] / scale, 1.0 - raw_v / scale]
+
+
 def _load_trimesh(path: Path) -> Scan:
     """PLY / GLB / GLTF through trimesh; glTF UVs arrive in OBJ convention (trimesh flips v)."""
     import trimesh
 
     allow_large_images()  # embedded textures decode through Pillow
+    is_gltf = path.suffix.lower() in (".glb", ".gltf")
+    doc = read_gltf_json(path) if is_gltf else {}
+    check_readable(doc, path)
     try:
         loaded = trimesh.load(str(path), process=False, maintain_order=True)
     except Exception as e:  # trimesh raises many types for corrupt files
@@ -245,7 +265,6 @@ def _load_trimesh(path: Path) -> Scan:
     notes: list[str] = []
     split_v = np.concatenate(verts)
     split_f = np.concatenate(faces)
-    is_gltf = path.suffix.lower() in (".glb", ".gltf")
     uv = uv_faces = texture = vertex_colors = None
     if with_tex and not all(u is not None for u in uvs):
         # As in an OBJ: parts without texture coordinates beside textured ones take (0, 0).
@@ -254,12 +273,12 @@ def _load_trimesh(path: Path) -> Scan:
                for v, u in zip(verts, uvs, strict=True)]
         notes.append(_untextured_note(untextured, sum(len(f) for f in faces)))
     if all(u is not None for u in uvs):
-        uv = np.concatenate(uvs).astype(np.float32)
+        uv = _normalized(np.concatenate(uvs), doc).astype(np.float32)
         uv_faces = split_f
         texture = textures[with_tex[0]] if with_tex else None
         if texture is None:
-            notes.append("the file has texture coordinates but no texture image: it is "
-                         "rendered shaded, as an untextured scan")
+            notes.append(unreadable_texture_note(doc) or "the file has texture coordinates "
+                         "but no texture image: it is rendered shaded, as an untextured scan")
         # Primitives that share one material each carry a copy of its image: one cell each.
         distinct: dict[bytes, int] = {}
         image_of = {g: distinct.setdefault(_digest(textures[g]), g)

@@ -1,0 +1,85 @@
+"""What a glTF file says about itself before its meshes are read: the extensions it needs
+and how its texture coordinates are stored, so that the loader can refuse what it cannot
+read in words a user can act on, and undo what trimesh leaves undone."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+from reflame_core.errors import ScanError
+
+# Mesh compressions trimesh cannot decode (Draco only with the DracoPy package).
+_COMPRESSIONS = {"KHR_draco_mesh_compression": "Draco", "EXT_meshopt_compression": "meshopt"}
+# Texture containers Pillow cannot decode.
+_TEXTURE_FORMATS = {"KHR_texture_basisu": "KTX2 / Basis Universal"}
+# glTF componentType -> the largest value of a normalized integer of that type.
+_NORMALIZED_MAX = {5120: 127.0, 5121: 255.0, 5122: 32767.0, 5123: 65535.0}
+
+
+def read_gltf_json(path: Path) -> dict:
+    """The JSON document of a .gltf file, or of a .glb's first chunk; {} when it cannot be
+    read (the loader then says what is wrong with the file)."""
+    try:
+        data = path.read_bytes()
+        if data[:4] == b"glTF":
+            length, kind = struct.unpack("<I4s", data[12:20])
+            data = data[20:20 + length] if kind == b"JSON" else b"{}"
+        doc = json.loads(data.decode("utf-8"))
+    except (OSError, ValueError, struct.error):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _extensions(doc: dict) -> set[str]:
+    return {str(e) for e in (doc.get("extensionsUsed") or []) + (doc.get("extensionsRequired")
+                                                                   or [])}
+
+
+def check_readable(doc: dict, path: Path) -> None:
+    """ScanError naming the compression when the meshes are compressed in a way this
+    installation cannot decode."""
+    for ext in sorted(_extensions(doc) & set(_COMPRESSIONS)):
+        if ext == "KHR_draco_mesh_compression" and _has_dracopy():
+            continue
+        raise ScanError(path, f"its meshes are {_COMPRESSIONS[ext]}-compressed ({ext}), which "
+                        "cannot be read here: export it again without mesh compression (or "
+                        "decompress it, e.g. with gltf-transform)")
+
+
+def _has_dracopy() -> bool:
+    try:
+        import DracoPy  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def unreadable_texture_note(doc: dict) -> str | None:
+    """Why the file's texture images cannot be read (a container Pillow has no decoder
+    for), or None."""
+    for ext in sorted(_extensions(doc) & set(_TEXTURE_FORMATS)):
+        return (f"its textures are {_TEXTURE_FORMATS[ext]} images ({ext}), which cannot be "
+                "read here: export them as PNG or JPEG to use them")
+    return None
+
+
+def normalized_uv_max(doc: dict, *, unsigned_only: bool = False) -> float | None:
+    """The integer scale of the file's TEXCOORD_0 when every primitive stores it as the same
+    normalized integer type (KHR_mesh_quantization: 65535 for unsigned shorts), else None
+    (floats, or a mix; with ``unsigned_only``, signed types too)."""
+    accessors = doc.get("accessors") or []
+    found: set[float | None] = set()
+    for mesh in doc.get("meshes") or []:
+        for prim in mesh.get("primitives") or []:
+            index = (prim.get("attributes") or {}).get("TEXCOORD_0")
+            if not isinstance(index, int) or not 0 <= index < len(accessors):
+                continue
+            acc = accessors[index]
+            found.add(_NORMALIZED_MAX.get(acc.get("componentType"))
+                      if acc.get("normalized") else None)
+    scale = found.pop() if len(found) == 1 else None
+    if unsigned_only and scale in (127.0, 32767.0):
+        return None
+    return scale
