@@ -166,7 +166,18 @@ def test_missing_scan_and_folder_named_like_a_scan(tmp_path, capsys):
     assert_clear_error(code, err, "fit", "nowhere.obj", "file not found")
     (tmp_path / "dir.obj").mkdir()
     code, _, err = run(capsys, "fit", tmp_path / "dir.obj", "--out", tmp_path / "o", *TINY)
-    assert_clear_error(code, err, "fit", "dir.obj", "not a file")
+    assert_clear_error(code, err, "fit", "dir.obj", "is a folder: give the scan file")
+    code, _, err = run(capsys, "fit", tmp_path, "--out", tmp_path / "o", *TINY)
+    assert_clear_error(code, err, "fit", str(tmp_path), "is a folder", "reflame batch")
+
+
+def test_an_output_folder_where_nothing_can_be_written_fails_before_any_work(
+        sphere, tmp_path, capsys):
+    """Permission bits say yes on a pseudo file system (and to root everywhere); the fit
+    must still fail at once, not after loading and detecting."""
+    code, _, err = run(capsys, "fit", sphere, "--out", "/proc/reflame_out", *TINY)
+    assert_clear_error(code, err, "fit", "/proc/reflame_out", "cannot write in /proc")
+    assert "landmarks" not in err and "frame" not in err
 
 
 def test_crlf_obj_loads_correctly(tmp_path):

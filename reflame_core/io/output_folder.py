@@ -9,6 +9,7 @@ is never overwritten in place; it is first renamed to a timestamped backup
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -37,6 +38,12 @@ def check_output_dir(folder: str | Path) -> Path:
         raise OutputPathError(folder, f"cannot create the output folder: {base} is a file")
     if not os.access(base, os.W_OK | os.X_OK):
         raise OutputPathError(folder, f"output folder is not writable ({base})")
+    # Permission bits say yes where a read-only mount, a pseudo file system or a full disk
+    # says no (for root, always): try once, and leave nothing.
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".reflame-check-", dir=base))
+    except OSError as exc:
+        raise OutputPathError(folder, f"cannot write in {base} ({exc.strerror or exc})") from None
     return folder
 
 

@@ -361,6 +361,9 @@ def load_scan(path: str | Path, *, require_texture: bool = False) -> Scan:
     """
     path = Path(path)
     ext = path.suffix.lower()
+    if path.is_dir():
+        raise ScanError(path, "is a folder: give the scan file in it (reflame batch fits a "
+                        "folder of scans)")
     if ext not in SCAN_EXTENSIONS:
         known = ", ".join(SCAN_EXTENSIONS)
         raise ScanError(path, f"unsupported file type {ext or '(none)'}; use one of {known}")
