@@ -163,9 +163,11 @@ def test_parts_without_texture_coordinates_keep_the_heads_texture(tmp_path: Path
     assert any("12 of its 13 faces have no texture coordinates" in n for n in scan.notes)
 
 
-def _quantized_glb(path: Path, uv: np.ndarray, extensions: list[str]) -> None:
+def _quantized_glb(path: Path, uv: np.ndarray, extensions: list[str],
+                   image_uri: str | None = None) -> None:
     """A one-triangle GLB whose TEXCOORD_0 is normalized unsigned shorts, as gltfpack writes
-    them (KHR_mesh_quantization), with a 4x4 PNG whose rows are red, green, blue, white."""
+    them (KHR_mesh_quantization), with a 4x4 PNG whose rows are red, green, blue, white:
+    embedded, or (``image_uri``) an external file that the caller writes."""
     import io
     import json
     import struct
@@ -187,7 +189,9 @@ def _quantized_glb(path: Path, uv: np.ndarray, extensions: list[str]) -> None:
         "meshes": [{"primitives": [{"attributes": {"POSITION": 0, "TEXCOORD_0": 1},
                                     "indices": 2, "material": 0}]}],
         "materials": [{"pbrMetallicRoughness": {"baseColorTexture": {"index": 0}}}],
-        "textures": [{"source": 0}], "images": [{"bufferView": 3, "mimeType": "image/png"}],
+        "textures": [{"source": 0}],
+        "images": [{"bufferView": 3, "mimeType": "image/png"} if image_uri is None
+                   else {"uri": image_uri}],
         "buffers": [{"byteLength": len(binary)}],
         "bufferViews": [{"buffer": 0, "byteOffset": int(offsets[i]), "byteLength": len(b)}
                         for i, b in enumerate(blobs)],
@@ -234,3 +238,24 @@ def test_a_texture_format_that_cannot_be_read_is_named() -> None:
 
     assert "KTX2" in unreadable_texture_note({"extensionsUsed": ["KHR_texture_basisu"]})
     assert unreadable_texture_note({"extensionsUsed": ["KHR_materials_unlit"]}) is None
+
+
+def test_a_texture_file_trimesh_cannot_resolve_is_found_or_named(tmp_path: Path, capfd) -> None:
+    """A PLY's ``comment TextureFile`` written as a Windows path, a glTF image URI with %20:
+    found beside the scan; a missing one is said in the notes, with no traceback."""
+    Image.new("RGB", (4, 4), (10, 200, 30)).save(tmp_path / "tex a.png")
+    ply = ("ply\nformat ascii 1.0\ncomment TextureFile {}\nelement vertex 3\n"
+           "property float x\nproperty float y\nproperty float z\nproperty float s\n"
+           "property float t\nelement face 1\nproperty list uchar int vertex_indices\n"
+           "end_header\n0 0 0 0 0\n1 0 0 1 0\n0 1 0 0 1\n3 0 1 2\n")
+    (tmp_path / "win.ply").write_text(ply.format("C:\\scans\\tex a.png"))
+    assert load_scan(tmp_path / "win.ply").texture[0, 0].tolist() == [10, 200, 30]
+    (tmp_path / "lost.ply").write_text(ply.format("elsewhere.png"))
+    scan = load_scan(tmp_path / "lost.ply")
+    assert not scan.has_texture
+    assert scan.notes == ["texture file elsewhere.png not found beside the scan: it is "
+                          "rendered shaded, as an untextured scan"]
+    assert "Traceback" not in capfd.readouterr().err
+    _quantized_glb(tmp_path / "uri.glb", np.array([[0.1, 0.1], [0.9, 0.1], [0.5, 0.6]]),
+                   [], image_uri="tex%20a.png")
+    assert load_scan(tmp_path / "uri.glb").texture[0, 0].tolist() == [10, 200, 30]

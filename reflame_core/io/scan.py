@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path, PureWindowsPath
+from urllib.parse import unquote
 
 import numpy as np
 
@@ -213,6 +215,40 @@ def _digest(image: np.ndarray) -> bytes:
                                                                               "ascii")
 
 
+@contextmanager
+def _quiet(logger: str):
+    """Messages of ``logger`` below ERROR silenced for the block (the loader says what
+    matters in the scan's notes or its error)."""
+    log = logging.getLogger(logger)
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def _texture_file_named_in(path: Path, doc: dict) -> str | None:
+    """The one texture file a PLY (its ``comment TextureFile`` header line) or a glTF (its
+    one external image, URI-decoded) names, or None."""
+    if path.suffix.lower() == ".ply":
+        try:
+            with open(path, "rb") as fh:
+                header = fh.read(65536).split(b"end_header", 1)[0]
+        except OSError:
+            return None
+        for line in header.decode("latin-1").splitlines():
+            words = line.split(None, 2)
+            if len(words) == 3 and words[0] == "comment" and words[1].lower() == "texturefile":
+                return words[2].strip()
+        return None
+    images = doc.get("images") or []
+    uri = images[0].get("uri") if len(images) == 1 and isinstance(images[0], dict) else None
+    if not isinstance(uri, str) or uri.startswith("data:"):
+        return None
+    return unquote(uri)
+
+
 def _normalized(uv: np.ndarray, doc: dict) -> np.ndarray:
     """glTF texture coordinates (V,2), OBJ convention, with unsigned integers that the file
     stores normalized (KHR_mesh_quantization) brought to 0-1, where trimesh left them raw:
@@ -233,7 +269,8 @@ def _load_trimesh(path: Path) -> Scan:
     doc = read_gltf_json(path) if is_gltf else {}
     check_readable(doc, path)
     try:
-        loaded = trimesh.load(str(path), process=False, maintain_order=True)
+        with _quiet("trimesh"):  # a texture it cannot open is logged with a traceback
+            loaded = trimesh.load(str(path), process=False, maintain_order=True)
     except Exception as e:  # trimesh raises many types for corrupt files
         raise ScanError(path, f"cannot parse file ({type(e).__name__}: {e})") from None
     if isinstance(loaded, trimesh.Scene):
@@ -276,7 +313,15 @@ def _load_trimesh(path: Path) -> Scan:
         uv = _normalized(np.concatenate(uvs), doc).astype(np.float32)
         uv_faces = split_f
         texture = textures[with_tex[0]] if with_tex else None
-        if texture is None:
+        named = _texture_file_named_in(path, doc) if texture is None else None
+        if named is not None:
+            found = _find_texture(named.replace("\\", "/"), path.parent, path.parent)
+            if found.is_file():  # trimesh could not resolve it (a Windows path, %20)
+                texture = read_texture(found, path)
+            else:
+                notes.append(f"texture file {named} not found beside the scan: it is "
+                             "rendered shaded, as an untextured scan")
+        elif texture is None:
             notes.append(unreadable_texture_note(doc) or "the file has texture coordinates "
                          "but no texture image: it is rendered shaded, as an untextured scan")
         # Primitives that share one material each carry a copy of its image: one cell each.
