@@ -164,7 +164,7 @@ def test_parts_without_texture_coordinates_keep_the_heads_texture(tmp_path: Path
 
 
 def _quantized_glb(path: Path, uv: np.ndarray, extensions: list[str],
-                   image_uri: str | None = None) -> None:
+                   image_uri: str | None = None, texture_info: dict | None = None) -> None:
     """A one-triangle GLB whose TEXCOORD_0 is normalized unsigned shorts, as gltfpack writes
     them (KHR_mesh_quantization), with a 4x4 PNG whose rows are red, green, blue, white:
     embedded, or (``image_uri``) an external file that the caller writes."""
@@ -188,7 +188,8 @@ def _quantized_glb(path: Path, uv: np.ndarray, extensions: list[str],
         "nodes": [{"mesh": 0}],
         "meshes": [{"primitives": [{"attributes": {"POSITION": 0, "TEXCOORD_0": 1},
                                     "indices": 2, "material": 0}]}],
-        "materials": [{"pbrMetallicRoughness": {"baseColorTexture": {"index": 0}}}],
+        "materials": [{"pbrMetallicRoughness": {"baseColorTexture": {"index": 0,
+                                                                     **(texture_info or {})}}}],
         "textures": [{"source": 0}],
         "images": [{"bufferView": 3, "mimeType": "image/png"} if image_uri is None
                    else {"uri": image_uri}],
@@ -220,6 +221,18 @@ def test_gltf_quantized_texture_coordinates_and_compressed_meshes(tmp_path: Path
     rows = ((1 - corner[:, 1]) * h).astype(int)  # OBJ convention: v up, row 0 at v = 1
     assert scan.texture[rows, (corner[:, 0] * w).astype(int)].tolist() == [
         [255, 0, 0], [255, 0, 0], [0, 0, 255]]
+    # The same texels through KHR_texture_transform: half the coordinates, scaled by 2.
+    moved = {"extensions": {"KHR_texture_transform": {"scale": [2.0, 2.0]}}}
+    _quantized_glb(tmp_path / "t.glb", uv / 2, ["KHR_texture_transform"], texture_info=moved)
+    scan = load_scan(tmp_path / "t.glb", require_texture=True)
+    corner = scan.uv[scan.uv_faces[0]]
+    rows = ((1 - corner[:, 1]) * h).astype(int)
+    assert scan.texture[rows, (corner[:, 0] * w).astype(int)].tolist() == [
+        [255, 0, 0], [255, 0, 0], [0, 0, 255]]
+    # On a second coordinate set, which is not read: untextured, and said.
+    _quantized_glb(tmp_path / "s.glb", uv, [], texture_info={"texCoord": 1})
+    scan = load_scan(tmp_path / "s.glb")
+    assert not scan.has_texture and "texture coordinate set 1" in scan.notes[0]
     for ext, name in (("EXT_meshopt_compression", "meshopt"),
                       ("KHR_draco_mesh_compression", "Draco")):
         _quantized_glb(tmp_path / "c.glb", uv, [ext])

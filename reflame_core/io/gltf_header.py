@@ -8,6 +8,8 @@ import json
 import struct
 from pathlib import Path
 
+import numpy as np
+
 from reflame_core.errors import ScanError
 
 # Mesh compressions trimesh cannot decode (Draco only with the DracoPy package).
@@ -83,3 +85,36 @@ def normalized_uv_max(doc: dict, *, unsigned_only: bool = False) -> float | None
     if unsigned_only and scale in (127.0, 32767.0):
         return None
     return scale
+
+
+def _transform_matrix(ext: dict) -> np.ndarray:
+    """KHR_texture_transform's 3x3 matrix (offset * rotation * scale, glTF UV space)."""
+    ox, oy = (ext.get("offset") or [0.0, 0.0])[:2]
+    sx, sy = (ext.get("scale") or [1.0, 1.0])[:2]
+    r = float(ext.get("rotation") or 0.0)
+    c, s = np.cos(r), np.sin(r)
+    return (np.array([[1, 0, ox], [0, 1, oy], [0, 0, 1]], np.float64)
+            @ np.array([[c, s, 0], [-s, c, 0], [0, 0, 1]], np.float64)
+            @ np.diag([sx, sy, 1.0]))
+
+
+def texture_placement(doc: dict) -> tuple[np.ndarray | None, str | None]:
+    """How the base-colour texture sits on TEXCOORD_0: (a KHR_texture_transform matrix, 3x3
+    in glTF UV space, or None for none; why the texture cannot be placed, or None). A
+    texture on another coordinate set, or materials transformed differently, cannot be."""
+    matrices = []
+    for material in doc.get("materials") or []:
+        info = (material.get("pbrMetallicRoughness") or {}).get("baseColorTexture")
+        if not isinstance(info, dict):
+            continue
+        ext = (info.get("extensions") or {}).get("KHR_texture_transform") or {}
+        coords = ext.get("texCoord", info.get("texCoord", 0))
+        if coords:
+            return None, (f"its texture is laid on texture coordinate set {coords}, which "
+                          "is not read here")
+        matrices.append(_transform_matrix(ext) if ext else np.eye(3))
+    if not matrices or all(np.allclose(m, np.eye(3)) for m in matrices):
+        return None, None
+    if any(not np.allclose(m, matrices[0]) for m in matrices[1:]):
+        return None, "its materials move their textures differently (KHR_texture_transform)"
+    return matrices[0], None

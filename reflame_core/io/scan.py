@@ -18,6 +18,7 @@ from reflame_core.io.gltf_header import (
     check_readable,
     normalized_uv_max,
     read_gltf_json,
+    texture_placement,
     unreadable_texture_note,
 )
 from reflame_core.io.image import MAX_TEXTURE_PIXELS, allow_large_images, to_rgb8
@@ -310,10 +311,19 @@ def _load_trimesh(path: Path) -> Scan:
                for v, u in zip(verts, uvs, strict=True)]
         notes.append(_untextured_note(untextured, sum(len(f) for f in faces)))
     if all(u is not None for u in uvs):
-        uv = _normalized(np.concatenate(uvs), doc).astype(np.float32)
+        uv = _normalized(np.concatenate(uvs), doc)
         uv_faces = split_f
         texture = textures[with_tex[0]] if with_tex else None
-        named = _texture_file_named_in(path, doc) if texture is None else None
+        matrix, unplaced = texture_placement(doc)
+        if unplaced and texture is not None:
+            # A texture laid on the wrong coordinates shows the detector no face.
+            notes.append(f"{unplaced}: loaded untextured")
+            texture, with_tex = None, []
+        elif matrix is not None:
+            gl = np.c_[uv[:, 0], 1.0 - uv[:, 1], np.ones(len(uv))] @ matrix.T
+            uv = np.c_[gl[:, 0], 1.0 - gl[:, 1]]
+        uv = uv.astype(np.float32)
+        named = _texture_file_named_in(path, doc) if texture is None and not unplaced else None
         if named is not None:
             found = _find_texture(named.replace("\\", "/"), path.parent, path.parent)
             if found.is_file():  # trimesh could not resolve it (a Windows path, %20)
@@ -321,7 +331,7 @@ def _load_trimesh(path: Path) -> Scan:
             else:
                 notes.append(f"texture file {named} not found beside the scan: it is "
                              "rendered shaded, as an untextured scan")
-        elif texture is None:
+        elif texture is None and not unplaced:
             notes.append(unreadable_texture_note(doc) or "the file has texture coordinates "
                          "but no texture image: it is rendered shaded, as an untextured scan")
         # Primitives that share one material each carry a copy of its image: one cell each.
