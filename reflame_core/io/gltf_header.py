@@ -24,10 +24,13 @@ def read_gltf_json(path: Path) -> dict:
     """The JSON document of a .gltf file, or of a .glb's first chunk; {} when it cannot be
     read (the loader then says what is wrong with the file)."""
     try:
-        data = path.read_bytes()
-        if data[:4] == b"glTF":
-            length, kind = struct.unpack("<I4s", data[12:20])
-            data = data[20:20 + length] if kind == b"JSON" else b"{}"
+        with open(path, "rb") as fh:
+            head = fh.read(20)
+            if head[:4] == b"glTF":  # only the JSON chunk: a GLB's binary may be gigabytes
+                length, kind = struct.unpack("<I4s", head[12:20])
+                data = fh.read(length) if kind == b"JSON" else b"{}"
+            else:
+                data = head + fh.read()
         doc = json.loads(data.decode("utf-8"))
     except (OSError, ValueError, struct.error):
         return {}
@@ -69,8 +72,8 @@ def unreadable_texture_note(doc: dict) -> str | None:
 
 def normalized_uv_max(doc: dict, *, unsigned_only: bool = False) -> float | None:
     """The integer scale of the file's TEXCOORD_0 when every primitive stores it as the same
-    normalized integer type (KHR_mesh_quantization: 65535 for unsigned shorts), else None
-    (floats, or a mix; with ``unsigned_only``, signed types too)."""
+    normalized integer type (KHR_mesh_quantization: 65535 for unsigned shorts); None for
+    floats or a mix, and with ``unsigned_only`` for signed types too."""
     accessors = doc.get("accessors") or []
     found: set[float | None] = set()
     for mesh in doc.get("meshes") or []:
