@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import replace
-from pathlib import Path, PureWindowsPath
+from pathlib import Path
 from urllib.parse import unquote
 
 import numpy as np
@@ -82,11 +82,11 @@ def _find_library(written: str, folder: Path) -> Path | None:
     """A material library named on an ``mtllib`` line: relative to the OBJ, else its bare
     file name beside it (an exporter's absolute or Windows path, ``.\\head.mtl``), else the
     one file there whose name differs only in case (a Windows export copied elsewhere)."""
-    for candidate in (folder / written, folder / PureWindowsPath(written).name):
+    p = Path(written.replace("\\", "/"))  # as a map_Kd name is read (read_mtl)
+    for candidate in (folder / p, folder / p.name):
         if candidate.is_file():
             return candidate
-    bare = PureWindowsPath(written).name.lower()
-    same = [p for p in folder.iterdir() if p.name.lower() == bare and p.is_file()]
+    same = [f for f in folder.iterdir() if f.name.lower() == p.name.lower() and f.is_file()]
     return same[0] if len(same) == 1 else None
 
 
