@@ -145,6 +145,16 @@ def test_material_texture_resolution_and_errors(tmp_path: Path) -> None:
     plain = tmp_path / "plain.obj"
     plain.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
     assert not load_scan(plain).has_texture
+
+    # An exporter's material template names a texture the faces cannot use (v//vn, no vt):
+    # the geometry is loaded untextured, and said so, rather than refused.
+    normals_only = tmp_path / "normals_only.obj"
+    normals_only.write_text("mtllib a.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nvn 0 0 1\n"
+                            "usemtl skin\nf 1//1 2//1 3//1\n")
+    scan = load_scan(normals_only)
+    assert not scan.has_texture and scan.texture is None and len(scan.faces) == 1
+    assert any("names a texture (skin map.jpg)" in n and "loaded untextured" in n
+               for n in scan.notes)
     with pytest.raises(ScanError, match="no texture coordinates"):
         load_scan(plain, require_texture=True)
 

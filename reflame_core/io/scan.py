@@ -159,8 +159,13 @@ def _load_obj(path: Path) -> Scan:
     files = sorted(set(textures.values()))
     uv = None if d.uv is None or d.uv_faces is None else d.uv.astype(np.float32)
     uv_faces, texture = d.uv_faces, None
-    if len(files) == 1 or (files and uv is None):
-        # One image (or no UVs to place several with: validate_scan says so).
+    if files and uv is None:
+        # A material template an exporter writes whatever the mesh has (v//vn faces): the
+        # geometry is still worth fitting, shaded as an untextured scan.
+        notes.append(f"its material names a texture ({', '.join(f.name for f in files)}) but "
+                     "its faces have no texture coordinates (vt): loaded untextured")
+        files = []
+    if len(files) == 1:
         texture = read_texture(files[0], path)
     elif files:
         image_of = {m: files.index(t) for m, t in textures.items()}
