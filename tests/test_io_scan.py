@@ -35,6 +35,24 @@ def test_ply_vertex_colors(tmp_path: Path) -> None:
     assert scan.units == "unknown" and not scan.has_texture
 
 
+@pytest.mark.parametrize("encoding", ["ascii", "binary"])
+def test_a_ply_header_in_latin1_is_read(tmp_path: Path, encoding: str) -> None:
+    """Scanner software on Windows writes the operator's name into a header comment in
+    Latin-1; trimesh's parser wants UTF-8 and refused the whole file."""
+    m = trimesh.creation.icosphere(subdivisions=2)
+    colors = np.random.default_rng(2).integers(0, 255, (len(m.vertices), 3), np.uint8)
+    m.visual = trimesh.visual.ColorVisuals(m, vertex_colors=colors)
+    data = trimesh.exchange.ply.export_ply(m, encoding=encoding)
+    after_format = data.index(b"\n", data.index(b"format")) + 1
+    p = tmp_path / "head.ply"
+    p.write_bytes(data[:after_format] + "comment scanned by José Müller\n".encode("latin-1")
+                  + data[after_format:])
+    scan = load_scan(p)
+    np.testing.assert_allclose(scan.vertices, m.vertices, atol=1e-6)
+    np.testing.assert_array_equal(scan.faces, m.faces)
+    np.testing.assert_array_equal(scan.vertex_colors, colors)
+
+
 def test_corrupt_ply(tmp_path: Path) -> None:
     p = tmp_path / "bad.ply"
     p.write_bytes(b"ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nend_header\n1\n")

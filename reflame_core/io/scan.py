@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -255,6 +256,24 @@ def _texture_file_named_in(path: Path, doc: dict) -> str | None:
     return unquote(uri)
 
 
+def _trimesh_source(path: Path) -> tuple:
+    """Arguments for ``trimesh.load``: the file's name, or, for a PLY whose header is not
+    UTF-8 (a comment in Latin-1, as Windows scanner software writes names), its bytes with
+    the header re-encoded, which trimesh's parser would otherwise refuse."""
+    if path.suffix.lower() != ".ply":
+        return (str(path),)
+    with open(path, "rb") as fh:
+        head = fh.read(65536)
+    end = head.find(b"end_header")
+    try:
+        head[:end].decode("utf-8")
+        return (str(path),)
+    except UnicodeDecodeError:
+        data = path.read_bytes()
+        header = data[:end].decode("latin-1").encode("utf-8")
+        return (io.BytesIO(header + data[end:]), "ply")
+
+
 def _normalized(uv: np.ndarray, doc: dict) -> np.ndarray:
     """glTF texture coordinates (V,2), OBJ convention, with unsigned integers that the file
     stores normalized (KHR_mesh_quantization) brought to 0-1, where trimesh left them raw:
@@ -276,7 +295,7 @@ def _load_trimesh(path: Path) -> Scan:
     check_readable(doc, path)
     try:
         with _quiet("trimesh"):  # a texture it cannot open is logged with a traceback
-            loaded = trimesh.load(str(path), process=False, maintain_order=True)
+            loaded = trimesh.load(*_trimesh_source(path), process=False, maintain_order=True)
     except Exception as e:  # trimesh raises many types for corrupt files
         raise ScanError(path, f"cannot parse file ({type(e).__name__}: {e})") from None
     if isinstance(loaded, trimesh.Scene):
