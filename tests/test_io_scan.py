@@ -53,6 +53,23 @@ def test_a_ply_header_in_latin1_is_read(tmp_path: Path, encoding: str) -> None:
     np.testing.assert_array_equal(scan.vertex_colors, colors)
 
 
+def test_ply_face_colors_become_vertex_colors(tmp_path: Path) -> None:
+    """Per-face colours (a scanner's or MeshLab's export) were dropped, and the scan rendered
+    grey: they are averaged at the vertices."""
+    m = trimesh.creation.icosphere(subdivisions=2)
+    face_colors = np.zeros((len(m.faces), 4), np.uint8)
+    face_colors[:, 3] = 255
+    face_colors[m.triangles_center[:, 2] > 0, 0] = 200  # upper half red, lower half black
+    m.visual = trimesh.visual.ColorVisuals(m, face_colors=face_colors)
+    p = tmp_path / "head.ply"
+    m.export(p)
+    scan = load_scan(p)
+    assert scan.vertex_colors is not None and scan.vertex_colors.shape == (len(m.vertices), 3)
+    top, bottom = m.vertices[:, 2] > 0.5, m.vertices[:, 2] < -0.5
+    assert (scan.vertex_colors[top, 0] == 200).all() and (scan.vertex_colors[bottom] == 0).all()
+    assert any("per face: averaged at the vertices" in n for n in scan.notes)
+
+
 def test_corrupt_ply(tmp_path: Path) -> None:
     p = tmp_path / "bad.ply"
     p.write_bytes(b"ply\nformat ascii 1.0\nelement vertex 3\nproperty float x\nend_header\n1\n")

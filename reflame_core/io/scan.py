@@ -309,7 +309,7 @@ def _load_trimesh(path: Path) -> Scan:
         raise ScanError(path, "the file contains no triangle mesh (no faces)")
 
     verts, faces, uvs, colors, textures = [], [], [], [], []
-    offset = 0
+    offset = face_colored = 0
     for g in geoms:
         v = np.asarray(g.vertices, np.float64)
         f = np.asarray(g.faces, np.int64)
@@ -319,8 +319,12 @@ def _load_trimesh(path: Path) -> Scan:
         uvs.append(uv)
         textures.append(tex)
         vc = None
-        if getattr(g.visual, "kind", None) == "vertex":
+        kind = getattr(g.visual, "kind", None)
+        if kind in ("vertex", "face"):
+            # trimesh averages per-face colours at the vertices: the renders keep the skin's
+            # colour, which the detector reads, where the shaded grey would lose it.
             vc = np.asarray(g.visual.vertex_colors)[:, :3].astype(np.uint8)
+            face_colored += int(kind == "face")
         colors.append(vc)
         offset += len(v)
     with_tex = [i for i, t in enumerate(textures) if t is not None]
@@ -375,6 +379,8 @@ def _load_trimesh(path: Path) -> Scan:
                 uv, uv_faces, face_image, notes)
     if all(c is not None for c in colors):
         vertex_colors = np.concatenate(colors)
+        if face_colored:
+            notes.append("its colours are given per face: averaged at the vertices")
     if is_gltf or uv is not None:
         vertices, faces_w = _weld(split_v, split_f)
         if vertex_colors is not None:
