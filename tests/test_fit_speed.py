@@ -34,10 +34,11 @@ def test_robust_factors_on_the_device_match_numpy(count, kernel):
     active[4] = True
     trusted = np.zeros(12, bool)
     trusted[[3, 7]] = True
-    settings = RobustSettings(kernel, 2.0, 0.02, 1.0)
-    expected, _ = robust_factors(residuals, active, trusted, settings)
+    confidence = rng.uniform(0.0, 1.0, size=12)
+    settings = RobustSettings(kernel, 2.0, 0.02, 0.08, 8.0, 1.0)
+    expected, _ = robust_factors(residuals, active, trusted, confidence, settings)
     got = robust_factors_torch(torch.as_tensor(residuals, dtype=torch.float32), active,
-                               trusted, settings)
+                               trusted, confidence, settings)
     np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5, atol=1e-7)
     assert got[3] == 1.0  # trusted, although far off
     if kernel == "geman_mcclure":

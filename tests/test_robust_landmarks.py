@@ -127,17 +127,26 @@ def test_confidence_scales_detected_weights_not_edited(small_synthetic_head):
     assert lt.trusted.sum() == 1 and lt.trusted[nose]
 
 
-def test_scale_is_floored_and_kernel_off_is_least_squares():
-    settings = RobustSettings("geman_mcclure", tuning=2.0, scale_floor=0.02, head_height=1.0)
-    r = np.array([0.0, 0.001, 0.002, 0.3])
-    active = np.ones(4, bool)
-    assert robust_scale(r, active, settings) == pytest.approx(0.02)
-    factors, scale = robust_factors(r, active, np.zeros(4, bool), settings)
-    assert factors[0] == 1.0 and factors[-1] < 0.01
-    trusted = np.array([False, False, False, True])
-    assert robust_factors(r, active, trusted, settings)[0][-1] == 1.0
+def test_scale_is_floored_by_confidence_and_kernel_off_is_least_squares():
+    settings = RobustSettings("geman_mcclure", tuning=2.0, scale_floor=0.02,
+                              scale_floor_certain=0.08, confidence_power=2.0, head_height=2.0)
+    r = np.array([0.0, 0.001, 0.002, 0.3, 0.3])
+    active = np.ones(5, bool)
+    uncertain = np.zeros(5)
+    factors, widths = robust_factors(r, active, np.zeros(5, bool), uncertain, settings)
+    np.testing.assert_allclose(widths, 0.04)  # the floor (x head height), not 2 x 1.48 x 0.002
+    assert factors[0] == 1.0 and factors[-1] < 0.02
+    # A certain landmark 0.3 off is still an outlier beyond its wider floor, but much less so.
+    confidence = np.array([0.0, 0.0, 0.0, 0.5, 1.0])
+    factors, widths = robust_factors(r, active, np.zeros(5, bool), confidence, settings)
+    np.testing.assert_allclose(widths, [0.04, 0.04, 0.04, 0.04 + 0.12 * 0.25, 0.16])
+    assert factors[3] < 0.01 < 0.04 < factors[4]
+    assert robust_scale(r, active, settings) == pytest.approx(2 * 1.4826 * 0.002)
+    trusted = np.array([False, False, False, True, False])
+    assert robust_factors(r, active, trusted, uncertain, settings)[0][3] == 1.0
     settings.kernel = "none"
-    np.testing.assert_array_equal(robust_factors(r, active, trusted, settings)[0], 1.0)
+    np.testing.assert_array_equal(
+        robust_factors(r, active, trusted, uncertain, settings)[0], 1.0)
 
 
 def test_report_lists_the_outliers(small_synthetic_head, flame_template, landmark_embedding,

@@ -69,6 +69,7 @@ RULES: list[tuple[str, Any]] = [
     ("landmarks.robust_kernel", _kernel),
     ("landmarks.robust_tuning", POSITIVE),
     ("landmarks.robust_scale_floor", _range(0.0, 1.0, lo_open=True)),
+    ("landmarks.robust_scale_floor_certain", _range(0.0, 1.0, lo_open=True)),
     ("landmarks.outlier_weight", _range(0.0, 1.0)),
     ("landmarks.confidence_power", _range(1.0, 16.0)),
     ("landmarks.group_weights_*.*", NON_NEGATIVE),

@@ -54,10 +54,12 @@ def landmark_residuals(session: FitSession, vertices: torch.Tensor) -> np.ndarra
         return (pred - session.landmark_points).norm(dim=-1).cpu().numpy().astype(np.float64)
 
 
-def factors_for(session: FitSession, residuals: np.ndarray) -> tuple[np.ndarray, float]:
-    """Robust factors (L,) and kernel scale for landmark residuals (L,) of the session's targets."""
+def factors_for(session: FitSession, residuals: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Robust factors (L,) and kernel widths (L,) for landmark residuals (L,) of the session's
+    targets."""
     lm = session.landmark_targets
-    return robust_factors(residuals, lm.weights > 0, lm.trusted, robust_settings(session))
+    return robust_factors(residuals, lm.weights > 0, lm.trusted, lm.confidence,
+                          robust_settings(session))
 
 
 def landmark_factors(session: FitSession, vertices: torch.Tensor) -> torch.Tensor:
@@ -67,7 +69,8 @@ def landmark_factors(session: FitSession, vertices: torch.Tensor) -> torch.Tenso
     with torch.no_grad():
         pred = session.embedding_points(vertices.detach())[session.landmark_index]
         residuals = (pred - session.landmark_points).norm(dim=-1)
-    return robust_factors_torch(residuals, lm.weights > 0, lm.trusted, robust_settings(session))
+    return robust_factors_torch(residuals, lm.weights > 0, lm.trusted, lm.confidence,
+                                robust_settings(session))
 
 
 def find_outliers(session: FitSession) -> list[LandmarkOutlier]:
