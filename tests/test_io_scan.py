@@ -199,10 +199,12 @@ def test_parts_without_texture_coordinates_keep_the_heads_texture(tmp_path: Path
 
 
 def _quantized_glb(path: Path, uv: np.ndarray, extensions: list[str],
-                   image_uri: str | None = None, texture_info: dict | None = None) -> None:
+                   image_uri: str | None = None, texture_info: dict | None = None,
+                   mode: int = 4) -> None:
     """A one-triangle GLB whose TEXCOORD_0 is normalized unsigned shorts, as gltfpack writes
     them (KHR_mesh_quantization), with a 4x4 PNG whose rows are red, green, blue, white:
-    embedded, or (``image_uri``) an external file that the caller writes."""
+    embedded, or (``image_uri``) an external file that the caller writes; its primitive's
+    ``mode`` 4 (triangles) or another."""
     import io
     import json
     import struct
@@ -222,7 +224,7 @@ def _quantized_glb(path: Path, uv: np.ndarray, extensions: list[str],
         "extensionsRequired": extensions, "scene": 0, "scenes": [{"nodes": [0]}],
         "nodes": [{"mesh": 0}],
         "meshes": [{"primitives": [{"attributes": {"POSITION": 0, "TEXCOORD_0": 1},
-                                    "indices": 2, "material": 0}]}],
+                                    "indices": 2, "material": 0, "mode": mode}]}],
         "materials": [{"pbrMetallicRoughness": {"baseColorTexture": {"index": 0,
                                                                      **(texture_info or {})}}}],
         "textures": [{"source": 0}],
@@ -279,6 +281,19 @@ def test_gltf_quantized_texture_coordinates_and_compressed_meshes(tmp_path: Path
             pass
         with pytest.raises(ScanError, match=f"c.glb: its meshes are {name}-compressed"):
             load_scan(tmp_path / "c.glb")
+
+
+def test_triangle_fans_that_are_not_read_are_said(tmp_path: Path) -> None:
+    from reflame_core.io.gltf_header import triangle_fans_note
+
+    _quantized_glb(tmp_path / "fan.glb", np.array([[0.1, 0.1], [0.9, 0.1], [0.5, 0.6]]), [],
+                   mode=6)
+    with pytest.raises(ScanError, match="no triangle mesh .*1 of its mesh parts are "
+                                        "triangle fans"):
+        load_scan(tmp_path / "fan.glb")
+    doc = {"meshes": [{"primitives": [{"mode": 6}, {}]}, {"primitives": [{"mode": 6}]}]}
+    assert triangle_fans_note(doc).startswith("2 of its mesh parts are triangle fans")
+    assert triangle_fans_note({"meshes": [{"primitives": [{"mode": 4}, {}]}]}) is None
 
 
 def test_a_texture_format_that_cannot_be_read_is_named() -> None:

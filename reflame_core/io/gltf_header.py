@@ -70,6 +70,17 @@ def unreadable_texture_note(doc: dict) -> str | None:
     return None
 
 
+def triangle_fans_note(doc: dict) -> str | None:
+    """What is left out when primitives are triangle fans (mode 6), which trimesh skips
+    without a word, or None."""
+    fans = sum(1 for mesh in doc.get("meshes") or [] for prim in mesh.get("primitives") or []
+               if isinstance(prim, dict) and prim.get("mode") == 6)
+    if not fans:
+        return None
+    return (f"{fans} of its mesh parts are triangle fans (glTF mode 6), which are not read: "
+            "they are left out (export triangles to keep them)")
+
+
 def normalized_uv_max(doc: dict, *, unsigned_only: bool = False) -> float | None:
     """The integer scale of the file's TEXCOORD_0 when every primitive stores it as the same
     normalized integer type (KHR_mesh_quantization: 65535 for unsigned shorts); None for

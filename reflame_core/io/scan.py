@@ -20,6 +20,7 @@ from reflame_core.io.gltf_header import (
     normalized_uv_max,
     read_gltf_json,
     texture_placement,
+    triangle_fans_note,
     unreadable_texture_note,
 )
 from reflame_core.io.image import MAX_TEXTURE_PIXELS, allow_large_images, to_rgb8
@@ -305,8 +306,10 @@ def _load_trimesh(path: Path) -> Scan:
     else:
         geoms = []
     geoms = [g for g in geoms if len(g.faces)]
+    fans = triangle_fans_note(doc)
     if not geoms:
-        raise ScanError(path, "the file contains no triangle mesh (no faces)")
+        raise ScanError(path, "the file contains no triangle mesh (no faces)"
+                        + (f"; {fans}" if fans else ""))
 
     verts, faces, uvs, colors, textures = [], [], [], [], []
     offset = face_colored = 0
@@ -328,7 +331,7 @@ def _load_trimesh(path: Path) -> Scan:
         colors.append(vc)
         offset += len(v)
     with_tex = [i for i, t in enumerate(textures) if t is not None]
-    notes: list[str] = []
+    notes: list[str] = [fans] if fans else []
     split_v = np.concatenate(verts)
     split_f = np.concatenate(faces)
     uv = uv_faces = texture = vertex_colors = None
