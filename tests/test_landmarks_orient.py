@@ -209,3 +209,55 @@ def test_landmarks_cli_gives_a_frame_with_no_face_in_it_way_to_the_axes(dim_hole
     # in is what this test is about.
     args.handler(args)
     assert "no face in that frame" in capsys.readouterr().err
+
+
+def _on_a_stand(head, heights: float):
+    """``head``'s scan standing on a box ``heights`` head heights tall and 0.9 wide (no
+    texture coordinates of its own: the texture's corner), and the head's face count."""
+    from reflame_core.io.mesh import Scan
+
+    scan: Scan = head.scan
+    rot = head.to_canonical.rotation  # rows: the scan directions of +x, +y, +z
+    up = rot[1]
+    v = scan.vertices.astype(np.float64)
+    size = np.ptp(v @ up)
+    corners = np.array([[x, y, z] for x in (-1, 1) for y in (-1, 1) for z in (-1, 1)], float)
+    box = corners * np.array([0.45, heights / 2, 0.45]) * size
+    box[:, 1] -= heights / 2 * size
+    box = box @ rot + v.mean(0) - (v.mean(0) @ up - (v @ up).min()) * up
+    quads = [(0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3)]
+    tris = np.array([t for a, b, c, d in quads for t in ((a, b, c), (a, c, d))]) + len(v)
+    uv_faces = np.vstack([scan.uv_faces, np.zeros((len(tris), 3), np.int64)])
+    stood = replace(scan, vertices=np.vstack([v, box]).astype(np.float32),
+                    faces=np.vstack([scan.faces, tris]), uv_faces=uv_faces, _normals=None)
+    return stood, len(scan.faces)
+
+
+def test_the_ends_of_a_scan_hold_its_head(small_synthetic_head):
+    from reflame_core.landmarks.head_crops import head_crops
+
+    stood, head_faces = _on_a_stand(small_synthetic_head, 4.0)
+    parts = list(head_crops(stood))
+    assert parts and all(len(p.faces) < len(stood.faces) for _, p in parts)
+    # The +y end (the head's top: the generator tilts its heads by 10 degrees at most) comes
+    # first and holds all of the head, and not the stand's far end (5 head heights down).
+    where, first = parts[0]
+    assert where.startswith("the +y end"), where
+    assert len(first.faces) >= head_faces
+    up = small_synthetic_head.to_canonical.rotation[1]
+    head_size = np.ptp(small_synthetic_head.scan.vertices @ up)
+    assert np.ptp(first.vertices @ up) < 2.5 * head_size
+
+
+def test_find_frame_finds_a_head_on_a_stand_four_times_its_height(small_synthetic_head,
+                                                                   detector):
+    """Rendered whole, the face is a few dozen pixels and no detector finds it; found in the
+    scan's end it fills the views."""
+    stood, _ = _on_a_stand(small_synthetic_head, 4.0)
+    found = find_frame(stood, detector)
+    assert found.confidence >= 0.3 and found.part is not None, found.describe()
+    up_err, front_err = _axis_errors(found, small_synthetic_head)
+    assert up_err < 25.0 and front_err < 25.0, (up_err, front_err, found.describe())
+    # The frame is the head's: the head lands at about the template's size.
+    head = found.to_canonical.apply(small_synthetic_head.scan.vertices)
+    assert 2.0 < np.ptp(head, axis=0).max() < 4.5

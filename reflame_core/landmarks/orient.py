@@ -12,6 +12,9 @@ too, but scores them lower) and is refined by a small frontal detection pass in 
 then the same again at twice the resolution. Yaw and roll come from the face, the pitch from
 the nearest scan axis (``_axis_pitch``). The result is the scan -> canonical ``Similarity``
 that ``geometry.frame.canonical_frame`` would give for the right axes, for any rotation.
+Where the whole scan confirms no face (a head on a tall stand, a body: the face a few dozen
+pixels in the renders), the scan's ends are searched the same way (``head_crops``), and the
+frame is centred on and sized to the end that shows one.
 """
 
 from __future__ import annotations
@@ -58,6 +61,9 @@ class FoundFrame:
             ``CONFIRMED`` the frame is a guess from the coarse pass.
         up, front: (3,) unit vectors in the scan frame.
         candidates: coarse views (with image turns) in which a face was found.
+        part: where the face was found when the whole scan showed none ("the +y end, 35%
+            of the scan's size"), the frame then centred on and sized to that part; None
+            for the whole scan.
     """
 
     to_canonical: Similarity
@@ -65,6 +71,7 @@ class FoundFrame:
     up: np.ndarray
     front: np.ndarray
     candidates: int
+    part: str | None = None
 
     def describe(self) -> str:
         """One line, e.g. ``up +z (3° off), front -y (5° off), confidence 0.95``."""
@@ -73,8 +80,9 @@ class FoundFrame:
         if self.confidence < CONFIRMED:
             return (f"up {_nearest_axis(self.up)}, front {_nearest_axis(self.front)}, "
                     f"confidence {self.confidence:.2f} (not confirmed: check it)")
+        where = "" if self.part is None else f", the head in {self.part}"
         return (f"up {_nearest_axis(self.up)}, front {_nearest_axis(self.front)}, "
-                f"confidence {self.confidence:.2f}")
+                f"confidence {self.confidence:.2f}{where}")
 
 
 def _nearest_axis(v: np.ndarray) -> str:
@@ -286,6 +294,11 @@ def _refine_passes(scan: Scan, rotation: np.ndarray, detector: LandmarkDetector,
 def find_frame(scan: Scan, detector: LandmarkDetector, *, device: str = "cpu") -> FoundFrame:
     """The scan -> canonical similarity found from the face itself (see the module doc).
 
+    Where the whole scan confirms no face, its ends are searched the same way
+    (``head_crops``: a head on a stand, a body), and the first one that confirms a face
+    gives the frame, centred on and sized to that part: the face then fills the views that
+    detection and the fit render.
+
     Args:
         scan: in its own frame, any orientation and units.
         detector: a 2D landmark detector (``get_detector``).
@@ -294,6 +307,21 @@ def find_frame(scan: Scan, detector: LandmarkDetector, *, device: str = "cpu") -
         A ``FoundFrame``; where no face is found from any direction, its ``to_canonical`` is
         ``canonical_frame(+y, +z)`` and its confidence 0.
     """
+    from reflame_core.landmarks.head_crops import head_crops
+
+    found = _search(scan, detector, device)
+    if found.confidence >= CONFIRMED:
+        return found
+    for where, part in head_crops(scan):
+        in_part = _search(part, detector, device)
+        if in_part.confidence >= CONFIRMED:
+            in_part.part = where
+            return in_part
+    return found
+
+
+def _search(scan: Scan, detector: LandmarkDetector, device: str) -> FoundFrame:
+    """``find_frame`` on the whole of ``scan``."""
     # The scan's own axes first: most scans come +y up, facing +z, and where a frontal pass
     # confirms a face there (a fraction of a second) no search is needed. The search reads
     # a bust or a face on a dark, untextured scan wrongly more often than this check does.
