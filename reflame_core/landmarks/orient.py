@@ -295,9 +295,10 @@ def find_frame(scan: Scan, detector: LandmarkDetector, *, device: str = "cpu") -
     """The scan -> canonical similarity found from the face itself (see the module doc).
 
     Where the whole scan confirms no face, its ends are searched the same way
-    (``head_crops``: a head on a stand, a body), and the first one that confirms a face
-    gives the frame, centred on and sized to that part: the face then fills the views that
-    detection and the fit render.
+    (``head_crops``: a head on a stand, a body), and the one that confirms a face most
+    surely gives the frame, centred on and sized to that part: the face then fills the views
+    that detection and the fit render. (The most sure, not the first: a part holding much
+    besides the head frames its face small and is read less surely, at times wrongly.)
 
     Args:
         scan: in its own frame, any orientation and units.
@@ -312,12 +313,13 @@ def find_frame(scan: Scan, detector: LandmarkDetector, *, device: str = "cpu") -
     found = _search(scan, detector, device)
     if found.confidence >= CONFIRMED:
         return found
+    best = None
     for where, part in head_crops(scan):
         in_part = _search(part, detector, device)
-        if in_part.confidence >= CONFIRMED:
+        if in_part.confidence >= max(CONFIRMED, best.confidence if best else 0.0):
             in_part.part = where
-            return in_part
-    return found
+            best = in_part
+    return best or found
 
 
 def _search(scan: Scan, detector: LandmarkDetector, device: str) -> FoundFrame:
