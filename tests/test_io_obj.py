@@ -145,6 +145,8 @@ def test_material_texture_resolution_and_errors(tmp_path: Path) -> None:
     plain = tmp_path / "plain.obj"
     plain.write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
     assert not load_scan(plain).has_texture
+    with pytest.raises(ScanError, match="no texture coordinates"):
+        load_scan(plain, require_texture=True)
 
     # An exporter's material template names a texture the faces cannot use (v//vn, no vt):
     # the geometry is loaded untextured, and said so, rather than refused.
@@ -155,8 +157,6 @@ def test_material_texture_resolution_and_errors(tmp_path: Path) -> None:
     assert not scan.has_texture and scan.texture is None and len(scan.faces) == 1
     assert any("names a texture (skin map.jpg)" in n and "loaded untextured" in n
                for n in scan.notes)
-    with pytest.raises(ScanError, match="no texture coordinates"):
-        load_scan(plain, require_texture=True)
 
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path: Path) -> None:

@@ -267,7 +267,7 @@ def _trimesh_source(path: Path) -> tuple:
         head = fh.read(65536)
     end = head.find(b"end_header")
     try:
-        head[:end].decode("utf-8")
+        head[:max(end, 0)].decode("utf-8")  # no header: trimesh says what is wrong
         return (str(path),)
     except UnicodeDecodeError:
         data = path.read_bytes()
