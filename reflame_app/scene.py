@@ -16,6 +16,7 @@ from reflame_app.state.confidence import confidence_colors, confidence_sizes
 from reflame_app.state.frame import FrameArrows
 from reflame_app.state.landmark_editor import LandmarkDisplay
 from reflame_app.state.residuals import residual_grid, robust_limits
+from reflame_core.geometry.frame import in_head_box
 from reflame_core.io.image import downscaled
 from reflame_core.io.mesh import Scan
 
@@ -292,8 +293,10 @@ class SceneSync:
 
 
 def scene_bounds(vertices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(low, high) corners of the points' bounding box."""
+    """(low, high) corners of the bounding box of the head among the scan's canonical
+    vertices (``geometry.frame.in_head_box``): what "Frame the head" and Reset View frame."""
     v = np.asarray(vertices, np.float64)
+    v = v[in_head_box(v)]
     return v.min(0), v.max(0)
 
 

@@ -522,6 +522,12 @@ def test_frame_turns_flip_and_labels() -> None:
     assert arrows.up_base[1] == pytest.approx(drawn[:, 1].max()) and arrows.up[1] > 0
     assert arrows.front_base[2] == pytest.approx(drawn[:, 2].max()) and arrows.front[2] > 0
     assert not arrows.up[[0, 2]].any() and not arrows.front[:2].any()
+    # a frame set on the head at the top of a tall stand: the arrows stay at the head
+    head = np.random.default_rng(0).uniform(-1.5, 1.5, (500, 3))
+    stand = np.c_[np.zeros(50), np.linspace(-1.6, -12.0, 50), np.full(50, 1.0)]
+    arrows = frame_arrows(np.vstack([head, stand]))
+    assert arrows.up_base[1] == pytest.approx(head[:, 1].max())
+    assert -1.6 < arrows.front_base[1] < 1.5 and np.ptp(arrows.front) < 1.5
 
 
 def test_focus_view_looks_at_the_landmark_from_outside() -> None:

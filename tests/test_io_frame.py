@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from reflame_core.geometry.frame import CANONICAL_EXTENT, canonical_frame
+from reflame_core.geometry.frame import CANONICAL_EXTENT, canonical_frame, in_head_box
 
 
 def test_axes_centre_and_extent() -> None:
@@ -33,3 +33,15 @@ def test_identity_axes_and_template_size(flame_dir) -> None:
 def test_bad_axes(up: str, front: str) -> None:
     with pytest.raises(ValueError, match="axis|perpendicular"):
         canonical_frame(np.eye(3), up=up, front=front)
+
+
+def test_the_head_box_is_the_whole_scan_or_the_head_at_its_end() -> None:
+    rng = np.random.default_rng(3)
+    scan = rng.normal(size=(400, 3)) * [1.0, 2.0, 0.7]
+    canon = canonical_frame(scan).apply(scan)
+    assert in_head_box(canon).all()  # a frame set on the whole scan: all of it
+    head = rng.uniform(-1.5, 1.5, (300, 3))  # a frame set on the head, a stand below it
+    stand = np.c_[np.zeros(40), np.linspace(-1.7, -12.0, 40), np.zeros(40)]
+    inside = in_head_box(np.vstack([head, stand]))
+    assert inside[:300].all() and not inside[300:].any()
+    assert in_head_box(stand + [0.0, -5.0, 0.0]).all()  # nothing in the box: all of it

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from reflame_core.geometry.frame import in_head_box
 from reflame_core.geometry.similarity import Similarity
 
 AXES = ("x", "y", "z")
@@ -74,9 +75,13 @@ class FrameArrows:
 
 
 def frame_arrows(vertices: np.ndarray, length: float = 0.3) -> FrameArrows:
-    """Arrows out of the top of the scan's box and out of its front (+z) side, centred on
-    it, ``length`` x its largest side long (``vertices`` (V,3), canonical)."""
+    """Arrows out of the top of the head's box and out of its front (+z) side, centred on
+    it, ``length`` x its largest side long (``vertices`` (V,3), canonical).
+
+    The head's box: ``geometry.frame.in_head_box`` (the whole scan, or the head where the
+    frame was set on the head at one end of a larger scan)."""
     v = np.asarray(vertices, np.float64)
+    v = v[in_head_box(v)]
     lo, hi = v.min(0), v.max(0)
     centre, size = (lo + hi) / 2.0, float((hi - lo).max())
     return FrameArrows(np.array([centre[0], hi[1], centre[2]]), UP * length * size,

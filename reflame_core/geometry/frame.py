@@ -12,6 +12,16 @@ from reflame_core.geometry.similarity import Similarity
 # extent (x 2.18, z 2.28), so a head-only scan lands at template size.
 CANONICAL_EXTENT = 3.19
 
+def in_head_box(canonical_vertices: np.ndarray) -> np.ndarray:
+    """(V,) bool: the vertices (V,3) of a scan in the canonical frame that lie in the box a
+    head-only scan fills there (``CANONICAL_EXTENT`` wide, centred; 5% spare): all of them
+    where the frame was set on the whole scan, the head where it was set on the head at one
+    end of a larger scan (a stand, a body; ``landmarks/head_crops.py``). All of them where
+    none lies in it."""
+    inside = np.abs(np.asarray(canonical_vertices, np.float64)).max(1) <= 0.525 * CANONICAL_EXTENT
+    return inside if inside.any() else np.ones(len(inside), bool)
+
+
 _AXES = {
     "+x": (1.0, 0.0, 0.0), "-x": (-1.0, 0.0, 0.0),
     "+y": (0.0, 1.0, 0.0), "-y": (0.0, -1.0, 0.0),
