@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from reflame_core.fit.config import FitConfig
+from reflame_core.fit.regions import LEFT_EYEBALL
 from reflame_core.fit.session import FitSession, NonFiniteStepError
 from reflame_core.fit.stages import deform, eyeballs, rigid
 from reflame_core.fit.targets import LandmarkTargets
@@ -165,7 +166,12 @@ def test_faults_in_every_stage_roll_back_and_the_fit_finishes(session, clean_fit
     assert [s.status for s in session.stages] == DONE
     assert [(r.stage, r.iteration) for r in session.history] == [
         (r.stage, r.iteration) for r in clean_fit.history]
-    np.testing.assert_allclose(session.vertices, clean_fit.vertices, atol=1e-5)
+    head = slice(0, LEFT_EYEBALL.start)
+    np.testing.assert_allclose(session.vertices[head], clean_fit.vertices[head], atol=1e-5)
+    # The eyeballs' trimmed fit to the scan's eye surface can turn last-bit differences of
+    # the head (BLAS sums in another memory alignment) into a shift of a few 1e-5: a point
+    # in or out of the trimmed set. 1e-4 is 0.003% of the head's size.
+    np.testing.assert_allclose(session.vertices, clean_fit.vertices, atol=1e-4)
     assert np.abs(session.texture.astype(int) - clean_fit.texture).max() <= 1
 
 
