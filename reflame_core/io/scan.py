@@ -240,12 +240,8 @@ def _texture_file_named_in(path: Path, doc: dict) -> str | None:
     """The one texture file a PLY (its ``comment TextureFile`` header line) or a glTF (its
     one external image, URI-decoded) names, or None."""
     if path.suffix.lower() == ".ply":
-        try:
-            with open(path, "rb") as fh:
-                header = fh.read(65536).split(b"end_header", 1)[0]
-        except OSError:
-            return None
-        for line in header.decode("latin-1").splitlines():
+        header = _ply_header(path)
+        for line in (header or b"").decode("latin-1").splitlines():
             words = line.split(None, 2)
             if len(words) == 3 and words[0] == "comment" and words[1].lower() == "texturefile":
                 return words[2].strip()
@@ -257,22 +253,30 @@ def _texture_file_named_in(path: Path, doc: dict) -> str | None:
     return unquote(uri)
 
 
+def _ply_header(path: Path) -> bytes | None:
+    """A PLY's header, up to ``end_header``; None where the file cannot be read or has none
+    in its first 64 KiB (trimesh then says what is wrong)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(65536)
+    except OSError:
+        return None
+    end = head.find(b"end_header")
+    return head[:end] if end >= 0 else None
+
+
 def _trimesh_source(path: Path) -> tuple:
     """Arguments for ``trimesh.load``: the file's name, or, for a PLY whose header is not
     UTF-8 (a comment in Latin-1, as Windows scanner software writes names), its bytes with
     the header re-encoded, which trimesh's parser would otherwise refuse."""
-    if path.suffix.lower() != ".ply":
-        return (str(path),)
-    with open(path, "rb") as fh:
-        head = fh.read(65536)
-    end = head.find(b"end_header")
+    header = _ply_header(path) if path.suffix.lower() == ".ply" else None
     try:
-        head[:max(end, 0)].decode("utf-8")  # no header: trimesh says what is wrong
+        (header or b"").decode("utf-8")
         return (str(path),)
     except UnicodeDecodeError:
         data = path.read_bytes()
-        header = data[:end].decode("latin-1").encode("utf-8")
-        return (io.BytesIO(header + data[end:]), "ply")
+        return (io.BytesIO(header.decode("latin-1").encode("utf-8") + data[len(header):]),
+                "ply")
 
 
 def _normalized(uv: np.ndarray, doc: dict) -> np.ndarray:

@@ -127,6 +127,30 @@ def shoulders(head: SyntheticHead, rng: np.random.Generator) -> SyntheticHead:
     return _with_shell(head, points[used], local.reshape(-1, 3), colour)
 
 
+def stand(head: SyntheticHead, rng: np.random.Generator) -> SyntheticHead:
+    """A plinth under the scan: ``on_a_stand`` 1-4 head heights tall, 0.7-1 wide, stone
+    white or grey."""
+    colour = CLOTH_COLOURS[rng.choice([0, 2])]
+    return on_a_stand(head, rng.uniform(1.0, 4.0), rng.uniform(0.7, 1.0), colour)
+
+
+def on_a_stand(head: SyntheticHead, heights: float, width: float = 0.9,
+               colour: np.ndarray = CLOTH_COLOURS[0]) -> SyntheticHead:
+    """The scan standing on a box ``heights`` head heights tall and ``width`` wide and deep
+    (template frame: upright, centred under the scan's lowest point, 3072 faces), so that
+    the head is a small part of the scan. Nothing in FLAME matches it: the truth is
+    unchanged."""
+    v = canonical_vertices(head)
+    height = _height(head)
+    box = trimesh.creation.box(extents=[width * height, heights * height, width * height])
+    for _ in range(4):  # dense, as a scanned plinth is
+        box = box.subdivide()
+    lowest = v[np.argmin(v[:, 1])]
+    points = np.asarray(box.vertices) + [lowest[0], v[:, 1].min() - heights * height / 2,
+                                         lowest[2]]
+    return _with_shell(head, points, np.asarray(box.faces), colour)
+
+
 def _colour_at(scan, point: np.ndarray) -> np.ndarray:
     """(3,) RGB the scan shows at its vertex nearest ``point`` (3,) (scan frame): the texel
     under it, its vertex colour, or a mid grey."""

@@ -50,6 +50,7 @@ CONDITIONS: dict[str, Condition] = {
     "holes": partial.holes,
     "scalp_cap": partial.scalp_cap,
     "shoulders": partial.shoulders,
+    "stand": partial.stand,
     "noise": partial.noise,
 }
 
@@ -61,6 +62,7 @@ SCENARIOS: dict[str, tuple[str, ...]] = {
     **{name: (name,) for name in CONDITIONS},
     "expression": ("expression",),
     "appearance_mix": ("brightness", "contrast", "hue_saturation", "lighting", "low_res"),
+    "bust_on_stand": ("shoulders", "stand"),
     "wild_mix": ("proportions", "shape", "rotation", "units", "contrast", "hue_saturation",
                  "lighting", "cut_neck", "holes", "noise"),
 }
