@@ -14,6 +14,7 @@ from reflame_core.fit.landmark_outliers import landmark_factors
 from reflame_core.fit.outputs import write_fit_outputs
 from reflame_core.fit.robust import RobustSettings, robust_factors, robust_scale
 from reflame_core.fit.session import FitSession
+from reflame_core.fit.stages.deform import WEIGHTS, term_weights
 from reflame_core.fit.targets import LandmarkTargets
 from reflame_core.landmarks.definitions import landmark_definitions
 
@@ -185,3 +186,45 @@ def test_deformation_weights_sharpen_the_confidence(small_synthetic_head, flame_
     assert lt.confidence[nose] == 1.0 and s.landmark_weight_deform[nose] == plain[nose]
     s.set_param("landmarks", "confidence_power", 1.0)  # live, from the studio
     np.testing.assert_allclose(s.landmark_weight_deform.numpy(), plain, rtol=1e-6)
+
+
+def test_exact_landmarks_pull_harder_in_the_deformation(small_synthetic_head, flame_template,
+                                                        landmark_embedding):
+    """Coarse and refine weigh the landmark terms up to ``certain_landmark_gain`` times, by
+    the set's certainty: all of it for exact landmarks, next to none for detections, more for
+    each landmark an artist places. The other terms keep their weights."""
+    head = small_synthetic_head
+    cfg = FitConfig.load(preset="fast", overrides={**TINY, "stages.coarse.certain_landmark_gain":
+                                                   10.0})
+
+    def session(confidence: float, edited: tuple[int, ...] = ()) -> FitSession:
+        lms = head.true_landmark_set()
+        lms.confidence = np.full(len(lms.confidence), confidence)
+        for i in edited:
+            lms.move(i, int(lms.face_idx[lms.index(i)]), lms.bary[lms.index(i)].copy())
+        return FitSession(head.scan, flame_template, landmark_embedding,
+                          LandmarkTargets.from_landmark_set(lms, head.scan), cfg.copy(),
+                          render_backend="torch")
+
+    p = cfg.stage("coarse")
+    exact, detected, corrected = session(1.0), session(0.5), session(0.5, edited=(30, 48))
+    assert exact.landmark_certainty == pytest.approx(1.0)
+    assert detected.landmark_certainty == pytest.approx(0.5 ** 8)
+    assert corrected.landmark_certainty == pytest.approx((66 * 0.5 ** 8 + 2) / 68, rel=1e-5)
+    plain = {k: float(p[name]) for k, name in WEIGHTS.items()}
+    for s, gain in ((exact, 10.0), (detected, 1 + 9 * 0.5 ** 8)):
+        w = term_weights(s, p)
+        assert w["landmark_3d"] == pytest.approx(gain * plain["landmark_3d"])
+        assert w["landmark_2d"] == pytest.approx(gain * plain["landmark_2d"])
+        assert {k: v for k, v in w.items() if not k.startswith("landmark")} == {
+            k: v for k, v in plain.items() if not k.startswith("landmark")}
+    # The pull is real: after the same coarse steps the exact landmarks sit closer than
+    # with the gain off.
+    plain_gain = session(1.0)
+    plain_gain.set_param("coarse", "certain_landmark_gain", 1.0)
+    miss = {}
+    for name, s in (("gain", exact), ("no gain", plain_gain)):
+        s.run()
+        miss[name] = float(np.linalg.norm(
+            s.landmarks_in_scan_frame() - head.true_landmarks, axis=1).mean())
+    assert miss["gain"] < 0.9 * miss["no gain"], miss

@@ -85,6 +85,7 @@ RULES: list[tuple[str, Any]] = [
     ("stages.*.max_distance", POSITIVE),
     ("stages.*.shape_support_distance", POSITIVE),
     ("stages.*.shape_unsupported_gain", NON_NEGATIVE),
+    ("stages.*.certain_landmark_gain", NON_NEGATIVE),
     ("stages.*.min_normal_cos", _range(-1.0, 1.0)),
     ("stages.*.surface_samples", COUNT),
     ("stages.*.min_steps", _range(0, None)),

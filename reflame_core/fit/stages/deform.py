@@ -129,7 +129,8 @@ class DeformStage(FitStage):
             verts = self.vertices()
         terms = {**evaluate_terms(session, verts, p, self.unsupported),
                  **shape_terms(self.prior, verts, p)}
-        total = sum(float(p[WEIGHTS[k]]) * v for k, v in terms.items())
+        weights = term_weights(session, p)
+        total = sum(weights[k] * v for k, v in terms.items())
         if not torch.is_tensor(total) or not total.requires_grad:
             report = {k: float(v.detach()) for k, v in terms.items()}
             report["total"] = float(total.detach()) if torch.is_tensor(total) else float(total)
@@ -228,6 +229,21 @@ def shape_reference(session: FitSession) -> torch.Tensor:
         if start is not None:
             return start
     return session.vertices.detach()
+
+
+def term_weights(session: FitSession, p: dict) -> dict[str, float]:
+    """Each loss term's weight in the stage's total: its ``w_*`` in ``p``; the landmark
+    terms' multiplied by up to ``certain_landmark_gain``, as far as the landmarks are certain
+    (``FitSession.landmark_certainty``).
+
+    The ``w_landmark_*`` are set for detections, a few of which are far off and would drag
+    the face along the surface after them. An exact landmark's residual is the fit's own
+    error, so exact landmarks may pull harder."""
+    weights = {k: float(p[name]) for k, name in WEIGHTS.items()}
+    gain = 1.0 + (float(p["certain_landmark_gain"]) - 1.0) * session.landmark_certainty
+    for k in ("landmark_2d", "landmark_3d"):
+        weights[k] *= gain
+    return weights
 
 
 def shape_terms(prior: ShapePrior | None, verts: torch.Tensor, p: dict) -> dict[str, torch.Tensor]:
