@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from reflame_core.fit.config import FitConfig
+from reflame_core.geometry.frame import CANONICAL_EXTENT
 from reflame_core.io.obj import write_obj
 from reflame_core.io.scan import load_scan
 from reflame_core.landmarks.cli import add_parser
@@ -246,3 +247,26 @@ def test_find_frame_finds_a_head_on_a_stand_four_times_its_height(small_syntheti
     # The frame is the head's: the head lands at about the template's size.
     head = found.to_canonical.apply(small_synthetic_head.scan.vertices)
     assert 2.0 < np.ptp(head, axis=0).max() < 4.5
+
+
+def test_known_landmarks_frame_the_head_on_a_stand_not_the_stand(small_synthetic_head):
+    """A landmark file on a head on a stand: the frame is set on the head they mark (at the
+    template's size), as the face search sets it on the end it found the face in; on the
+    head alone, and on a bust, it stays the whole scan's."""
+    head = small_synthetic_head
+    for heights in (1.5, 4.0):
+        stood, _ = _on_a_stand(head, heights)
+        found = frame_from_landmarks(head.true_landmarks, stood)
+        assert found.part is not None and "landmarks mark" in found.describe()
+        assert 2.5 < np.ptp(found.to_canonical.apply(head.scan.vertices), axis=0).max() < 3.3
+        up_err, front_err = _axis_errors(found, head)
+        assert up_err < 12.0 and front_err < 12.0
+    # The head alone, and a bust (1.5-1.6 head extents long), keep the whole scan's frame.
+    from reflame_core.synthetic.partial import shoulders
+
+    bust = shoulders(head, np.random.default_rng(1)).scan
+    for scan in (head.scan, bust):
+        whole = frame_from_landmarks(head.true_landmarks, scan)
+        assert whole.part is None
+        extent = np.ptp(whole.to_canonical.apply(scan.vertices.astype(np.float64)), axis=0)
+        assert extent.max() == pytest.approx(CANONICAL_EXTENT, rel=1e-3)

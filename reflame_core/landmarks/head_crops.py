@@ -27,6 +27,15 @@ RADII = (0.35, 0.18)
 MAX_EXTENT = 0.9
 # Nor is a part with a handful of faces a head (a stand's corner).
 MIN_FACES = 200
+# FLAME's head (eyeballs aside) next to the RMS radius of its 68 landmarks about their
+# centroid: its bounding box's largest side, and the box's centre from that centroid along
+# (right, up, front). Measured on the FLAME 2023 template: 5.19 and (-0.02, -0.17, -1.17).
+HEAD_EXTENT_PER_FACE = 5.2
+HEAD_CENTRE_PER_FACE = np.array([0.0, -0.17, -1.17])
+# A scan this many head extents long or more is framed on the head its landmarks mark (a
+# stand, a body; a bust with shoulders is 1.5-1.6), in a ball this many head extents across.
+LONG_SCAN = 2.0
+HEAD_BALL = 1.3
 
 
 def head_crops(scan: Scan) -> Iterator[tuple[str, Scan]]:
@@ -51,3 +60,30 @@ def head_crops(scan: Scan) -> Iterator[tuple[str, Scan]]:
             part = scan.with_faces(inside)
             if part.extent.max() <= MAX_EXTENT * size:
                 yield f"the {name} end, {fraction:.0%} of the scan's size", part
+
+
+def landmark_head(scan: Scan, landmarks: np.ndarray, rotation: np.ndarray
+                  ) -> tuple[str, np.ndarray] | None:
+    """Where known landmarks put the head in a scan much longer than a head: (where, (V,) bool
+    of the scan's vertices in a ball about the head), or None for a scan about a head long.
+
+    Args:
+        scan: in its own frame.
+        landmarks: (68,3) iBUG landmarks on it, scan frame (NaN rows: not placed).
+        rotation: (3,3) rows the scan-frame directions of the face's right, up and front.
+    """
+    points = landmarks[np.isfinite(landmarks).all(1)]
+    centroid = points.mean(0)
+    face = float(np.sqrt(((points - centroid) ** 2).sum(1).mean()))
+    vertices = np.asarray(scan.vertices, np.float64)
+    turned = vertices @ np.asarray(rotation, np.float64).T
+    head = HEAD_EXTENT_PER_FACE * face
+    scan_size = float((turned.max(0) - turned.min(0)).max())
+    if not head > 0 or scan_size < LONG_SCAN * head:
+        return None
+    centre = centroid + np.asarray(rotation, np.float64).T @ (HEAD_CENTRE_PER_FACE * face)
+    inside = np.linalg.norm(vertices - centre, axis=1) <= HEAD_BALL * head / 2
+    if inside.sum() < 3:
+        return None
+    share = HEAD_BALL * head / scan_size
+    return f"the ball its landmarks mark, {share:.0%} of the scan's size", inside

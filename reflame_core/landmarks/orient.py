@@ -373,9 +373,15 @@ def no_face_in_frame(up: str, front: str) -> str:
 def frame_from_landmarks(points68: np.ndarray, scan: Scan) -> FoundFrame | None:
     """The frame of a face whose iBUG landmarks (68,3) (scan frame, NaN rows unplaced) are
     known already (a landmark file): no detection. None where they give no frame."""
+    from reflame_core.landmarks.head_crops import landmark_head
+
     axes = face_axes(points68)
     if axes is None:
         return None
     rotation = _axis_pitch(axes)
-    return FoundFrame(rotated_frame(scan.vertices, rotation), 1.0, rotation[1].copy(),
-                      rotation[2].copy(), 1)
+    # On a stand or a body, the frame is set on the head, as ``find_frame`` sets it on the
+    # end where it found the face: the head then fills the views the fit renders.
+    head = landmark_head(scan, np.asarray(points68, np.float64), rotation)
+    framed = scan.vertices if head is None else scan.vertices[head[1]]
+    return FoundFrame(rotated_frame(framed, rotation), 1.0, rotation[1].copy(),
+                      rotation[2].copy(), 1, None if head is None else head[0])
