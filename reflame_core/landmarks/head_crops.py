@@ -7,6 +7,9 @@ of such a scan, so the parts tried are balls at its ends: for each of the six ax
 directions, the faces within a ball that touches the scan's farthest point along that
 direction from inside, for two ball sizes (a head on a stand of its own size; one a fifth of
 the whole). Turned and framed on their own, their face fills the views again.
+
+Where the landmarks are known already (a landmark file), they say where the head is:
+``landmark_head`` places FLAME's head box by them.
 """
 
 from __future__ import annotations
@@ -29,7 +32,8 @@ MAX_EXTENT = 0.9
 MIN_FACES = 200
 # FLAME's head (eyeballs aside) next to the RMS radius of its 68 landmarks about their
 # centroid: its bounding box's largest side, and the box's centre from that centroid along
-# (right, up, front). Measured on the FLAME 2023 template: 5.19 and (-0.02, -0.17, -1.17).
+# the canonical +x, +y (up), +z (front). Measured on the FLAME 2023 template: 5.19 and
+# (-0.02, -0.17, -1.17).
 HEAD_EXTENT_PER_FACE = 5.2
 HEAD_CENTRE_PER_FACE = np.array([0.0, -0.17, -1.17])
 # A scan this many head extents long or more is framed on the head its landmarks mark (a
@@ -70,7 +74,8 @@ def landmark_head(scan: Scan, landmarks: np.ndarray, rotation: np.ndarray
     Args:
         scan: in its own frame.
         landmarks: (68,3) iBUG landmarks on it, scan frame (NaN rows: not placed).
-        rotation: (3,3) rows the scan-frame directions of the face's right, up and front.
+        rotation: (3,3) rows the scan-frame directions that become canonical +x, +y (up)
+            and +z (front), as the face gives them.
     """
     points = landmarks[np.isfinite(landmarks).all(1)]
     centroid = points.mean(0)
