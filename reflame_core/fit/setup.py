@@ -106,6 +106,9 @@ def detected_inputs(scan: Scan, flame: FlameAssets, config: FitConfig, device: s
     be one) is a misreading (a dim, holed face read upside down): the scan's own axes
     (``frame.up``/``frame.front``) are tried instead, and kept whatever detection finds
     there, since a fit without landmarks keeps the turn of the frame it starts in.
+
+    On a scan two head lengths long or more (a stand, a body), the frame is then centred on
+    and sized to the head the landmarks mark (``landmarks.orient.head_frame``), its turn kept.
     """
     detector = SharedDetector()
     try:
@@ -125,6 +128,14 @@ def detected_inputs(scan: Scan, flame: FlameAssets, config: FitConfig, device: s
                 log(line)
     finally:
         detector.release()
+    if lms is not None and config.get("frame.auto"):
+        from reflame_core.landmarks.orient import head_frame
+
+        framed, where = head_frame(scan, lms.positions(scan.vertices, scan.faces)[:68],
+                                   sim.rotation)
+        if where is not None:
+            log(f"frame: set on the head in {where}")
+            sim = framed
     return FitInputs(scan, flame.template, flame.embedding, lms, sim)
 
 

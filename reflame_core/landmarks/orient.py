@@ -373,15 +373,25 @@ def no_face_in_frame(up: str, front: str) -> str:
 def frame_from_landmarks(points68: np.ndarray, scan: Scan) -> FoundFrame | None:
     """The frame of a face whose iBUG landmarks (68,3) (scan frame, NaN rows unplaced) are
     known already (a landmark file): no detection. None where they give no frame."""
-    from reflame_core.landmarks.head_crops import landmark_head
-
     axes = face_axes(points68)
     if axes is None:
         return None
     rotation = _axis_pitch(axes)
-    # On a stand or a body, the frame is set on the head, as ``find_frame`` sets it on the
-    # end where it found the face: the head then fills the views the fit renders.
+    frame, where = head_frame(scan, points68, rotation)
+    return FoundFrame(frame, 1.0, rotation[1].copy(), rotation[2].copy(), 1, where)
+
+
+def head_frame(scan: Scan, points68: np.ndarray, rotation: np.ndarray
+               ) -> tuple[Similarity, str | None]:
+    """The frame turned by ``rotation`` (3,3) (rows: the scan-frame directions that become
+    +x, +y, +z) and centred on and sized to the scan; or, on a scan two head lengths long or
+    more (a stand, a body), to the head its iBUG landmarks (68,3) mark
+    (``head_crops.landmark_head``), as ``find_frame`` sets it on the end where it found the
+    face: the head then fills the views the fit renders. Returns (frame, where the head is,
+    or None for the whole scan)."""
+    from reflame_core.landmarks.head_crops import landmark_head
+
     head = landmark_head(scan, np.asarray(points68, np.float64), rotation)
-    framed = scan.vertices if head is None else scan.vertices[head[1]]
-    return FoundFrame(rotated_frame(framed, rotation), 1.0, rotation[1].copy(),
-                      rotation[2].copy(), 1, None if head is None else head[0])
+    if head is None:
+        return rotated_frame(scan.vertices, rotation), None
+    return rotated_frame(scan.vertices[head[1]], rotation), head[0]
