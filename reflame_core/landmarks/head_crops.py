@@ -90,5 +90,5 @@ def landmark_head(scan: Scan, landmarks: np.ndarray, rotation: np.ndarray
     inside = np.linalg.norm(vertices - centre, axis=1) <= HEAD_BALL * head / 2
     if inside.sum() < 3:
         return None
-    share = HEAD_BALL * head / scan_size
-    return f"the ball its landmarks mark, {share:.0%} of the scan's size", inside
+    radius = HEAD_BALL * head / 2 / scan_size  # a share of the scan, as ``head_crops`` says
+    return f"the ball its landmarks mark, {radius:.0%} of the scan's size", inside
