@@ -665,3 +665,40 @@ def test_an_export_whose_report_warns_says_so(flame_dir, tmp_path) -> None:
     app.export_pending = tmp_path
     app._check_export()
     assert app.messages.banner.level == "info"
+
+
+def test_a_detection_on_a_stand_frames_the_head_as_reflame_fit_does(
+        small_synthetic_head, flame_dir, tmp_path, monkeypatch) -> None:
+    """A frame found from the face on a scan four head heights long: once the landmarks are
+    detected, the studio centres and sizes it on the head they mark, its turn kept (the
+    landmarks stay valid); a frame the user set stays as it is."""
+    from reflame_app.state.app_state import AppState
+    from reflame_core.geometry.frame import rotated_frame
+    from reflame_core.io.obj import write_obj
+    from reflame_core.synthetic.partial import on_a_stand
+    from reflame_core.worker.protocol import Result
+
+    monkeypatch.setenv("REFLAME_AUTOSAVE_DIR", str(tmp_path / "autosave"))
+    stood = on_a_stand(small_synthetic_head, 4.0)
+    s = stood.scan
+    rotation = small_synthetic_head.to_canonical.rotation
+    app = AppState(flame_dir=flame_dir, preset="fast")
+    try:
+        app.config.set("frame.auto", False)  # the frame is given below, as if found
+        app.open_scan(write_obj(tmp_path / "stood.obj", s.vertices, s.faces))
+        for source in ("corrected", "auto"):
+            assert app.set_frame(rotated_frame(s.vertices, rotation), source, confirmed=True)
+            app._detect_frame = app.frame.version  # asked in this frame
+            app._apply_detection(Result(1, "detect", stood.true_landmark_set()))
+            head = app.to_canonical.apply(small_synthetic_head.scan.vertices.astype(np.float64))
+            if source == "corrected":  # the user's frame: the head stays small in it
+                assert np.ptp(head, axis=0).max() < 1.5
+                assert "framed on the head" not in app.messages.banner.text
+        assert 2.5 < np.ptp(head, axis=0).max() < 3.3
+        assert np.allclose(app.to_canonical.rotation, rotation)
+        assert app.frame.source == "auto" and not app.frame.landmarks_stale
+        assert "framed on the head in the ball its landmarks mark" in app.messages.banner.text
+        assert np.allclose(app.scan_canonical.vertices, app.to_canonical.apply(s.vertices),
+                           atol=1e-5)
+    finally:
+        app.shutdown()

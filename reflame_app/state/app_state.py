@@ -310,6 +310,8 @@ class AppState:
         placed = int(lms.placed_mask.sum())
         how = ", the 68 placed by a FLAME fit" if self._detect_refined else ""
         failed = detection_failed(lms)
+        if placed and not failed:
+            how += self._frame_the_head(lms)
         # A FLAME fit's placement carries the fit's closeness to the scan, not the views'
         # agreement: only the detection itself is doubted.
         doubt = None if self._detect_refined else detection_doubtful(lms)
@@ -324,6 +326,25 @@ class AppState:
                                 "before fitting.")
         else:
             self.messages.info(f"Detected {placed} of {len(lms)} landmarks{how}")
+
+    def _frame_the_head(self, lms: Any) -> str:
+        """On a scan two head lengths long or more (a stand, a body), a frame found from the
+        face is centred on and sized to the head the detected landmarks mark, its turn kept,
+        as ``reflame fit`` sets it (``landmarks.orient.head_frame``): the head then fills the
+        views the fit renders. Not while a fit session holds the frame, nor over the user's
+        own frame. Returns what to add to the detection's message ("" where nothing moved)."""
+        if (self.frame.source != "auto" or self.controller is not None
+                or self.frame.landmarks_stale):
+            return ""
+        from reflame_core.landmarks.orient import head_frame
+
+        scan = self._need_scan()
+        framed, where = head_frame(scan, lms.positions(scan.vertices, scan.faces)[:68],
+                                   self.to_canonical.rotation)
+        if where is None:
+            return ""
+        self._show_frame(framed, "auto")
+        return f"; the scan is framed on the head in {where}"
 
     @property
     def orienting(self) -> bool:
