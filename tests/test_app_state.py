@@ -697,7 +697,7 @@ def test_a_detection_on_a_stand_frames_the_head_as_reflame_fit_does(
         assert 2.5 < np.ptp(head, axis=0).max() < 3.3
         assert np.allclose(app.to_canonical.rotation, rotation)
         assert app.frame.source == "auto" and not app.frame.landmarks_stale
-        assert "framed on the head in the ball its landmarks mark" in app.messages.banner.text
+        assert "framed on the head in the box its landmarks mark" in app.messages.banner.text
         assert np.allclose(app.scan_canonical.vertices, app.to_canonical.apply(s.vertices),
                            atol=1e-5)
     finally:

@@ -286,7 +286,7 @@ def test_reflame_fit_frames_the_head_its_detections_mark_on_a_stand(small_synthe
     inputs = setup.detected_inputs(stood, setup.FlameAssets(flame_template, landmark_embedding),
                                    FitConfig.load(preset="fast"), "cpu", said.append)
     assert inputs.landmarks is not None, said
-    assert any("set on the head in the ball its landmarks mark" in s for s in said), said
+    assert any("set on the head in the box its landmarks mark" in s for s in said), said
     extent = np.ptp(inputs.to_canonical.apply(head.scan.vertices.astype(np.float64)), axis=0)
     assert 2.5 < extent.max() < 3.3, extent
     assert rotation_angle_deg(inputs.to_canonical.rotation, head.to_canonical.rotation) < 25.0

@@ -8,7 +8,7 @@ directions, the faces within a ball that touches the scan's farthest point along
 direction from inside, for two ball sizes (a head on a stand of its own size; one a fifth of
 the whole). Turned and framed on their own, their face fills the views again.
 
-Where the landmarks are known already (a landmark file), they say where the head is:
+Where the landmarks are known (a landmark file, a detection), they say where the head is:
 ``landmark_head`` places FLAME's head box by them.
 """
 
@@ -37,9 +37,8 @@ MIN_FACES = 200
 HEAD_EXTENT_PER_FACE = 5.2
 HEAD_CENTRE_PER_FACE = np.array([0.0, -0.17, -1.17])
 # A scan this many head extents long or more is framed on the head its landmarks mark (a
-# stand, a body; a bust with shoulders is 1.5-1.6), in a ball this many head extents across.
+# stand, a body; a bust with shoulders is 1.5-1.6).
 LONG_SCAN = 2.0
-HEAD_BALL = 1.3
 
 
 def head_crops(scan: Scan) -> Iterator[tuple[str, Scan]]:
@@ -67,9 +66,10 @@ def head_crops(scan: Scan) -> Iterator[tuple[str, Scan]]:
 
 
 def landmark_head(scan: Scan, landmarks: np.ndarray, rotation: np.ndarray
-                  ) -> tuple[str, np.ndarray] | None:
-    """Where known landmarks put the head in a scan much longer than a head: (where, (V,) bool
-    of the scan's vertices in a ball about the head), or None for a scan about a head long.
+                  ) -> tuple[str, np.ndarray, float] | None:
+    """Where known landmarks put the head in a scan much longer than a head: (where, the
+    centre (3,) of FLAME's head box placed by them, scan frame, and that box's largest side),
+    or None for a scan less than ``LONG_SCAN`` head extents long.
 
     Args:
         scan: in its own frame.
@@ -78,17 +78,15 @@ def landmark_head(scan: Scan, landmarks: np.ndarray, rotation: np.ndarray
             and +z (front), as the face gives them.
     """
     points = landmarks[np.isfinite(landmarks).all(1)]
+    if len(points) < 3:
+        return None
     centroid = points.mean(0)
     face = float(np.sqrt(((points - centroid) ** 2).sum(1).mean()))
-    vertices = np.asarray(scan.vertices, np.float64)
-    turned = vertices @ np.asarray(rotation, np.float64).T
+    rotation = np.asarray(rotation, np.float64)
+    turned = np.asarray(scan.vertices, np.float64) @ rotation.T
     head = HEAD_EXTENT_PER_FACE * face
     scan_size = float((turned.max(0) - turned.min(0)).max())
     if not head > 0 or scan_size < LONG_SCAN * head:
         return None
-    centre = centroid + np.asarray(rotation, np.float64).T @ (HEAD_CENTRE_PER_FACE * face)
-    inside = np.linalg.norm(vertices - centre, axis=1) <= HEAD_BALL * head / 2
-    if inside.sum() < 3:
-        return None
-    radius = HEAD_BALL * head / 2 / scan_size  # a share of the scan, as ``head_crops`` says
-    return f"the ball its landmarks mark, {radius:.0%} of the scan's size", inside
+    centre = centroid + rotation.T @ (HEAD_CENTRE_PER_FACE * face)
+    return f"the box its landmarks mark, {head / scan_size:.0%} of the scan's length", centre, head

@@ -23,7 +23,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reflame_core.geometry.frame import AXIS_NAMES, axis_vector, canonical_frame, rotated_frame
+from reflame_core.geometry.frame import (
+    AXIS_NAMES,
+    CANONICAL_EXTENT,
+    axis_vector,
+    canonical_frame,
+    rotated_frame,
+)
 from reflame_core.geometry.similarity import Similarity
 from reflame_core.io.mesh import Scan
 from reflame_core.landmarks.detector import LandmarkDetector
@@ -385,13 +391,16 @@ def head_frame(scan: Scan, points68: np.ndarray, rotation: np.ndarray
                ) -> tuple[Similarity, str | None]:
     """The frame turned by ``rotation`` (3,3) (rows: the scan-frame directions that become
     +x, +y, +z) and centred on and sized to the scan; or, on a scan two head lengths long or
-    more (a stand, a body), to the head its iBUG landmarks (68,3) mark
-    (``head_crops.landmark_head``), as ``find_frame`` sets it on the end where it found the
-    face: the head then fills the views the fit renders. Returns (frame, where the head is,
-    or None for the whole scan)."""
+    more (a stand, a body), to the head box its iBUG landmarks (68,3) mark
+    (``head_crops.landmark_head``), as on a scan of the head alone: the head then fills the
+    views the fit renders at the template's size. Returns (frame, where the head is, or None
+    for the whole scan)."""
     from reflame_core.landmarks.head_crops import landmark_head
 
     head = landmark_head(scan, np.asarray(points68, np.float64), rotation)
     if head is None:
         return rotated_frame(scan.vertices, rotation), None
-    return rotated_frame(scan.vertices[head[1]], rotation), head[0]
+    where, centre, extent = head
+    scale = CANONICAL_EXTENT / extent
+    rot = np.asarray(rotation, np.float64)
+    return Similarity(scale, rot, -scale * (rot @ centre)), where
