@@ -191,8 +191,6 @@ class FitSession:
         self.targets: ScanTargets | None = None
         self._target_samples = 0
         self.landmark_targets: LandmarkTargets | None = None
-        # How certain the landmark set is, 0-1 (``_update_landmark_weights``).
-        self.landmark_certainty = 0.0
         self.history: list[StepReport] = []
         self.events: list[str] = []
         self.version = 0
@@ -586,7 +584,6 @@ class FitSession:
         """New 3D landmark targets, in the scan's own frame (as detected or edited)."""
         if landmarks is None:
             self.landmark_targets = None
-            self.landmark_certainty = 0.0
             return
         raw = np.asarray(landmarks.points, np.float64)
         weights = np.asarray(landmarks.weights, np.float32).copy()
@@ -616,15 +613,20 @@ class FitSession:
             lm.weights * np.array([w3.get(g, 1.0) for g in lm.groups], np.float32),
             device=self.device,
         )
-        sharpening = self._deform_sharpening()
         self.landmark_weight_deform = self.landmark_weight_3d * torch.as_tensor(
-            sharpening, device=self.device)
-        # The mean of confidence ** confidence_power over the landmarks in use: 1 for exact
-        # ones (an artist's, a file's without confidences), about 0.01 for detections.
-        active = lm.weights > 0
-        self.landmark_certainty = (float(np.mean(lm.confidence[active] * sharpening[active]))
-                                   if active.any() else 0.0)
+            self._deform_sharpening(), device=self.device)
         self._update_landmark_views()
+
+    @property
+    def landmark_certainty(self) -> float:
+        """How certain the landmark set is, 0-1: the mean of confidence **
+        ``landmarks.confidence_power`` over the landmarks in use. 1 for exact ones (an
+        artist's, a file's without confidences), under 0.05 for detections; 0 without any."""
+        lm = self.landmark_targets
+        active = np.zeros(0, bool) if lm is None else lm.weights > 0
+        if not active.any():
+            return 0.0
+        return float(np.mean(lm.confidence[active] * self._deform_sharpening()[active]))
 
     def _deform_sharpening(self) -> np.ndarray:
         """(L,) confidence ** (``landmarks.confidence_power`` - 1): on weights that already
